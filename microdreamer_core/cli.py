@@ -1,0 +1,141 @@
+"""The ``microdreamer`` command line: reconstruct, render and the embedded demo.
+
+Every user error ends in one line on stderr that names the problem and the fix, a non-zero exit
+code, and no partial output file (outputs are written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import Cancelled, InputError
+
+MESH_SUFFIXES = (".glb", ".gltf", ".obj")
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=None)
+
+    def update(step: int, _total: int) -> None:
+        bar.update(step - bar.n)
+        if step >= _total:
+            bar.close()
+
+    return update
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from .reconstruct import ReconstructConfig, reconstruct
+    from .views import load_transforms
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".ply":
+        raise InputError(f"--out must end in .ply (got '{out.name}'): reconstruction writes a 3D Gaussian PLY")
+    views = load_transforms(args.views_dir)
+    cfg = ReconstructConfig(steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device)
+    print(f"reconstructing from {len(views)} views ({views.cameras.width}x{views.cameras.height}"
+          f"{f' -> {args.resolution}' if args.resolution else ''}), {args.steps} steps", file=sys.stderr)
+    result = reconstruct(views, cfg, progress=_progress_bar(args.steps, "reconstruct"))
+    result.gaussians.save_ply(out)
+    print(f"wrote {out} ({result.gaussians.num} Gaussians, {result.seconds:.1f} s)")
+
+
+def load_model(path: Path):
+    """A Gaussian PLY or a mesh file, chosen by extension."""
+    from .gaussians import Gaussians
+
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist: check the path")
+    if suffix == ".ply":
+        return Gaussians.load_ply(path)
+    if suffix in MESH_SUFFIXES:
+        from .mesh import load_mesh
+
+        return load_mesh(path)
+    raise InputError(f"unknown model type '{suffix or path.name}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh")
+
+
+def render_model(model, cameras, background=(1.0, 1.0, 1.0)) -> torch.Tensor:
+    """(N, H, W, 4) RGBA renders of a Gaussians or Mesh model (colour un-composited from the background)."""
+    from .gaussians import Gaussians
+
+    with torch.no_grad():
+        if isinstance(model, Gaussians):
+            out = model.render(cameras, background)
+        else:
+            from .mesh_render import render_mesh
+
+            out = render_mesh(model, cameras, background)
+    bg = torch.as_tensor(background, dtype=out.rgb.dtype)
+    a = out.alpha
+    rgb = torch.where(a > 1e-4, (out.rgb - bg * (1 - a)) / a.clamp(min=1e-4), torch.zeros_like(out.rgb))
+    return torch.cat([rgb.clamp(0, 1), a.clamp(0, 1)], dim=-1)
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    from .views import PosedViews, load_cameras, save_transforms
+
+    model = load_model(Path(args.model))
+    cameras = load_cameras(args.cameras, args.resolution)
+    images = render_model(model, cameras)
+    json_path = save_transforms(PosedViews(images, cameras), args.out)
+    print(f"wrote {len(cameras)} RGBA views to {Path(args.out)} ({json_path.name} + images/)")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="microdreamer", description="MicroDreamer: fast 3D Gaussian reconstruction and generation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("reconstruct", help="fit 3D Gaussians to posed RGBA views (transforms.json)")
+    r.add_argument("views_dir", help="folder with transforms.json and RGBA PNGs (NeRF-synthetic layout, OpenGL c2w)")
+    r.add_argument("--out", required=True, help="output .ply (standard 3DGS layout)")
+    r.add_argument("--steps", type=int, default=500, help="optimiser steps (default 500)")
+    r.add_argument("--resolution", type=int, default=None, help="square working resolution (default: the images' own)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    r.set_defaults(func=cmd_reconstruct)
+
+    d = sub.add_parser("render", help="render a .ply or .glb/.obj model from the cameras of a transforms.json")
+    d.add_argument("model", help=".ply (3D Gaussians) or .glb/.gltf/.obj (mesh)")
+    d.add_argument("--cameras", required=True, help="transforms.json (or its folder) giving the cameras")
+    d.add_argument("--out", required=True, help="output folder: transforms.json + images/r_<i>.png (RGBA)")
+    d.add_argument("--resolution", type=int, default=None, help="square image size (default: that of the camera file's images)")
+    d.set_defaults(func=cmd_render)
+
+    m = sub.add_parser("demo", help="the embedded default: build a textured object in code, render it, reconstruct it")
+    m.add_argument("--out", default="microdreamer_demo", help="output folder (default ./microdreamer_demo)")
+    m.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
+    m.add_argument("--resolution", type=int, default=128, help="view size (default 128)")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Cancelled):
+        print("interrupted: no output was written for the unfinished step", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,29 +62,13 @@ def load_model(path: Path):
     raise InputError(f"unknown model type '{suffix or path.name}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh")
 
 
-def render_model(model, cameras, background=(1.0, 1.0, 1.0)) -> torch.Tensor:
-    """(N, H, W, 4) RGBA renders of a Gaussians or Mesh model (colour un-composited from the background)."""
-    from .gaussians import Gaussians
-
-    with torch.no_grad():
-        if isinstance(model, Gaussians):
-            out = model.render(cameras, background)
-        else:
-            from .mesh_render import render_mesh
-
-            out = render_mesh(model, cameras, background)
-    bg = torch.as_tensor(background, dtype=out.rgb.dtype)
-    a = out.alpha
-    rgb = torch.where(a > 1e-4, (out.rgb - bg * (1 - a)) / a.clamp(min=1e-4), torch.zeros_like(out.rgb))
-    return torch.cat([rgb.clamp(0, 1), a.clamp(0, 1)], dim=-1)
-
-
 def cmd_render(args: argparse.Namespace) -> None:
+    from .evaluation import render_rgba
     from .views import PosedViews, load_cameras, save_transforms
 
     model = load_model(Path(args.model))
     cameras = load_cameras(args.cameras, args.resolution)
-    images = render_model(model, cameras)
+    images = render_rgba(model, cameras)
     json_path = save_transforms(PosedViews(images, cameras), args.out)
     print(f"wrote {len(cameras)} RGBA views to {Path(args.out)} ({json_path.name} + images/)")
 
@@ -92,7 +76,8 @@ def cmd_render(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed)
+    run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed,
+             progress=_progress_bar(args.steps, "reconstruct"))
 
 
 def build_parser() -> argparse.ArgumentParser:

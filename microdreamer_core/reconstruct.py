@@ -156,8 +156,19 @@ def reconstruct(
 
     ``progress(step, total)`` is called after each step; ``cancel()`` before each step, and may
     raise (ComfyUI's interrupt) or return True (raises :class:`Cancelled`) to stop.
-    Deterministic for a fixed ``config.seed`` on CPU.
+    Deterministic for a fixed ``config.seed`` on CPU. Works when called under
+    ``torch.inference_mode()`` (as ComfyUI runs nodes): gradients are switched back on inside.
     """
+    with torch.inference_mode(False), torch.enable_grad():
+        return _reconstruct(views, config, gaussians, progress, cancel)
+
+
+def _plain(t: Tensor) -> Tensor:
+    """A copy autograd can save, for tensors created under inference mode."""
+    return t.clone() if t.is_inference() else t
+
+
+def _reconstruct(views, config, gaussians, progress, cancel) -> ReconstructResult:
     cfg = config or ReconstructConfig()
     if cfg.steps < 0:
         raise InputError(f"steps must be >= 0, got {cfg.steps}")
@@ -166,7 +177,8 @@ def reconstruct(
     if cfg.resolution:
         views = views.resized(cfg.resolution)
     cams = views.cameras.to(device)
-    images = views.images.to(device)
+    cams = Cameras(_plain(cams.c2w), _plain(cams.fovy), cams.width, cams.height, cams.near, cams.far)
+    images = _plain(views.images.to(device))
     target_rgb = PosedViews(images, cams).rgb_on(cfg.background)
     target_alpha = images[..., 3]
 
@@ -176,7 +188,7 @@ def reconstruct(
         if gaussians is None:
             gen = torch.Generator().manual_seed(cfg.seed)
             gaussians = init_ball(cfg.num_init, cfg.init_radius, cfg.init_opacity, sh_degree=cfg.sh_degree, generator=gen)
-        fitter = GaussianFitter(gaussians.to(device), cfg.lr, cfg.densify, cfg.background, cfg.backend)
+        fitter = GaussianFitter(gaussians.to(device).map(_plain), cfg.lr, cfg.densify, cfg.background, cfg.backend)
         losses = []
         for step in range(cfg.steps):
             if cancel is not None and cancel():

@@ -53,6 +53,35 @@ class PosedViews:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @classmethod
+    def from_images_and_masks(cls, images: Tensor, masks: Tensor, cameras: Cameras, invert_mask: bool = False) -> "PosedViews":
+        """Pack an (N, H, W, 3) image batch and an (N, H, W) mask batch (1 = object) as RGBA views.
+
+        ``invert_mask`` takes ``1 - mask``, for masks where 1 means transparent (ComfyUI's LoadImage).
+        """
+        if images.ndim != 4 or images.shape[-1] not in (3, 4):
+            raise InputError(f"images must be an image batch (N, H, W, 3), got shape {tuple(images.shape)}")
+        if masks.ndim == 2:
+            masks = masks[None]
+        if masks.ndim != 3:
+            raise InputError(f"masks must be a mask batch (N, H, W), got shape {tuple(masks.shape)}")
+        n, h, w = images.shape[:3]
+        if masks.shape[0] != n or len(cameras) != n:
+            raise InputError(
+                f"{n} images, {masks.shape[0]} masks and {len(cameras)} cameras: give exactly one mask and one "
+                "camera per image (batch the views in the same order)"
+            )
+        if tuple(masks.shape[1:]) != (h, w):
+            raise InputError(
+                f"masks are {masks.shape[2]}x{masks.shape[1]} but images are {w}x{h}: use the masks that belong to "
+                "these images (an image without alpha gets a 64x64 empty mask from LoadImage: remove the background first)"
+            )
+        alpha = masks.to(images)
+        if invert_mask:
+            alpha = 1.0 - alpha
+        rgba = torch.cat([images[..., :3], alpha[..., None]], dim=-1).float().clamp(0.0, 1.0)
+        return cls(rgba, cameras.with_resolution(w, h))
+
     @property
     def masks(self) -> Tensor:
         """(N, H, W) object coverage (the alpha channel)."""

@@ -1,0 +1,18 @@
+"""ComfyUI adapters for microdreamer_core (V3 node API). Only this package imports ComfyUI."""
+
+from __future__ import annotations
+
+from .cameras import MicroDreamerOrbitCameras
+from .reconstruct import MicroDreamerSIRReconstruct3DGS
+from .save import MicroDreamerSaveGaussians
+from .views import MicroDreamerLoadPosedViews
+
+NODES = [
+    MicroDreamerLoadPosedViews,
+    MicroDreamerOrbitCameras,
+    MicroDreamerSIRReconstruct3DGS,
+    MicroDreamerSaveGaussians,
+]
+"""Every node class of the pack, in menu order."""
+
+__all__ = ["NODES"] + [n.__name__ for n in NODES]

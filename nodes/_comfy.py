@@ -1,0 +1,55 @@
+"""The little ComfyUI glue every node shares: progress/interrupt hooks, devices and paths.
+
+Only this package imports ComfyUI; ``microdreamer_core`` never does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+
+
+def progress_hook(total: int) -> Callable[[int, int], None]:
+    """A ``progress(step, total)`` callback that drives ComfyUI's progress bar for the running node."""
+    bar = comfy.utils.ProgressBar(max(int(total), 1))
+
+    def progress(step: int, total: int) -> None:
+        bar.update_absolute(step, total)
+
+    return progress
+
+
+def cancel_hook() -> Callable[[], None]:
+    """A ``cancel()`` callback that raises ComfyUI's interrupt exception once the user pressed Cancel."""
+    return comfy.model_management.throw_exception_if_processing_interrupted
+
+
+def torch_device() -> str:
+    """The device ComfyUI runs on (honours ``--cpu``), as a string for the core configs."""
+    return str(comfy.model_management.get_torch_device())
+
+
+def resolve_input_path(path: str) -> Path:
+    """An absolute path as is; a relative one against ComfyUI's input directory (``~`` expanded)."""
+    p = Path(os.path.expanduser(path.strip()))
+    if not p.is_absolute():
+        p = Path(folder_paths.get_input_directory()) / p
+    return p
+
+
+def output_file(filename_prefix: str, extension: str) -> tuple[Path, dict]:
+    """Next free ``<prefix>_00001_.<ext>`` in ComfyUI's output directory and its UI entry.
+
+    ``filename_prefix`` may contain subfolders (``3d/model``) and ComfyUI's ``%date%``-style
+    variables; ComfyUI refuses prefixes that would leave the output directory.
+    """
+    folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+        filename_prefix, folder_paths.get_output_directory()
+    )
+    name = f"{filename}_{counter:05}_.{extension}"
+    return Path(folder) / name, {"filename": name, "subfolder": subfolder, "type": "output"}

@@ -1,0 +1,11 @@
+"""Socket types the MicroDreamer nodes pass between each other (plain Python objects on links)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+MDCameras = io.Custom("MD_CAMERAS")
+"""A ``microdreamer_core.cameras.Cameras`` batch: N posed pinhole cameras sharing one image size."""
+
+MDGaussians = io.Custom("MD_GAUSSIANS")
+"""A ``microdreamer_core.gaussians.Gaussians`` set of 3D Gaussians."""

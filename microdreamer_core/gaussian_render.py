@@ -25,16 +25,19 @@ Model (identical for both backends)
 The torch backend
 -----------------
 Evaluating every Gaussian at every pixel is far too slow, so the image is cut into square
-tiles (8x8 measured fastest on CPU: fewer wasted Gaussian-pixel evaluations than 16x16 at a
-modest binning cost) and each visible Gaussian is binned into the tiles its *opacity-aware*
-extent ``sqrt(2·ln(255·opacity)·λ_max)`` overlaps. That bound is exact: outside it alpha is
-below 1/255 and would be zeroed anyway, so tiling is a pure optimisation -- the image equals the
-dense "every Gaussian at every pixel" result to float rounding (the tests check 1e-5).
+tiles (8x8 measured fastest on CPU: 0.39 s vs 0.44 s for 4x4 and 16x16 in the 128² benchmark
+below, single thread) and each visible Gaussian is binned into the tiles its *opacity-aware*
+extent ``sqrt(2·ln(255·opacity)·λ_max)`` overlaps; candidate tiles whose pixel centres all lie
+outside the ellipse where alpha reaches 1/255 are then dropped (about a third of the pairs). Both
+bounds are exact: outside them alpha is below 1/255 and would be zeroed anyway, so tiling is a
+pure optimisation -- the image equals the dense "every Gaussian at every pixel" result to float
+rounding (the tests check 1e-5, gradients included).
 
 Pairs (tile, Gaussian) are sorted by (tile, depth) with a single integer-key sort. Tiles are
 ordered by their list length and processed in chunks padded to the longest list of the chunk,
-which keeps padding waste small and bounds memory (``_CHUNK_ELEMENTS`` Gaussian-pixel values per
-intermediate). Per chunk the quadratic form of every Gaussian at every pixel of its tile is one
+which keeps padding waste small (~10%) and bounds memory (``_CHUNK_ELEMENTS`` Gaussian-pixel
+values per scratch buffer; the buffers are reused across chunks, since fresh multi-MB allocations
+page-fault on first touch and cost more than the arithmetic). Per chunk the quadratic form of every Gaussian at every pixel of its tile is one
 small matmul against the pixel basis ``[u², uv, v², u, v, 1]`` (tile-centred coordinates keep it
 well conditioned), with ``-log(opacity)`` folded into the constant term so ``alpha`` is a single
 ``exp``. Transmittance is a ``cumprod`` along the depth-sorted list.
@@ -50,11 +53,17 @@ pixel basis. Everything outside that Function (projection, SH, coefficient set-u
 depth normalisation) is ordinary autograd, so gradients reach means, quats, scales, opacities,
 colours and the returned ``means2d`` (``means2d.retain_grad()`` gives d loss / d pixel position).
 
-Measured on 2 CPU cores (bench/bench_gaussian_render.py, 5000 Gaussians in a ball of radius 0.5,
-scales 0.02-0.05, opacity 0.1-0.9, 6 views at radius 2, fovy 49.1°, forward + backward):
+Measured with bench/bench_gaussian_render.py (5000 Gaussians in a ball of radius 0.5, scales
+0.02-0.05, opacity 0.1-0.9, 6 views at radius 2, fovy 49.1°, forward + backward; ~14M
+Gaussian-pixel evaluations at 128² after tile culling, ~38M at 256²):
 
-* 128x128: ~0.13 s per step, ~60 MB peak RSS over the imported-torch baseline;
-* 256x256: ~0.45 s per step, ~130 MB.
+* 2 idle CPU cores: 128x128 ~0.25 s per step, 256x256 ~0.52 s; peak RSS +105 / +220 MB;
+* 1 thread (``OMP_NUM_THREADS=1``) while another process kept the second core busy:
+  128x128 ~0.35 s, 256x256 ~1.1 s.
+
+Beware CPU oversubscription: with 2 OpenMP threads on 2 cores that another process is also using,
+every small op waits on a descheduled thread and the same step took 5-6 s. Use one thread per
+free core (``torch.set_num_threads``) when sharing the machine.
 
 torch vs gsplat
 ---------------
@@ -67,13 +76,12 @@ and relative depth differences of the same order; gsplat also clamps radii and c
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["RenderOutput", "rasterize_gaussians", "project_gaussians", "Projection", "eval_sh", "sh_to_color"]
+__all__ = ["Projection", "RenderOutput", "eval_sh", "project_gaussians", "rasterize_gaussians", "sh_to_color"]
 
 TILE_SIZE = 8
 """Tile edge in pixels for the torch backend (8 beat 16 and 4 on CPU in our benchmark)."""

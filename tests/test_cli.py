@@ -126,3 +126,17 @@ def test_console_entry_point_help():
     assert r.returncode == 0
     for cmd in ("reconstruct", "render", "demo"):
         assert cmd in r.stdout
+
+
+def test_render_a_glb_mesh(views_dir, tmp_path):
+    import trimesh
+
+    box = trimesh.creation.box(extents=(0.6, 0.6, 0.6))
+    box.visual.vertex_colors = np.tile(np.array([[30, 200, 40, 255]], np.uint8), (len(box.vertices), 1))
+    box.export(tmp_path / "box.glb")
+    assert main(["render", str(tmp_path / "box.glb"), "--cameras", str(views_dir), "--out", str(tmp_path / "r")]) == 0
+    v = load_transforms(tmp_path / "r")
+    covered = v.masks > 0.5
+    assert 0.05 < covered.float().mean() < 0.6  # a box in the middle of each view
+    green = v.images[..., :3][covered].mean(0)
+    assert green[1] > 0.6 and green[0] < 0.3 and green[2] < 0.3, green

@@ -101,8 +101,8 @@ def test_nearer_gaussian_occludes():
     viewmats, Ks = _front_camera(res)
     means = torch.tensor([[0.0, 0.0, 0.3], [0.0, 0.0, -0.3]])  # first is nearer the camera at z=+2
     colors = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    args = dict(quats=_identity_quats(2), scales=torch.full((2, 3), 0.3), opacities=torch.tensor([0.99, 0.99]),
-                viewmats=viewmats, Ks=Ks, width=res, height=res, backend="torch")
+    args = {"quats": _identity_quats(2), "scales": torch.full((2, 3), 0.3), "opacities": torch.tensor([0.99, 0.99]),
+                "viewmats": viewmats, "Ks": Ks, "width": res, "height": res, "backend": "torch"}
     centre = (0, res // 2, res // 2)
     out = rasterize_gaussians(means, colors=colors, **args)
     swapped = rasterize_gaussians(means.flip(0), colors=colors.flip(0), **args)  # input order is irrelevant
@@ -200,7 +200,7 @@ def test_means2d_grad_is_pixel_gradient():
 def test_background_variants():
     scene = _random_scene(30, seed=4)
     cams = orbit_cameras([0.0, 0.0], [0.0, 90.0], 2.0, 16)
-    kw = dict(viewmats=cams.w2c_opencv(), Ks=cams.intrinsics(), width=16, height=16, backend="torch")
+    kw = {"viewmats": cams.w2c_opencv(), "Ks": cams.intrinsics(), "width": 16, "height": 16, "backend": "torch"}
     black = rasterize_gaussians(**scene, **kw)
     assert torch.allclose(black.rgb, rasterize_gaussians(**scene, background=torch.zeros(3), **kw).rgb)
     bg3 = torch.tensor([0.1, 0.5, 0.9])
@@ -218,9 +218,9 @@ def test_empty_image_and_culling_behind_camera():
     none = rasterize_gaussians(torch.zeros(0, 3), _identity_quats(0), torch.ones(0, 3), torch.ones(0),
                                torch.ones(0, 3), viewmats, Ks, 16, 16, background=torch.ones(3), backend="torch")
     assert (none.rgb == 1).all() and (none.alpha == 0).all() and none.radii.shape == (1, 0)
-    kw = dict(quats=_identity_quats(2), scales=torch.full((2, 3), 0.2), opacities=torch.tensor([0.9, 0.9]),
-              colors=torch.ones(2, 3), viewmats=viewmats, Ks=Ks, width=16, height=16,
-              background=torch.tensor([0.0, 1.0, 0.0]), backend="torch")
+    kw = {"quats": _identity_quats(2), "scales": torch.full((2, 3), 0.2), "opacities": torch.tensor([0.9, 0.9]),
+              "colors": torch.ones(2, 3), "viewmats": viewmats, "Ks": Ks, "width": 16, "height": 16,
+              "background": torch.tensor([0.0, 1.0, 0.0]), "backend": "torch"}
     behind = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 2.005]])  # behind the camera / closer than near
     out = rasterize_gaussians(behind, **kw)
     assert (out.alpha == 0).all() and (out.depth == 0).all() and (out.radii == 0).all()
@@ -248,7 +248,7 @@ def test_eval_sh_constants_and_sh_rendering():
     # rendering: SH degree 0 equals RGB = SH·C0 + 0.5; degree 1 depends on the view direction
     scene = _random_scene(40, seed=5)
     cams = orbit_cameras([0.0, 0.0], [0.0, 180.0], 2.0, 16)
-    kw = dict(viewmats=cams.w2c_opencv(), Ks=cams.intrinsics(), width=16, height=16, backend="torch")
+    kw = {"viewmats": cams.w2c_opencv(), "Ks": cams.intrinsics(), "width": 16, "height": 16, "backend": "torch"}
     rgb = scene.pop("colors")
     sh0 = ((rgb - 0.5) / SH_C0)[:, None, :]
     a = rasterize_gaussians(**scene, colors=rgb, **kw)
@@ -266,7 +266,7 @@ def test_eval_sh_constants_and_sh_rendering():
 def test_backend_selection_and_gsplat_needs_cuda():
     scene = _random_scene(10, seed=6)
     viewmats, Ks = _front_camera(8)
-    kw = dict(viewmats=viewmats, Ks=Ks, width=8, height=8)
+    kw = {"viewmats": viewmats, "Ks": Ks, "width": 8, "height": 8}
     auto = rasterize_gaussians(**scene, backend="auto", **kw)
     torch_out = rasterize_gaussians(**scene, backend="torch", **kw)
     assert torch.equal(auto.rgb, torch_out.rgb)

@@ -117,3 +117,17 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         with atomic_path(tmp_path / "nope" / "x.bin"):
             pass
+
+
+def test_from_images_and_masks():
+    cams = orbit_cameras([0.0, 0.0], [0.0, 90.0], 2.0, 8)
+    images, masks = torch.rand(2, 8, 8, 3), torch.rand(2, 8, 8)
+    v = PosedViews.from_images_and_masks(images, masks, cams)
+    assert torch.equal(v.images[..., 3], masks) and torch.equal(v.images[..., :3], images)
+    assert torch.allclose(PosedViews.from_images_and_masks(images, masks, cams, invert_mask=True).masks, 1 - masks)
+    with pytest.raises(InputError, match="one mask and one camera per image"):
+        PosedViews.from_images_and_masks(images, masks[:1], cams)
+    with pytest.raises(InputError, match="masks are 4x4 but images are 8x8"):
+        PosedViews.from_images_and_masks(images, masks[:, :4, :4], cams)
+    with pytest.raises(InputError, match="image batch"):
+        PosedViews.from_images_and_masks(images[0], masks, cams)

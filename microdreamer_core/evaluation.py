@@ -24,20 +24,29 @@ DUCK_RADIUS = 0.7
 the framing METHOD.md's image preprocessing uses, and stays inside every view."""
 
 
-def render_rgba(model, cameras: Cameras, background=(1.0, 1.0, 1.0)) -> torch.Tensor:
-    """(N, H, W, 4) straight-alpha RGBA renders of a :class:`Gaussians` or :class:`Mesh`."""
+def render_rgba(model, cameras: Cameras, background=(1.0, 1.0, 1.0), mesh_supersample: int = 4) -> torch.Tensor:
+    """(N, H, W, 4) straight-alpha RGBA renders of a :class:`Gaussians` or :class:`Mesh`.
+
+    Meshes are rendered at ``mesh_supersample`` times the size and area-averaged (premultiplied),
+    so edges are antialiased like a photograph's; the rasteriser itself takes one sample per pixel.
+    """
     from .gaussians import Gaussians
 
     with torch.no_grad():
         if isinstance(model, Gaussians):
             out = model.render(cameras, background)
+            rgb, a = out.rgb, out.alpha
+            bg = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
+            premult = rgb - bg * (1 - a)
         else:
             from .mesh_render import render_mesh
 
-            out = render_mesh(model, cameras, background)
-    bg = torch.as_tensor(background, dtype=out.rgb.dtype, device=out.rgb.device)
-    a = out.alpha
-    rgb = torch.where(a > 1e-4, (out.rgb - bg * (1 - a)) / a.clamp(min=1e-4), torch.zeros_like(out.rgb))
+            ss = max(int(mesh_supersample), 1)
+            out = render_mesh(model, cameras.with_resolution(cameras.width * ss, cameras.height * ss), (0.0, 0.0, 0.0))
+            x = torch.cat([out.rgb * out.alpha, out.alpha], dim=-1).permute(0, 3, 1, 2)  # premultiplied
+            x = torch.nn.functional.avg_pool2d(x, ss).permute(0, 2, 3, 1)
+            premult, a = x[..., :3], x[..., 3:]
+    rgb = torch.where(a > 1e-4, premult / a.clamp(min=1e-4), torch.zeros_like(premult))
     return torch.cat([rgb.clamp(0, 1), a.clamp(0, 1)], dim=-1).cpu()
 
 

@@ -145,8 +145,8 @@ def _resolve_frame_path(root: Path, file_path: str) -> Path:
     raise InputError(f"transforms.json names the image '{file_path}' but {p} does not exist: fix the file_path or add the image")
 
 
-def load_transforms(path: str | Path) -> PosedViews:
-    """Load posed RGBA views from a folder holding ``transforms.json`` (or the json file itself)."""
+def _read_transforms(path: str | Path) -> tuple[Path, float, list[dict], list[Tensor]]:
+    """Parse and check a ``transforms.json``: (json path, camera_angle_x, frames, c2w poses)."""
     path = Path(path)
     json_path = path / "transforms.json" if path.is_dir() else path
     if not json_path.is_file():
@@ -166,26 +166,32 @@ def load_transforms(path: str | Path) -> PosedViews:
         raise InputError(f"{json_path}: camera_angle_x must be a number (horizontal field of view in radians)") from None
     if not 0.0 < fovx < math.pi:
         raise InputError(f"{json_path}: camera_angle_x={fovx} is not a field of view in radians (0, pi)")
-
-    images, poses = [], []
+    poses = []
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
             raise InputError(f"{json_path}: frame {i} needs 'file_path' and 'transform_matrix'")
         m = np.asarray(frame["transform_matrix"], dtype=np.float64) if _is_matrix(frame["transform_matrix"]) else None
         if m is None or not np.isfinite(m).all():
             raise InputError(f"{json_path}: frame {i} transform_matrix must be a finite 4x4 matrix (OpenGL camera-to-world)")
-        image_path = _resolve_frame_path(json_path.parent, str(frame["file_path"]))
-        images.append(load_rgba(image_path))
         poses.append(torch.from_numpy(m).float())
+    return json_path, fovx, frames, poses
 
+
+def _cameras(poses: list[Tensor], fovx: float, width: int, height: int) -> Cameras:
+    focal = width / (2.0 * math.tan(fovx / 2.0))
+    return Cameras(torch.stack(poses), 2.0 * math.atan(height / (2.0 * focal)), width, height)
+
+
+def load_transforms(path: str | Path) -> PosedViews:
+    """Load posed RGBA views from a folder holding ``transforms.json`` (or the json file itself)."""
+    json_path, fovx, frames, poses = _read_transforms(path)
+    images = [load_rgba(_resolve_frame_path(json_path.parent, str(f["file_path"]))) for f in frames]
     sizes = {tuple(im.shape[:2]) for im in images}
     if len(sizes) > 1:
         listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
         raise InputError(f"{json_path}: images have mixed sizes ({listed}): resize them all to one size")
     h, w = images[0].shape[:2]
-    focal = w / (2.0 * math.tan(fovx / 2.0))
-    fovy = 2.0 * math.atan(h / (2.0 * focal))
-    return PosedViews(torch.stack(images), Cameras(torch.stack(poses), fovy, w, h))
+    return PosedViews(torch.stack(images), _cameras(poses, fovx, w, h))
 
 
 def _is_matrix(value) -> bool:
@@ -221,25 +227,10 @@ def save_transforms(views: PosedViews, folder: str | Path, prefix: str = "r_") -
 def load_cameras(path: str | Path, resolution: int | None = None) -> Cameras:
     """Only the cameras of a ``transforms.json``; the image size comes from ``resolution`` (square)
     or, when None, from the first frame's image header."""
-    path = Path(path)
-    json_path = path / "transforms.json" if path.is_dir() else path
-    if not json_path.is_file():
-        raise InputError(f"no transforms.json at {json_path}: point to a camera file in the NeRF-synthetic layout")
-    try:
-        meta = json.loads(json_path.read_text())
-        fovx = float(meta["camera_angle_x"])
-        frames = meta["frames"]
-        poses = [np.asarray(f["transform_matrix"], dtype=np.float64) for f in frames]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{json_path} is not a valid transforms.json ({type(e).__name__}: {e}): needs camera_angle_x and frames[].transform_matrix") from None
-    if not poses or any(p.shape != (4, 4) or not np.isfinite(p).all() for p in poses):
-        raise InputError(f"{json_path}: every frame needs a finite 4x4 transform_matrix")
+    json_path, fovx, frames, poses = _read_transforms(path)
     if resolution:
         w = h = int(resolution)
     else:
-        first = _resolve_frame_path(json_path.parent, str(frames[0].get("file_path", "")))
-        with Image.open(first) as im:
+        with Image.open(_resolve_frame_path(json_path.parent, str(frames[0]["file_path"]))) as im:
             w, h = im.size
-    focal = w / (2.0 * math.tan(fovx / 2.0))
-    fovy = 2.0 * math.atan(h / (2.0 * focal))
-    return Cameras(torch.from_numpy(np.stack(poses)).float(), fovy, w, h)
+    return _cameras(poses, fovx, w, h)

@@ -1,4 +1,4 @@
-"""The ``microdreamer`` command line: reconstruct, render and the embedded demo.
+"""The ``microdreamer`` command line: reconstruct, mesh, render and the embedded demo.
 
 Every user error ends in one line on stderr that names the problem and the fix, a non-zero exit
 code, and no partial output file (outputs are written atomically).
@@ -73,6 +73,32 @@ def cmd_render(args: argparse.Namespace) -> None:
     print(f"wrote {len(cameras)} RGBA views to {Path(args.out)} ({json_path.name} + images/)")
 
 
+def cmd_mesh(args: argparse.Namespace) -> None:
+    from .export import SAVE_EXTENSIONS, gaussians_to_mesh, save_mesh
+    from .gaussians import Gaussians
+
+    model, out = Path(args.model), Path(args.out)
+    if model.suffix.lower() != ".ply":
+        raise InputError(f"mesh needs a 3D Gaussian .ply (got '{model.name}'): run `microdreamer reconstruct` first")
+    if not model.is_file():
+        raise InputError(f"model file {model} does not exist: check the path")
+    if out.suffix.lower() not in SAVE_EXTENSIONS:
+        raise InputError(f"--out must end in {' or '.join(SAVE_EXTENSIONS)} (got '{out.name}')")
+    if not out.parent.is_dir():  # fail before minutes of work, not after
+        raise InputError(f"output folder {out.parent} does not exist: create it or choose another --out")
+    gaussians = Gaussians.load_ply(model)
+    bake = not args.no_texture
+    print(f"extracting a mesh from {gaussians.num} Gaussians (grid {args.resolution}, <= {args.faces} faces"
+          f"{f', {args.texture_size} px texture' if bake else ', vertex colours'})", file=sys.stderr)
+    timings: dict = {}
+    mesh = gaussians_to_mesh(gaussians, resolution=args.resolution, target_faces=args.faces,
+                             texture_size=args.texture_size, bake=bake, timings=timings)
+    path = save_mesh(mesh, out)
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+    print(f"wrote {path} ({mesh.num_vertices} vertices, {mesh.num_faces} triangles"
+          f"{f', {mesh.texture.shape[1]}x{mesh.texture.shape[0]} texture' if mesh.has_texture else ''}; {stages})")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -93,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     r.set_defaults(func=cmd_reconstruct)
 
+    x = sub.add_parser("mesh", help="extract a textured mesh (.glb/.obj) from 3D Gaussians (.ply)")
+    x.add_argument("model", help="3D Gaussian .ply (standard 3DGS layout, e.g. from `reconstruct`)")
+    x.add_argument("--out", required=True, help="output .glb (texture embedded) or .obj (+ .mtl + .png)")
+    x.add_argument("--resolution", type=int, default=128, help="density grid samples per axis for marching cubes (default 128)")
+    x.add_argument("--faces", type=int, default=50_000, help="decimate to at most this many triangles, 0 = keep all (default 50000)")
+    x.add_argument("--texture-size", type=int, default=1024, help="square texture size in pixels (default 1024)")
+    x.add_argument("--no-texture", action="store_true", help="skip uv unwrapping and baking: vertex colours only (much faster)")
+    x.set_defaults(func=cmd_mesh)
+
     d = sub.add_parser("render", help="render a .ply or .glb/.obj model from the cameras of a transforms.json")
     d.add_argument("model", help=".ply (3D Gaussians) or .glb/.gltf/.obj (mesh)")
     d.add_argument("--cameras", required=True, help="transforms.json (or its folder) giving the cameras")
@@ -100,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--resolution", type=int, default=None, help="square image size (default: that of the camera file's images)")
     d.set_defaults(func=cmd_render)
 
-    m = sub.add_parser("demo", help="the embedded default: build a textured object in code, render it, reconstruct it")
+    m = sub.add_parser("demo", help="the embedded default: build a textured object in code, render it, reconstruct it, export a textured GLB")
     m.add_argument("--out", default="microdreamer_demo", help="output folder (default ./microdreamer_demo)")
     m.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
     m.add_argument("--resolution", type=int, default=128, help="view size (default 128)")

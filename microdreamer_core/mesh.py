@@ -211,6 +211,12 @@ def _part_from_trimesh(geom) -> _Part:
                 tex = tex * factor[:3]
             part.image = np.clip(tex, 0.0, 1.0)
             part.uvs = np.asarray(uv, dtype=np.float32)
+        elif (gltf_colors := visual.vertex_attributes.get("color")) is not None and len(gltf_colors) == len(vertices):
+            # glTF COLOR_0 next to a material: trimesh keeps it as a raw attribute, in linear light.
+            linear = _as_unit_rgba_array(gltf_colors)[:, :3]
+            if factor is not None:
+                linear = linear * srgb_to_linear(factor[:3])
+            part.colors = linear_to_srgb(linear).astype(np.float32)
         elif factor is not None:
             part.colors = np.tile(factor[:3], (len(vertices), 1))
     elif isinstance(visual, trimesh.visual.ColorVisuals) and visual.defined:
@@ -223,6 +229,18 @@ def _part_from_trimesh(geom) -> _Part:
         else:
             part.colors = _as_unit_rgba_array(visual.vertex_colors)[:, :3]
     return part
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """The sRGB electro-optical transfer function (IEC 61966-2-1), element-wise on [0, 1]."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`srgb_to_linear`. glTF vertex colours are linear; ours are sRGB-encoded."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1.0 / 2.4) - 0.055)
 
 
 def _as_unit_rgba_array(colors) -> np.ndarray:
@@ -245,9 +263,13 @@ def _scene_parts(scene) -> list[_Part]:
         geom = scene.geometry.get(geom_name)
         if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
             continue  # point clouds, paths, empty meshes
-        geom = geom.copy()
-        geom.apply_transform(transform)  # flips winding itself for mirroring transforms
-        parts.append(_part_from_trimesh(geom))
+        # Transform our arrays rather than a trimesh copy: copies drop glTF vertex attributes.
+        part = _part_from_trimesh(geom)
+        m = np.asarray(transform, dtype=np.float64)
+        part.vertices = (part.vertices.astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
+        if np.linalg.det(m[:3, :3]) < 0:  # a mirroring transform flips the winding
+            part.faces = part.faces[:, ::-1].copy()
+        parts.append(part)
     return parts
 
 
@@ -364,3 +386,56 @@ def normalize_to_unit_sphere(mesh: Mesh, radius: float = 1.0) -> Mesh:
     extent = centred.norm(dim=-1).max()
     scale = radius / extent if extent > 0 else 1.0
     return replace(mesh, vertices=centred * scale)
+
+
+# ----------------------------------------------------------------------------------------
+# trimesh conversion
+# ----------------------------------------------------------------------------------------
+def mesh_to_trimesh(mesh: Mesh):
+    """A ``trimesh.Trimesh`` with the same vertices, faces and normals (no processing/merging).
+
+    A texture becomes ``TextureVisuals`` (uvs as they are: trimesh uses our OpenGL convention)
+    with a ``PBRMaterial`` whose ``baseColorTexture`` is an 8-bit RGB PIL image (metallic 0,
+    roughness 0.9, like :func:`microdreamer_core.export.save_glb`); vertex colours become
+    ``ColorVisuals`` (uint8 RGBA); otherwise trimesh's default visuals.
+    """
+    import trimesh
+    from PIL import Image
+
+    cpu = mesh.to("cpu")
+    vertices = cpu.vertices.detach().numpy()
+    faces = cpu.faces.numpy()
+    normals = None if cpu.normals is None else cpu.normals.detach().numpy()
+    visual = None
+    if cpu.has_texture:
+        tex = cpu.texture.detach().numpy()
+        tex = np.repeat(tex, 3, axis=2) if tex.shape[2] == 1 else tex[..., :3]
+        image = Image.fromarray(np.clip(np.round(tex * 255.0), 0, 255).astype(np.uint8), "RGB")
+        material = trimesh.visual.material.PBRMaterial(
+            name="microdreamer", baseColorTexture=image, metallicFactor=0.0, roughnessFactor=0.9)
+        visual = trimesh.visual.TextureVisuals(uv=cpu.uvs.detach().numpy(), material=material)
+    elif cpu.vertex_colors is not None:
+        rgb = np.clip(np.round(cpu.vertex_colors.detach().numpy() * 255.0), 0, 255).astype(np.uint8)
+        rgba = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
+        visual = trimesh.visual.ColorVisuals(vertex_colors=rgba)
+    return trimesh.Trimesh(vertices=vertices, faces=faces, vertex_normals=normals, visual=visual, process=False)
+
+
+def mesh_from_trimesh(geometry) -> Mesh:
+    """A :class:`Mesh` from a ``trimesh.Trimesh`` or ``trimesh.Scene``, by :func:`load_mesh`'s rules.
+
+    Colour sources resolve as in the loader (texture, else vertex/face/material colours, else
+    grey); a scene's parts are placed by their node transforms and merged. Vertex normals are
+    recomputed (area-weighted), as the loader does.
+    """
+    import trimesh
+
+    if isinstance(geometry, trimesh.Scene):
+        parts = _scene_parts(geometry)
+    elif isinstance(geometry, trimesh.Trimesh):
+        parts = [_part_from_trimesh(geometry)] if len(geometry.faces) else []
+    else:
+        raise ValueError(f"expected a trimesh.Trimesh or trimesh.Scene, got {type(geometry).__name__}")
+    if not parts:
+        raise ValueError("the trimesh geometry contains no triangles")
+    return _merge_parts(parts).compute_vertex_normals()

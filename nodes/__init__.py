@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .cameras import MicroDreamerOrbitCameras
+from .mesh import MicroDreamerExtractMesh, MicroDreamerMeshToComfyMesh, MicroDreamerSaveGLB
 from .reconstruct import MicroDreamerSIRReconstruct3DGS
 from .save import MicroDreamerSaveGaussians
 from .views import MicroDreamerLoadPosedViews
@@ -12,6 +13,9 @@ NODES = [
     MicroDreamerOrbitCameras,
     MicroDreamerSIRReconstruct3DGS,
     MicroDreamerSaveGaussians,
+    MicroDreamerExtractMesh,
+    MicroDreamerSaveGLB,
+    MicroDreamerMeshToComfyMesh,
 ]
 """Every node class of the pack, in menu order."""
 

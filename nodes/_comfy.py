@@ -53,3 +53,20 @@ def output_file(filename_prefix: str, extension: str) -> tuple[Path, dict]:
     )
     name = f"{filename}_{counter:05}_.{extension}"
     return Path(folder) / name, {"filename": name, "subfolder": subfolder, "type": "output"}
+
+
+def workflow_metadata(hidden) -> dict | None:
+    """The prompt and workflow of the running job as JSON strings (what core savers embed),
+    or None when ComfyUI runs with ``--disable-metadata``."""
+    from comfy.cli_args import args
+
+    if args.disable_metadata or hidden is None:
+        return None
+    import json
+
+    metadata = {}
+    if getattr(hidden, "prompt", None) is not None:
+        metadata["prompt"] = json.dumps(hidden.prompt)
+    for key, value in (getattr(hidden, "extra_pnginfo", None) or {}).items():
+        metadata[key] = json.dumps(value)
+    return metadata or None

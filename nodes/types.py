@@ -9,3 +9,6 @@ MDCameras = io.Custom("MD_CAMERAS")
 
 MDGaussians = io.Custom("MD_GAUSSIANS")
 """A ``microdreamer_core.gaussians.Gaussians`` set of 3D Gaussians."""
+
+MDMesh = io.Custom("MD_MESH")
+"""A ``microdreamer_core.mesh.Mesh``: triangles with uvs + texture or vertex colours, and normals."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+DUCK = Path(__file__).resolve().parents[2] / "shared" / "assets" / "Duck.glb"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,3 +33,29 @@ def comfyui_server(tmp_path_factory):
     yield server
     server.stop()
 # ==== end ComfyUI server ====
+
+
+# ==== The real Duck and its reconstruction, shared by the slow acceptance tests ====
+@pytest.fixture(scope="session")
+def duck_mesh():
+    """Duck.glb normalised to radius DUCK_RADIUS (skips when ../shared is absent)."""
+    if not DUCK.is_file():
+        pytest.skip(f"real test data not found at {DUCK}: put the shared/ folder beside the repo")
+    from microdreamer_core.evaluation import DUCK_RADIUS
+    from microdreamer_core.mesh import load_mesh, normalize_to_unit_sphere
+
+    return normalize_to_unit_sphere(load_mesh(DUCK), DUCK_RADIUS)
+
+
+@pytest.fixture(scope="session")
+def duck_evaluation(duck_mesh):
+    """The Duck reconstructed from one draw of the Zero123 preset's 6 views at 128x128 (500 steps),
+    scored on the 8 novel views; computed once per session."""
+    import os
+
+    from microdreamer_core.evaluation import evaluate_reconstruction, novel_eval_cameras, zero123_train_cameras
+    from microdreamer_core.reconstruct import ReconstructConfig
+
+    steps = int(os.environ.get("MICRODREAMER_DUCK_STEPS", "500"))
+    return evaluate_reconstruction(duck_mesh, zero123_train_cameras(128, seed=0), novel_eval_cameras(128),
+                                   ReconstructConfig(steps=steps, seed=0))

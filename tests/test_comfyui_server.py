@@ -23,12 +23,17 @@ NODE_IDS = {
     "MicroDreamerOrbitCameras",
     "MicroDreamerSIRReconstruct3DGS",
     "MicroDreamerSaveGaussians",
+    "MicroDreamerExtractMesh",
+    "MicroDreamerSaveGLB",
+    "MicroDreamerMeshToComfyMesh",
 }
 UI_WORKFLOW = REPO / "workflows" / "reconstruct_posed_views.json"
 API_WORKFLOW = REPO / "workflows" / "api" / "reconstruct_posed_views.api.json"
 DEMO_VIEWS = "microdreamer_demo_views"  # the example workflow's path widget, under ComfyUI/input
 RECON_ID = "2"  # id of the SIR node in the example workflows
+MESH_ID, GLB_ID = "5", "6"  # ids of Extract Mesh and Save GLB in the example workflows
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+STEPS_E2E = 10  # reconstruction steps of the end-to-end prompt
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -70,14 +75,21 @@ def strip_meta(prompt: dict) -> dict:
     return {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}
 
 
-def small_prompt(seed: int, prefix: str, steps: int = 10) -> dict:
+def small_prompt(seed: int, prefix: str, steps: int = 10, mesh: bool = False) -> dict:
     """The example API workflow, made fast: ``steps`` steps at 64 px, its own seed and prefix.
 
     A CPU step of the pure-PyTorch rasteriser (5000 Gaussians, 6 views) takes seconds here, so
-    these tests check the wiring, not the quality (tests/test_quality_* do that)."""
+    these tests check the wiring, not the quality (tests/test_quality_* do that). With ``mesh``
+    the Extract Mesh -> Save GLB branch stays in, at a 64 grid, 3000 faces and a 256 px texture
+    (the GLB goes to ``<prefix>_mesh_00001_.glb``); otherwise it is left out."""
     prompt = json.loads(API_WORKFLOW.read_text())
     prompt[RECON_ID]["inputs"].update(steps=steps, resolution=64, seed=seed)
     prompt["3"]["inputs"]["filename_prefix"] = prefix
+    if mesh:
+        prompt[MESH_ID]["inputs"].update(resolution=64, target_faces=3000, bake_texture=True, texture_size=256)
+        prompt[GLB_ID]["inputs"]["filename_prefix"] = f"{prefix}_mesh"
+    else:
+        del prompt[MESH_ID], prompt[GLB_ID]
     return prompt
 
 
@@ -108,6 +120,9 @@ def test_pack_imports_and_registers_all_nodes(server: ComfyServer, object_info: 
         assert info["python_module"] == "custom_nodes.microdreamer"
     assert object_info["MicroDreamerSaveGaussians"]["output_node"] is True
     assert object_info["MicroDreamerSIRReconstruct3DGS"]["output"] == ["MD_GAUSSIANS"]
+    assert object_info["MicroDreamerSaveGLB"]["output_node"] is True
+    assert object_info["MicroDreamerExtractMesh"]["output"] == ["MD_MESH"]
+    assert object_info["MicroDreamerMeshToComfyMesh"]["output"] == ["MESH"]  # core type: links to core SaveGLB
 
 
 def test_example_workflow_ui_and_api_twin_agree(object_info: dict):
@@ -125,12 +140,18 @@ def test_example_workflow_ui_and_api_twin_agree(object_info: dict):
 
 
 def test_reconstruct_workflow_end_to_end(server: ComfyServer):
+    from gltf_validator import assert_valid
     from microdreamer_core.gaussians import Gaussians
+    from microdreamer_core.mesh import load_mesh
     from microdreamer_core.views import load_transforms
 
     prefix = f"e2e/{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
-    prompt_id = server.queue(small_prompt(seed=1, prefix=prefix))
+    prompt = small_prompt(seed=1, prefix=prefix, steps=STEPS_E2E, mesh=True)
+    # Our mesh into ComfyUI's core MESH type and core "Save 3D Model" (SaveGLB).
+    prompt["7"] = {"class_type": "MicroDreamerMeshToComfyMesh", "inputs": {"mesh": [MESH_ID, 0]}}
+    prompt["8"] = {"class_type": "SaveGLB", "inputs": {"mesh": ["7", 0], "filename_prefix": f"{prefix}_core"}}
+    prompt_id = server.queue(prompt)
     entry = server.wait_history(prompt_id, timeout=240)
     seconds = time.perf_counter() - t0
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1) + server.log_tail()
@@ -149,7 +170,27 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     status, body = server.request("GET", "/view?filename={}&subfolder={}&type=output".format(
         files[0]["filename"], files[0]["subfolder"]))
     assert status == 200 and body == path.read_bytes()
-    print(f"\nend-to-end prompt (10 steps, 6 views at 64 px): {seconds:.1f} s")
+
+    # The textured GLB: listed for the 3D preview, served by /view, valid glTF, loads with texture.
+    glbs = entry["outputs"][GLB_ID]["3d"]
+    assert glbs == [{"filename": f"{prefix.split('/')[1]}_mesh_00001_.glb", "subfolder": "e2e", "type": "output"}]
+    glb = server.base / "output" / "e2e" / glbs[0]["filename"]
+    status, body = server.request("GET", f"/view?filename={glbs[0]['filename']}&subfolder=e2e&type=output")
+    assert status == 200 and body == glb.read_bytes()
+    report = assert_valid(glb)
+    assert report["info"]["hasTextures"] and report["info"]["generator"] == "microdreamer"
+    mesh = load_mesh(glb)
+    assert mesh.has_texture and mesh.texture.shape == (256, 256, 3) and 0 < mesh.num_faces <= 3000
+    assert float(mesh.uvs.min()) >= 0.0 and float(mesh.uvs.max()) <= 1.0
+    # The run's prompt is embedded like core savers do (asset.extras), so the file documents itself.
+    doc = json.loads(body[20:20 + int.from_bytes(body[12:16], "little")])
+    assert json.loads(doc["asset"]["extras"]["prompt"])[GLB_ID]["class_type"] == "MicroDreamerSaveGLB"
+
+    # Core SaveGLB wrote the same geometry (positions and indices only in ComfyUI 0.3.75).
+    core = entry["outputs"]["8"]["3d"][0]
+    core_mesh = load_mesh(server.base / "output" / core["subfolder"] / core["filename"])
+    assert core_mesh.num_faces == mesh.num_faces
+    print(f"\nend-to-end prompt ({STEPS_E2E} steps, 6 views at 64 px, mesh grid 64, 256 px texture): {seconds:.1f} s")
 
 
 def test_invalid_prompts_are_refused_naming_our_node(server: ComfyServer):
@@ -224,7 +265,7 @@ def test_workflow_templates_route_lists_the_example(server: ComfyServer):
     assert status == 200, body[:300]
     workflow = json.loads(body)
     assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(workflow)
-    assert {n["type"] for n in workflow["nodes"]} >= NODE_IDS - {"MicroDreamerOrbitCameras"}
+    assert {n["type"] for n in workflow["nodes"]} >= NODE_IDS - {"MicroDreamerOrbitCameras", "MicroDreamerMeshToComfyMesh"}
 
 
 def _execution_error(entry: dict) -> dict:

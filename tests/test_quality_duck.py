@@ -11,23 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from microdreamer_core.evaluation import DUCK_RADIUS, evaluate_reconstruction, novel_eval_cameras, zero123_train_cameras
-from microdreamer_core.reconstruct import ReconstructConfig
-
-DUCK = Path(__file__).resolve().parents[2] / "shared" / "assets" / "Duck.glb"
-STEPS = int(os.environ.get("MICRODREAMER_DUCK_STEPS", "500"))
-
 
 @pytest.mark.slow
-def test_duck_novel_view_quality(tmp_path):
-    if not DUCK.is_file():
-        pytest.skip(f"real test data not found at {DUCK}: put the shared/ folder beside the repo")
-    from microdreamer_core.mesh import load_mesh, normalize_to_unit_sphere
-
-    duck = normalize_to_unit_sphere(load_mesh(DUCK), DUCK_RADIUS)
-    ev = evaluate_reconstruction(duck, zero123_train_cameras(128, seed=0), novel_eval_cameras(128),
-                                 ReconstructConfig(steps=STEPS, seed=0))
-    r = ev.report.as_dict()
+def test_duck_novel_view_quality(duck_evaluation):
+    r = duck_evaluation.report.as_dict()
     print("\nDUCK_QUALITY " + json.dumps(r))
     out = os.environ.get("MICRODREAMER_RESULTS_JSON")
     if out:

@@ -12,7 +12,7 @@ of view. Pixels are square, the principal point is the image centre.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor

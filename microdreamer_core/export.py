@@ -55,7 +55,7 @@ import torch
 from .errors import InputError, atomic_path
 from .mesh import Mesh, linear_to_srgb, mesh_from_trimesh, mesh_to_trimesh, srgb_to_linear, vertex_normals
 
-__all__ = ["save_glb", "save_obj", "save_mesh", "glb_bytes", "gaussians_to_mesh", "mesh_to_trimesh",
+__all__ = ["save_glb", "save_obj", "save_mesh", "glb_bytes", "mesh_to_trimesh",
            "mesh_from_trimesh", "SAVE_EXTENSIONS", "ROUGHNESS", "srgb_to_linear", "linear_to_srgb"]
 
 SAVE_EXTENSIONS = (".glb", ".obj")
@@ -307,54 +307,3 @@ def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
         return save_obj(mesh, path)
     raise InputError(f"cannot write mesh format '{ext or path.name}': give a path ending in "
                      f"{' or '.join(SAVE_EXTENSIONS)} (.glb: one file with the texture embedded)")
-
-
-# ----------------------------------------------------------------------------------------
-# Gaussians -> mesh, the one pipeline the CLI, the demo and the ComfyUI node share
-# ----------------------------------------------------------------------------------------
-def gaussians_to_mesh(gaussians, resolution: int = 128, target_faces: int = 50_000, texture_size: int = 1024,
-                      bake: bool = True, timings: dict | None = None, progress=None, cancel=None) -> Mesh:
-    """Extract a mesh from 3D Gaussians and, with ``bake``, unwrap uvs and bake a texture.
-
-    Runs :func:`microdreamer_core.mesh_extract.extract_mesh` (density level set, marching cubes,
-    decimation to ``target_faces``; vertex colours) and then
-    :func:`microdreamer_core.texture.unwrap_uv` + :func:`microdreamer_core.texture.bake_texture`
-    (a ``texture_size`` square atlas). Without ``bake`` the mesh keeps its vertex colours.
-    Stage times in seconds go into ``timings`` (keys ``extract``, ``unwrap``, ``bake``).
-    ``progress(done, total)`` is called after each stage (3 stages, 1 without baking) and
-    ``cancel()`` before each, so a host can stop between stages (each stage itself runs to its end).
-    """
-    import time
-
-    from .mesh_extract import ExtractConfig, extract_mesh
-
-    if resolution < 16:
-        raise InputError(f"resolution must be at least 16 grid samples per axis (got {resolution})")
-    if target_faces < 0:
-        raise InputError(f"target faces must be 0 (no decimation) or positive (got {target_faces})")
-    if texture_size < 16 and bake:
-        raise InputError(f"texture size must be at least 16 pixels (got {texture_size})")
-    timings = {} if timings is None else timings
-    total = 3 if bake else 1
-    progress = progress or (lambda done, total: None)
-    cancel = cancel or (lambda: None)
-    cancel()
-    t0 = time.perf_counter()
-    mesh = extract_mesh(gaussians, ExtractConfig(resolution=int(resolution), target_faces=int(target_faces)))
-    timings["extract"] = time.perf_counter() - t0
-    progress(1, total)
-    if not bake:
-        return mesh
-    from .texture import BakeConfig, bake_texture, unwrap_uv
-
-    cancel()
-    t1 = time.perf_counter()
-    unwrapped = unwrap_uv(mesh, texture_size=int(texture_size))
-    timings["unwrap"] = time.perf_counter() - t1
-    progress(2, total)
-    cancel()
-    t2 = time.perf_counter()
-    baked = bake_texture(unwrapped, gaussians, BakeConfig(texture_size=int(texture_size)))
-    timings["bake"] = time.perf_counter() - t2
-    progress(3, total)
-    return baked

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .densify import DensifyConfig, DensifyStrategy
-from .errors import Cancelled, InputError
+from .errors import InputError, check_cancel
 from .gaussians import Gaussians, init_ball
 from .views import PosedViews
 
@@ -191,8 +191,7 @@ def _reconstruct(views, config, gaussians, progress, cancel) -> ReconstructResul
         fitter = GaussianFitter(gaussians.to(device).map(_plain), cfg.lr, cfg.densify, cfg.background, cfg.backend)
         losses = []
         for step in range(cfg.steps):
-            if cancel is not None and cancel():
-                raise Cancelled(f"reconstruction cancelled at step {step}/{cfg.steps}")
+            check_cancel(cancel, f"reconstruction at step {step}/{cfg.steps}")
             losses.append(fitter.step(cams, target_rgb, target_alpha, cfg.mask_weight))
             if progress is not None:
                 progress(step + 1, cfg.steps)

@@ -25,6 +25,7 @@ at chart borders never read the black background.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -33,12 +34,13 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras, orbit_cameras
-from .errors import InputError
+from .errors import InputError, check_cancel
 from .gaussians import Gaussians
 from .mesh import Mesh, vertex_normals
+from .mesh_extract import ExtractConfig, extract_mesh
 from .mesh_render import interpolate, rasterize, render_mesh
 
-__all__ = ["unwrap_uv", "BakeConfig", "bake_texture", "bake_cameras", "uv_rasterize", "dilate"]
+__all__ = ["gaussians_to_mesh", "unwrap_uv", "BakeConfig", "bake_texture", "bake_cameras", "uv_rasterize", "dilate"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -258,4 +260,46 @@ def bake_texture(mesh: Mesh, gaussians: Gaussians, config: BakeConfig = BakeConf
         baked.texture = _fit(baked, g, cams, config)
         with torch.no_grad():
             baked.texture = dilate(baked.texture, covered, max(config.padding, 1))
+    return baked
+
+
+# Gaussians -> textured mesh: the one pipeline the CLI, the demo and the ComfyUI node share.
+def gaussians_to_mesh(gaussians, resolution: int = 128, target_faces: int = 50_000, texture_size: int = 1024,
+                      bake: bool = True, timings: dict | None = None, progress=None, cancel=None) -> Mesh:
+    """Extract a mesh from 3D Gaussians and, with ``bake``, unwrap uvs and bake a texture.
+
+    Runs :func:`microdreamer_core.mesh_extract.extract_mesh` (density level set, marching cubes,
+    decimation to ``target_faces``; vertex colours) and then
+    :func:`microdreamer_core.texture.unwrap_uv` + :func:`microdreamer_core.texture.bake_texture`
+    (a ``texture_size`` square atlas). Without ``bake`` the mesh keeps its vertex colours.
+    Stage times in seconds go into ``timings`` (keys ``extract``, ``unwrap``, ``bake``).
+    ``progress(done, total)`` is called after each stage (3 stages, 1 without baking) and
+    ``cancel()`` before each (it may raise, or return True), so a host can stop between stages (each stage itself runs to its end).
+    """
+    if resolution < 16:
+        raise InputError(f"resolution must be at least 16 grid samples per axis (got {resolution})")
+    if target_faces < 0:
+        raise InputError(f"target faces must be 0 (no decimation) or positive (got {target_faces})")
+    if texture_size < 16 and bake:
+        raise InputError(f"texture size must be at least 16 pixels (got {texture_size})")
+    timings = {} if timings is None else timings
+    total = 3 if bake else 1
+    progress = progress or (lambda done, total: None)
+    check_cancel(cancel, "mesh extraction between stages")
+    t0 = time.perf_counter()
+    mesh = extract_mesh(gaussians, ExtractConfig(resolution=int(resolution), target_faces=int(target_faces)))
+    timings["extract"] = time.perf_counter() - t0
+    progress(1, total)
+    if not bake:
+        return mesh
+    check_cancel(cancel, "mesh extraction between stages")
+    t1 = time.perf_counter()
+    unwrapped = unwrap_uv(mesh, texture_size=int(texture_size))
+    timings["unwrap"] = time.perf_counter() - t1
+    progress(2, total)
+    check_cancel(cancel, "mesh extraction between stages")
+    t2 = time.perf_counter()
+    baked = bake_texture(unwrapped, gaussians, BakeConfig(texture_size=int(texture_size)))
+    timings["bake"] = time.perf_counter() - t2
+    progress(3, total)
     return baked

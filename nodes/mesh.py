@@ -7,7 +7,8 @@ import inspect
 import torch
 from comfy_api.latest import io
 
-from microdreamer_core.export import gaussians_to_mesh, save_glb
+from microdreamer_core.export import save_glb
+from microdreamer_core.texture import gaussians_to_mesh
 
 from . import _comfy
 from .types import MDGaussians, MDMesh

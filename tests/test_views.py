@@ -131,3 +131,12 @@ def test_from_images_and_masks():
         PosedViews.from_images_and_masks(images, masks[:, :4, :4], cams)
     with pytest.raises(InputError, match="image batch"):
         PosedViews.from_images_and_masks(images[0], masks, cams)
+
+
+def test_check_cancel_accepts_raising_or_true_returning_hooks():
+    from microdreamer_core.errors import Cancelled, check_cancel
+
+    check_cancel(None, "x")
+    check_cancel(lambda: False, "x")
+    with pytest.raises(Cancelled, match="cancelled mesh"):
+        check_cancel(lambda: True, "mesh")

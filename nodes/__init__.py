@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from .cameras import MicroDreamerOrbitCameras
+from .diffusion import (
+    MicroDreamerHybridForward,
+    MicroDreamerMultiViewModelLoader,
+    MicroDreamerMultiViewSampler,
+    register_models_folder,
+)
 from .mesh import MicroDreamerExtractMesh, MicroDreamerMeshToComfyMesh, MicroDreamerSaveGLB
 from .reconstruct import MicroDreamerSIRReconstruct3DGS
 from .save import MicroDreamerSaveGaussians
@@ -11,6 +17,9 @@ from .views import MicroDreamerLoadPosedViews
 NODES = [
     MicroDreamerLoadPosedViews,
     MicroDreamerOrbitCameras,
+    MicroDreamerMultiViewModelLoader,
+    MicroDreamerMultiViewSampler,
+    MicroDreamerHybridForward,
     MicroDreamerSIRReconstruct3DGS,
     MicroDreamerSaveGaussians,
     MicroDreamerExtractMesh,
@@ -18,5 +27,7 @@ NODES = [
     MicroDreamerMeshToComfyMesh,
 ]
 """Every node class of the pack, in menu order."""
+
+register_models_folder()
 
 __all__ = ["NODES"] + [n.__name__ for n in NODES]

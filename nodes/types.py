@@ -12,3 +12,7 @@ MDGaussians = io.Custom("MD_GAUSSIANS")
 
 MDMesh = io.Custom("MD_MESH")
 """A ``microdreamer_core.mesh.Mesh``: triangles with uvs + texture or vertex colours, and normals."""
+
+MDMultiViewModel = io.Custom("MD_MV_MODEL")
+"""A ``microdreamer_core.mv_models.MultiViewModel``: MVDream, ImageDream or Stable Zero123 with its
+VAE and encoders, on ComfyUI's device."""

@@ -24,7 +24,12 @@ NODE_IDS = {
     "MicroDreamerExtractMesh",
     "MicroDreamerSaveGLB",
     "MicroDreamerMeshToComfyMesh",
+    "MicroDreamerMultiViewModelLoader",
+    "MicroDreamerMultiViewSampler",
+    "MicroDreamerHybridForward",
 }
+TINY_MODELS = {"tiny-mvdream": "mvdream", "tiny-imagedream": "imagedream", "tiny-zero123": "zero123"}
+REF_IMAGE = "microdreamer_ref.png"  # RGBA reference image under ComfyUI/input
 UI_WORKFLOW = REPO / "workflows" / "reconstruct_posed_views.json"
 API_WORKFLOW = REPO / "workflows" / "api" / "reconstruct_posed_views.api.json"
 DEMO_VIEWS = "microdreamer_demo_views"  # the example workflow's path widget, under ComfyUI/input
@@ -95,7 +100,30 @@ def small_prompt(seed: int, prefix: str, steps: int = 10, mesh: bool = False) ->
 @pytest.fixture(scope="module")
 def server(comfyui_server: ComfyServer) -> ComfyServer:
     write_demo_views(comfyui_server.base / "input" / DEMO_VIEWS, resolution=64, num_views=6)
+    write_tiny_models(comfyui_server.base / "models" / "microdreamer")
+    write_reference_png(comfyui_server.base / "input" / REF_IMAGE)
     return comfyui_server
+
+
+def write_tiny_models(folder) -> None:
+    """Tiny random MVDream / ImageDream / Stable Zero123 in the diffusers layout users download."""
+    from microdreamer_core.mv_loading import build_random_model, save_diffusers_folder
+
+    for name, kind in TINY_MODELS.items():
+        if not (folder / name / "unet" / "config.json").is_file():
+            save_diffusers_folder(build_random_model(kind, "tiny", seed=3), folder / name)
+
+
+def write_reference_png(path) -> None:
+    """A yellow disc on a transparent background (what a background-removal step gives)."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[:96, :96]
+    inside = (yy - 40) ** 2 + (xx - 52) ** 2 < 24**2
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    rgba[inside] = (230, 200, 40, 255)
+    Image.fromarray(rgba, "RGBA").save(path)
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +320,65 @@ def test_node_errors_name_the_problem_and_the_fix(server: ComfyServer):
     prompt["1"]["inputs"]["path"] = "no_such_views_folder"
     err = _execution_error(server.wait_history(server.queue(prompt), timeout=60))
     assert err["node_id"] == "1" and "transforms.json" in err["exception_message"], err
+
+
+# --- multi-view diffusion nodes -------------------------------------------------------------------
+def diffusion_prompt(model: str, prefix: str, prompt_text: str = "a yellow duck") -> dict:
+    """Loader -> Multi-View Sampler (reference image from LoadImage) -> Hybrid Forward -> SaveImage,
+    tiny models at 64 px."""
+    common = {"prompt": prompt_text, "negative_prompt": "default", "guidance_scale": 0.0, "eta": -1.0, "seed": 5,
+              "image": ["2", 0], "mask": ["2", 1], "invert_mask": True, "image_size": 64}
+    return {
+        "1": {"class_type": "MicroDreamerMultiViewModelLoader", "inputs": {"model": model, "dtype": "fp32"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": REF_IMAGE}},
+        "3": {"class_type": "MicroDreamerMultiViewSampler", "inputs": {"mv_model": ["1", 0], "steps": 4, **common}},
+        "4": {"class_type": "MicroDreamerHybridForward",
+              "inputs": {"mv_model": ["1", 0], "images": ["3", 0], "cameras": ["3", 1], "t": 600, "steps": 10,
+                         "inv_ratio": 0.6, "mode": "hybrid", **common}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": prefix}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": prefix + "_init"}},
+    }
+
+
+def test_model_loader_lists_models_folder_and_hub_ids(object_info: dict):
+    options = object_info["MicroDreamerMultiViewModelLoader"]["input"]["required"]["model"]
+    names = options[0] if isinstance(options[0], list) else options[1]["options"]
+    assert set(TINY_MODELS) <= set(names), names
+    assert "hub: ashawkey/imagedream-ipmv-diffusers" in names and "hub: ashawkey/mvdream-sd2.1-diffusers" in names
+    assert object_info["MicroDreamerHybridForward"]["output"] == ["IMAGE"]
+    assert object_info["MicroDreamerMultiViewSampler"]["output"] == ["IMAGE", "MD_CAMERAS"]
+
+
+@pytest.mark.parametrize("model,views", [("tiny-imagedream", 4), ("tiny-zero123", 6), ("tiny-mvdream", 4)])
+def test_diffusion_workflow_runs_and_images_come_back(server: ComfyServer, model: str, views: int):
+    from PIL import Image
+
+    prefix = f"mv/{model}_{uuid.uuid4().hex[:6]}"
+    entry = server.wait_history(server.queue(diffusion_prompt(model, prefix)), timeout=240)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1) + server.log_tail()
+    for node, expected in (("5", prefix), ("6", prefix + "_init")):
+        images = entry["outputs"][node]["images"]
+        assert len(images) == views, images
+        for img in images:
+            status, body = server.request("GET", "/view?filename={}&subfolder={}&type=output".format(img["filename"], img["subfolder"]))
+            assert status == 200
+            path = server.base / "output" / img["subfolder"] / img["filename"]
+            assert body == path.read_bytes() and Image.open(path).size == (64, 64)
+        assert images[0]["filename"].startswith(expected.split("/")[1])
+
+
+def test_diffusion_node_errors_name_the_problem(server: ComfyServer):
+    # MVDream without a prompt, and an image model given to a text-only run without an image.
+    for model, text, drop_image, message in (("tiny-mvdream", "", False, "needs a non-empty prompt"),
+                                             ("tiny-imagedream", "x", True, "connect an input image")):
+        prompt = diffusion_prompt(model, "mv/err", prompt_text=text)
+        if drop_image:
+            for node in ("3", "4"):
+                for name in ("image", "mask", "invert_mask"):
+                    del prompt[node]["inputs"][name]
+            del prompt["2"]
+        entry = server.wait_history(server.queue(prompt), timeout=120)
+        assert entry["status"]["status_str"] == "error"
+        errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+        assert errors and message in errors[0]["exception_message"], errors
+        assert errors[0]["node_type"] == "MicroDreamerMultiViewSampler"

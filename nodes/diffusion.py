@@ -1,0 +1,210 @@
+"""Multi-view diffusion nodes: load MVDream / ImageDream / Stable Zero123, sample views from noise,
+and refine rendered views with the hybrid forward process (a multi-view img2img)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+from microdreamer_core.cameras import CAMERA_PRESETS, sample_orbit_cameras
+from microdreamer_core.errors import InputError
+from microdreamer_core.image_prep import recenter_rgba
+from microdreamer_core.mv_loading import HUB_IDS, SINGLE_FILE_SUFFIXES, load_model
+from microdreamer_core.mv_models import DEFAULT_NEGATIVE_PROMPT, Condition, MultiViewModel
+from microdreamer_core.mv_sampling import refine_views, sample
+from microdreamer_core.schedules import DDIMSchedule
+
+from ._comfy import cancel_hook, progress_hook, torch_device
+from .types import MDCameras, MDMultiViewModel
+
+MODELS_FOLDER = "microdreamer"
+"""ComfyUI models sub-folder (``models/microdreamer``) scanned for model folders and files."""
+HUB_PREFIX = "hub: "
+DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def register_models_folder() -> None:
+    """Register ``models/microdreamer`` (extra_model_paths.yaml may add more under that name)."""
+    default = os.path.join(folder_paths.models_dir, MODELS_FOLDER)
+    folder_paths.add_model_folder_path(MODELS_FOLDER, default, is_default=True)
+
+
+def model_choices() -> list[str]:
+    """Diffusers folders and single-file checkpoints found in the registered folders, then the hub ids."""
+    found: list[str] = []
+    for root in folder_paths.get_folder_paths(MODELS_FOLDER):
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for entry in sorted(base.iterdir()):
+            if (entry / "unet" / "config.json").is_file() or (entry.is_file() and entry.suffix.lower() in SINGLE_FILE_SUFFIXES):
+                found.append(entry.name)
+    return found + [HUB_PREFIX + h for h in HUB_IDS.values()]
+
+
+def _locate(name: str) -> str:
+    if name.startswith(HUB_PREFIX):
+        return name[len(HUB_PREFIX) :]
+    for root in folder_paths.get_folder_paths(MODELS_FOLDER):
+        if (Path(root) / name).exists():
+            return str(Path(root) / name)
+    raise InputError(f"model '{name}' is no longer in models/{MODELS_FOLDER}: refresh the node (press R) and pick another")
+
+
+class MicroDreamerMultiViewModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MicroDreamerMultiViewModelLoader",
+            display_name="Load Multi-View Diffusion Model",
+            category="MicroDreamer/diffusion",
+            description=(
+                f"Loads MVDream (text-to-3D), ImageDream or Stable Zero123 (image-to-3D). Lists diffusers folders "
+                f"(e.g. ashawkey/imagedream-ipmv-diffusers) and original checkpoints (sd-v2.1-base-4view(-ipmv).pt or "
+                f".safetensors) found in models/{MODELS_FOLDER}, plus the hub ids, which are downloaded into "
+                f"models/{MODELS_FOLDER} on first use (needs internet; offline, the error says where to put the files). "
+                "The kind of model is detected from the files."
+            ),
+            inputs=[
+                io.Combo.Input("model", options=model_choices(),
+                               tooltip=f"A folder or checkpoint in models/{MODELS_FOLDER}, or a hub id to download."),
+                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
+                               tooltip="auto: fp16 on CUDA, fp32 on CPU. fp32 reproduces the authors' numerics exactly."),
+                io.String.Input("hub_id", default="", optional=True,
+                                tooltip="Another hub repo in the diffusers layout (owner/name); overrides 'model' when set."),
+            ],
+            outputs=[MDMultiViewModel.Output("mv_model", display_name="mv_model")],
+        )
+
+    @classmethod
+    def execute(cls, model: str, dtype: str, hub_id: str = "") -> io.NodeOutput:
+        source = hub_id.strip() or _locate(model)
+        download_dir = folder_paths.get_folder_paths(MODELS_FOLDER)[0]
+        loaded = load_model(source, device=torch_device(), dtype=DTYPES[dtype], download_dir=download_dir)
+        return io.NodeOutput(loaded)
+
+
+def _condition(model: MultiViewModel, prompt: str, negative_prompt: str, image, mask, invert_mask: bool,
+               reference_elevation: float, size: int) -> Condition:
+    ref = None
+    if image is not None:
+        if image.ndim != 4 or image.shape[-1] not in (3, 4):
+            raise InputError(f"image has shape {tuple(image.shape)}; expected a ComfyUI IMAGE (B, H, W, 3)")
+        alpha = None
+        if mask is not None:
+            m = mask[0] if mask.ndim == 3 else mask
+            alpha = 1.0 - m if invert_mask else m  # the pack's convention: 1 = object; LoadImage's is 1 = transparent
+        ref = recenter_rgba(image[0].cpu(), None if alpha is None else alpha.cpu(), size)
+    neg = DEFAULT_NEGATIVE_PROMPT if negative_prompt.strip() == "default" else negative_prompt
+    return Condition(prompt=prompt, negative_prompt=neg, image=ref, reference_elevation=reference_elevation)
+
+
+def _common_inputs() -> list:
+    return [
+        io.String.Input("prompt", multiline=True, default="",
+                        tooltip="Text prompt (MVDream needs one; optional for ImageDream; ignored by Stable Zero123)."),
+        io.String.Input("negative_prompt", multiline=True, default="default",
+                        tooltip="Negative prompt for the unconditional branch; 'default' uses the usual 'ugly, bad anatomy, ...' list."),
+        io.Image.Input("image", optional=True,
+                       tooltip="Reference image for ImageDream / Stable Zero123 (first of the batch); it is re-centred to fill 80% of the frame."),
+        io.Mask.Input("mask", optional=True,
+                      tooltip="Object coverage of the image (1 = object), as background-removal nodes give; without it the image's alpha or the whole image is used."),
+        io.Boolean.Input("invert_mask", default=False, optional=True,
+                         tooltip="Set for masks in ComfyUI's LoadImage convention (1 = transparent)."),
+        io.Float.Input("reference_elevation", default=0.0, min=-89.0, max=89.0, step=1.0, optional=True,
+                       tooltip="Elevation of the reference image's camera in degrees (negative = above); Stable Zero123 conditions on cameras relative to it."),
+        io.Float.Input("guidance_scale", default=0.0, min=0.0, max=50.0, step=0.1,
+                       tooltip="Classifier-free guidance; 0 uses the paper's value (MVDream 7.5, ImageDream 2.0, Zero123 3.0)."),
+        io.Float.Input("eta", default=-1.0, min=-1.0, max=1.0, step=0.05,
+                       tooltip="DDIM eta; -1 uses the paper's value (MVDream 0, ImageDream 1, Zero123 0.5)."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+    ]
+
+
+def _knobs(model: MultiViewModel, guidance_scale: float, eta: float) -> tuple[float, float]:
+    return (guidance_scale if guidance_scale > 0 else model.defaults.guidance_scale, eta if eta >= 0 else model.defaults.eta)
+
+
+class MicroDreamerMultiViewSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MicroDreamerMultiViewSampler",
+            display_name="Multi-View Sampler",
+            category="MicroDreamer/diffusion",
+            description=(
+                "Samples consistent views of an object from pure noise (MicroDreamer's initialisation): all DDIM steps "
+                "with classifier-free guidance. Without cameras it draws the model's paper preset (4 views at radius 2.5 "
+                "for MVDream/ImageDream, 6 at radius 2 for Stable Zero123) from the seed. Returns the views and the cameras used."
+            ),
+            inputs=[
+                MDMultiViewModel.Input("mv_model"),
+                *_common_inputs(),
+                MDCameras.Input("cameras", optional=True, tooltip="Views to generate; default: the model's paper preset."),
+                io.Int.Input("steps", default=20, min=1, max=200, tooltip="DDIM steps (the paper: 20 for Zero123, 10 for ImageDream)."),
+                io.Int.Input("image_size", default=256, min=64, max=1024, step=64,
+                             tooltip="Size of the generated views; the models are trained at 256."),
+            ],
+            outputs=[io.Image.Output("images", display_name="images"), MDCameras.Output("cameras_out", display_name="cameras")],
+        )
+
+    @classmethod
+    def execute(cls, mv_model: MultiViewModel, prompt: str, negative_prompt: str, guidance_scale: float, eta: float,
+                seed: int, steps: int, image_size: int, image=None, mask=None, invert_mask: bool = False,
+                reference_elevation: float = 0.0, cameras=None) -> io.NodeOutput:
+        if cameras is None:
+            preset = "zero123" if mv_model.kind == "zero123" else mv_model.kind
+            cameras = sample_orbit_cameras(CAMERA_PRESETS[preset], image_size, torch.Generator().manual_seed(int(seed) % 2**63))
+        cond = _condition(mv_model, prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
+        gs, et = _knobs(mv_model, guidance_scale, eta)
+        result = sample(mv_model, cond, cameras, steps=steps, guidance_scale=gs, eta=et, seed=int(seed) % 2**63,
+                        image_size=image_size, progress=progress_hook(steps), cancel=cancel_hook())
+        return io.NodeOutput(result.images, cameras.with_resolution(image_size))
+
+
+class MicroDreamerHybridForward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MicroDreamerHybridForward",
+            display_name="Hybrid Forward + Sampling (multi-view img2img)",
+            category="MicroDreamer/diffusion",
+            description=(
+                "Refines a batch of views (e.g. renders of a 3D model) with SIR's hybrid forward process: encode, add "
+                "noise to t1 = inv_ratio * t, DDIM-invert to t with the unconditional prediction, then DDIM-sample back with "
+                "guidance. Lower t keeps more of the input. mode 'inversion' / 'noise' are the paper's ablations."
+            ),
+            inputs=[
+                MDMultiViewModel.Input("mv_model"),
+                io.Image.Input("images", tooltip="One view per camera (B, H, W, 3); resized to image_size."),
+                MDCameras.Input("cameras", tooltip="The cameras the views were rendered from."),
+                *_common_inputs(),
+                io.Int.Input("t", default=601, min=1, max=1000,
+                             tooltip="How far into the diffusion process to push the views (snapped to the nearest DDIM grid timestep)."),
+                io.Int.Input("steps", default=20, min=2, max=200, tooltip="DDIM grid size (20: timesteps 951, 901, ..., 1)."),
+                io.Float.Input("inv_ratio", default=0.6, min=0.0, max=1.0, step=0.05,
+                               tooltip="Where noise-adding stops and DDIM inversion starts, as a fraction of t (the paper: 0.6)."),
+                io.Combo.Input("mode", options=["hybrid", "inversion", "noise"], default="hybrid",
+                               tooltip="hybrid: the paper's choice; inversion: slow; noise: one-shot noise-adding (artefacts)."),
+                io.Int.Input("image_size", default=256, min=64, max=1024, step=64),
+            ],
+            outputs=[io.Image.Output("images_out", display_name="images")],
+        )
+
+    @classmethod
+    def execute(cls, mv_model: MultiViewModel, images, cameras, prompt: str, negative_prompt: str, guidance_scale: float,
+                eta: float, seed: int, t: int, steps: int, inv_ratio: float, mode: str, image_size: int, image=None,
+                mask=None, invert_mask: bool = False, reference_elevation: float = 0.0) -> io.NodeOutput:
+        grid = DDIMSchedule(num_inference_steps=steps).timesteps
+        t2 = int(grid[(grid - int(t)).abs().argmin()])
+        cond = _condition(mv_model, prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
+        gs, et = _knobs(mv_model, guidance_scale, eta)
+        total = int((grid <= t2).sum())
+        result = refine_views(mv_model, images, cameras, cond, t2, steps=steps, inv_ratio=inv_ratio, mode=mode,
+                              guidance_scale=gs, eta=et, seed=int(seed) % 2**63, image_size=image_size,
+                              progress=progress_hook(total), cancel=cancel_hook())
+        return io.NodeOutput(result.images)

@@ -255,7 +255,7 @@ def infer_unet_config(unet_sd: dict[str, Tensor], num_head_channels: int = 64) -
         mults.append(unet_sd[f"input_blocks.{first}.0.out_layers.3.weight"].shape[0] // mc)
         if f"input_blocks.{first}.1.norm.weight" in unet_sd:
             attn.append(2**level)
-    depth = len({k.split(".")[4] for k in unet_sd if k.startswith("middle_block.1.transformer_blocks.")})
+    depth = len({k.split(".")[3] for k in unet_sd if k.startswith("middle_block.1.transformer_blocks.")})
     cfg: dict[str, Any] = {
         "in_channels": conv_in.shape[1],
         "model_channels": mc,
@@ -273,6 +273,9 @@ def infer_unet_config(unet_sd: dict[str, Tensor], num_head_channels: int = 64) -
             "ip_dim": unet_sd["image_embed.latents"].shape[1],
             "ip_embedding_dim": unet_sd["image_embed.proj_in.weight"].shape[1],
             "ip_depth": len({k.split(".")[2] for k in unet_sd if k.startswith("image_embed.layers.")}),
+            # the resampler's heads are 64 wide (12 x 64 in ImageDream); only their product is stored
+            "ip_dim_head": 64,
+            "ip_heads": max(1, unet_sd["image_embed.layers.0.0.to_q.weight"].shape[0] // 64),
         }
     return cfg
 
@@ -317,14 +320,14 @@ def _text_encoder_from_checkpoint(sd: dict[str, Tensor]):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tok = sd[TEXT_PREFIX + "token_embedding.weight"]
-    layers = len({k.split(".")[5] for k in sd if k.startswith(TEXT_PREFIX + "transformer.resblocks.")})
+    layers = len({k.split(".")[4] for k in sd if k.startswith(TEXT_PREFIX + "transformer.resblocks.")})
     width = tok.shape[1]
     cfg = CLIPTextConfig(
         vocab_size=tok.shape[0],
         hidden_size=width,
         intermediate_size=sd[TEXT_PREFIX + "transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
         num_hidden_layers=layers - 1,
-        num_attention_heads=max(1, width // 64),
+        num_attention_heads=max(1, width // 64),  # OpenCLIP text towers use 64-wide heads
         max_position_embeddings=sd[TEXT_PREFIX + "positional_embedding"].shape[0],
         hidden_act="gelu",
         projection_dim=sd[TEXT_PREFIX + "text_projection"].shape[1] if TEXT_PREFIX + "text_projection" in sd else width,
@@ -336,7 +339,11 @@ def _text_encoder_from_checkpoint(sd: dict[str, Tensor]):
     converted = {k: v for k, v in converted.items() if not k.startswith(f"text_model.encoder.layers.{layers - 1}.")}
     converted.pop("text_projection.weight", None)
     expected = model.state_dict()
-    converted.setdefault("text_model.embeddings.position_ids", expected["text_model.embeddings.position_ids"]) if "text_model.embeddings.position_ids" in expected else None
+    if not any(k.startswith("text_model.") for k in expected):  # transformers >= 5 names have no prefix
+        converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+    for buffer in ("position_ids", "embeddings.position_ids", "text_model.embeddings.position_ids"):
+        if buffer in expected and buffer not in converted:
+            converted[buffer] = expected[buffer]
     _load_strict(model, converted, "text encoder")
     return model
 
@@ -401,8 +408,11 @@ def load_single_file(
     else:
         enc_dir = _resolve_source(image_encoder, CLIP_H_HUB_ID, None, download_dir, "the OpenCLIP ViT-H/14 image encoder")
         enc = _load_component("image encoder", CLIPVisionModel.from_pretrained, enc_dir)
-        proc_dir = enc_dir if (enc_dir / "preprocessor_config.json").is_file() else None
-        proc = CLIPImageProcessor.from_pretrained(proc_dir) if proc_dir else CLIPImageProcessor()
+        if (enc_dir / "preprocessor_config.json").is_file():
+            proc = CLIPImageProcessor.from_pretrained(enc_dir)
+        else:  # CLIP's standard preprocessing at the encoder's input size (224 for ViT-H/14)
+            px = enc.config.image_size
+            proc = CLIPImageProcessor(size={"shortest_edge": px}, crop_size={"height": px, "width": px})
         model = ImageDreamModel(unet, vae, tok, text, proc, enc)
     model.source = str(path)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
@@ -494,12 +504,12 @@ def _sizes(size: str) -> dict[str, Any]:
         )
     if size == "tiny":
         return dict(
-            unet=dict(model_channels=32, channel_mult=(1, 2), attention_resolutions=(2,), num_res_blocks=1, num_head_channels=16, context_dim=32),
+            unet=dict(model_channels=32, channel_mult=(1, 2), attention_resolutions=(2,), num_res_blocks=1, num_head_channels=16, context_dim=64),
             vae=dict(block_out_channels=(32, 32), layers_per_block=1, norm_num_groups=32),
-            text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+            text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1),  # OpenCLIP: 64-wide heads
             vision_h=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8, image_size=32, projection_dim=32),
             vision_l=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8, image_size=32, projection_dim=32),
-            ip=dict(ip_embedding_dim=32, ip_heads=2, ip_dim_head=16, ip_depth=1, ip_dim=4),
+            ip=dict(ip_embedding_dim=32, ip_heads=1, ip_dim_head=64, ip_depth=1, ip_dim=4),
             zero123_unet=dict(block_out_channels=(32, 64), cross_attention_dim=32, attention_head_dim=8, layers_per_block=1),
             crop=32,
         )

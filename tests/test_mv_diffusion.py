@@ -211,3 +211,65 @@ def test_hub_id_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(InputError, match=r"put the files in .*ashawkey--imagedream-ipmv-diffusers"):
         load_model("ashawkey/imagedream-ipmv-diffusers", download_dir=tmp_path)
+
+
+# --- original single-file checkpoints ---------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["mvdream", "imagedream"])
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_single_file_checkpoint_loads_exactly(kind, suffix, tiny_models, tmp_path):
+    """A tiny model written as the authors' single file (UNet, LDM VAE, OpenCLIP text tower; plus
+    the YAML they ship) loads through the public loader and computes exactly the same."""
+    import yaml
+    from safetensors.torch import save_file
+    from single_file_layout import to_single_file
+
+    model = tiny_models[kind]
+    folder = save_diffusers_folder(model, tmp_path / "parts")  # tokenizer / image encoder sources
+    sd = to_single_file(model)
+    path = tmp_path / f"sd-v2.1-base-4view{'-ipmv' if kind == 'imagedream' else ''}{suffix}"
+    if suffix == ".pt":
+        torch.save({"state_dict": sd}, path)
+    else:
+        save_file(sd, str(path))
+    params = {"num_head_channels": model.unet.config.num_head_channels, "camera_dim": 16}
+    path.with_suffix(".yaml").write_text(yaml.safe_dump({"model": {"params": {"unet_config": {"params": params}}}}))
+    extra = {"tokenizer": folder / "tokenizer"} | ({"image_encoder": folder / "image_encoder"} if kind == "imagedream" else {})
+    loaded = load_model(path, kind=kind, **extra)
+    assert type(loaded) is type(model)
+    cond, cams = _cond(), _cams()
+    a = sample(model, cond, cams, steps=3, seed=2, image_size=SIZE)
+    b = sample(loaded, cond, cams, steps=3, seed=2, image_size=SIZE)
+    assert torch.equal(a.images, b.images)
+    # the text tower really came from the file (23-of-24 style: the extra layer was dropped)
+    assert loaded.text_encoder.config.num_hidden_layers == model.text_encoder.config.num_hidden_layers
+
+
+def test_single_file_errors_name_what_was_found(tiny_models, tmp_path):
+    from safetensors.torch import save_file
+    from single_file_layout import to_single_file
+
+    sd = to_single_file(tiny_models["mvdream"])
+    plain = {k: v for k, v in sd.items() if "camera_embed" not in k}
+    save_file(plain, str(tmp_path / "sd21.safetensors"))
+    with pytest.raises(InputError, match="plain Stable Diffusion checkpoint"):
+        load_model(tmp_path / "sd21.safetensors")
+    save_file({"cc_projection.weight": torch.zeros(2, 2)}, str(tmp_path / "stable_zero123.safetensors"))
+    with pytest.raises(InputError, match="original Stable Zero123 checkpoint"):
+        load_model(tmp_path / "stable_zero123.safetensors")
+    save_file({k[len("first_stage_model."):]: v for k, v in sd.items() if k.startswith("first_stage_model.")}, str(tmp_path / "vae.safetensors"))
+    with pytest.raises(InputError, match="single component"):
+        load_model(tmp_path / "vae.safetensors")
+    no_vae = {k: v for k, v in sd.items() if not k.startswith("first_stage_model.")}
+    save_file(no_vae, str(tmp_path / "novae.safetensors"))
+    with pytest.raises(InputError, match="has no VAE"):
+        load_model(tmp_path / "novae.safetensors")
+    nan = dict(sd)
+    key = "model.diffusion_model.out.2.weight"
+    nan[key] = torch.full_like(sd[key], float("nan"))
+    save_file(nan, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(InputError, match="NaN"):
+        load_model(tmp_path / "nan.safetensors", tokenizer=tmp_path)
+    raw = (tmp_path / "nan.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="truncated, corrupt"):
+        load_model(tmp_path / "cut.safetensors")

@@ -89,7 +89,6 @@ def main() -> None:
             row |= {"refine_s": round(seconds, 3), "refine_nfe": model.nfe - before, "refine_t2": t2, "refine_steps": steps}
         row["host"] = platform.node()
         print(json.dumps(row), flush=True)
-        del model
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ The returned tensors may share memory with the input state dict.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -32,7 +33,7 @@ def vae_to_ldm(state_dict: dict[str, Tensor], prefix: str = "first_stage_model."
     """
     up_ids = {int(m[1]) for k in state_dict if (m := re.match(r"decoder\.up_blocks\.(\d+)\.", k))}
     num_up = max(up_ids) + 1 if up_ids else 0
-    renames: list[tuple[str, object]] = [
+    renames: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
         (r"\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r".down.\1.block.\2."),
         (r"\.down_blocks\.(\d+)\.downsamplers\.0\.", r".down.\1.downsample."),
         (r"\.up_blocks\.(\d+)\.resnets\.(\d+)\.", lambda m: f".up.{num_up - 1 - int(m[1])}.block.{m[2]}."),

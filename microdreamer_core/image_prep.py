@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .errors import InputError
 
-__all__ = ["recenter_rgba"]
+__all__ = ["recenter_rgba", "reference_from_batch"]
 
 
 def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fill: float = 0.8) -> Tensor:
@@ -43,3 +43,15 @@ def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fil
     top, left = (size - nh) // 2, (size - nw) // 2
     canvas[:, top : top + nh, left : left + nw] = obj
     return canvas.permute(1, 2, 0).clamp(0, 1)
+
+
+def reference_from_batch(images: Tensor, mask: Tensor | None = None, invert_mask: bool = False, size: int = 256) -> Tensor:
+    """The first image of an (B, H, W, 3|4) batch with its (B, H, W) coverage mask (1 = object;
+    ``invert_mask`` for masks that are 1 on the background), re-centred by :func:`recenter_rgba`."""
+    if images.ndim != 4 or images.shape[-1] not in (3, 4):
+        raise InputError(f"image has shape {tuple(images.shape)}; expected a batch (B, H, W, 3)")
+    alpha = None
+    if mask is not None:
+        m = (mask[0] if mask.ndim == 3 else mask).cpu().float()
+        alpha = 1.0 - m if invert_mask else m
+    return recenter_rgba(images[0].cpu(), alpha, size)

@@ -198,6 +198,13 @@ class MultiViewModel(nn.Module):
         if len(cameras) < 1:
             raise InputError("no cameras given: pass at least one view")
 
+    def _reference_rgb(self, condition: Condition, cameras: Cameras, image_size: int) -> Tensor:
+        """The image models' reference: (1, 3, S, S) on white at the sampling size."""
+        self._check_views(cameras)
+        if condition.image is None:
+            raise InputError(f"{self.display_name} is an image-to-3D model: connect an input image")
+        return F.interpolate(_white_rgb(condition.image), (image_size, image_size), mode="bilinear", align_corners=False)
+
 
 class _TextMixin:
     """Prompt encoding with an SD-2.1 CLIP text encoder (penultimate OpenCLIP layer + final LN)."""
@@ -260,11 +267,8 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
 
     @torch.no_grad()
     def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
-        self._check_views(cameras)
-        if condition.image is None:
-            raise InputError("ImageDream is an image-to-3D model: connect an input image")
+        rgb = self._reference_rgb(condition, cameras, image_size)
         v = len(cameras)
-        rgb = F.interpolate(_white_rgb(condition.image), (image_size, image_size), mode="bilinear", align_corners=False)
         tokens = self.encode_image_tokens(rgb).to(self.dtype).expand(v + 1, -1, -1)
         # The reference latent is a posterior sample; seeded so a run is reproducible.
         ref = self.encode_images(rgb, generator=torch.Generator().manual_seed(0))
@@ -309,11 +313,8 @@ class Zero123Model(MultiViewModel):
 
     @torch.no_grad()
     def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
-        self._check_views(cameras)
-        if condition.image is None:
-            raise InputError("Stable Zero123 is an image-to-3D model: connect an input image")
+        rgb = self._reference_rgb(condition, cameras, image_size)
         v = len(cameras)
-        rgb = F.interpolate(_white_rgb(condition.image), (image_size, image_size), mode="bilinear", align_corners=False)
         pixels = _clip_pixels(self.image_processor, rgb).to(self.device, self.dtype)
         clip = self.image_encoder(pixels).image_embeds[:, None]  # (1, 1, 768)
         rel = self.relative_camera(cameras, condition.reference_elevation).to(self.device, self.dtype)[:, None]

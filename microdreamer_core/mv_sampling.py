@@ -67,6 +67,16 @@ def _prepare(model: MultiViewModel, condition: Condition | Prepared, cameras: Ca
     return prepared
 
 
+def _setup(model: MultiViewModel, condition: Condition | Prepared, cameras: Cameras, steps: int, guidance_scale: float | None,
+           eta: float | None, seed: int, image_size: int) -> tuple[Prepared, DDIMSchedule, torch.Generator, float, float]:
+    """What both operations start with: the prepared condition, the grid, the seeded generator and
+    the guidance / eta (the model's paper values where ``None``)."""
+    gs = model.defaults.guidance_scale if guidance_scale is None else guidance_scale
+    eta = model.defaults.eta if eta is None else eta
+    prepared = _prepare(model, condition, cameras, image_size)
+    return prepared, DDIMSchedule(num_inference_steps=steps), torch.Generator().manual_seed(seed), gs, eta
+
+
 def _latent_shape(model: MultiViewModel, views: int, size: int) -> tuple[int, int, int, int]:
     if size % model.vae_factor:
         raise InputError(f"image size {size} is not a multiple of {model.vae_factor}; use 256 (the models' training size)")
@@ -116,11 +126,7 @@ def sample(
 ) -> SampleResult:
     """Sample ``len(cameras)`` views from pure noise (t = 1000): all ``steps`` DDIM steps with
     CFG. ``guidance_scale`` / ``eta`` default to the model's paper values."""
-    gs = model.defaults.guidance_scale if guidance_scale is None else guidance_scale
-    eta = model.defaults.eta if eta is None else eta
-    prepared = _prepare(model, condition, cameras, image_size)
-    generator = torch.Generator().manual_seed(seed)
-    schedule = DDIMSchedule(num_inference_steps=steps)
+    prepared, schedule, generator, gs, eta = _setup(model, condition, cameras, steps, guidance_scale, eta, seed, image_size)
     start = model.nfe
     x = _noise(_latent_shape(model, len(cameras), image_size), generator, torch.empty(0, device=model.device))
     x = reverse_sample(model, x, schedule.num_train_timesteps, prepared, schedule, gs, eta, generator, progress, cancel)
@@ -187,16 +193,12 @@ def refine_views(
     """One SIR target computation: hybrid forward of ``images`` (renders of ``cameras``) to
     ``t2``, then reverse sampling with CFG; returns the refined views. Images are resized to
     ``image_size`` (256, the models' training size) first."""
-    gs = model.defaults.guidance_scale if guidance_scale is None else guidance_scale
-    eta = model.defaults.eta if eta is None else eta
     x = to_bchw(images)
     if len(x) != len(cameras):
         raise InputError(f"{len(x)} images but {len(cameras)} cameras: give one camera per view")
     if x.shape[-2:] != (image_size, image_size):
         x = torch.nn.functional.interpolate(x, (image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
-    prepared = _prepare(model, condition, cameras, image_size)
-    schedule = DDIMSchedule(num_inference_steps=steps)
-    generator = torch.Generator().manual_seed(seed)
+    prepared, schedule, generator, gs, eta = _setup(model, condition, cameras, steps, guidance_scale, eta, seed, image_size)
     start = model.nfe
     xt = hybrid_forward(model, x, prepared, t2, schedule, inv_ratio, mode, generator, cancel)
     x0 = reverse_sample(model, xt, t2, prepared, schedule, gs, eta, generator, progress, cancel)

@@ -82,6 +82,14 @@ class DDIMSchedule:
         x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
         return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
 
+    def nearest_timestep(self, t: int) -> int:
+        """The grid timestep closest to ``t`` (what a user-given "t" means on this grid)."""
+        return int(self.timesteps[(self.timesteps - int(t)).abs().argmin()])
+
+    def sampling_steps(self, t_start: int) -> int:
+        """How many reverse-sampling steps start at ``t_start`` (grid timesteps <= it)."""
+        return int((self.timesteps <= t_start).sum())
+
     def add_noise(self, x0: Tensor, noise: Tensor, t: int) -> Tensor:
         """One-shot forward diffusion q(x_t | x_0)."""
         a = self.alphas_cumprod[t]
@@ -116,5 +124,5 @@ def sir_iteration_nfes(schedule: DDIMSchedule, t2: int, inv_ratio: float = 0.6) 
     t1 = inversion_t1(schedule, t2, inv_ratio)
     grid = schedule.inverse_timesteps
     inversion = int(((grid > t1) & (grid <= t2)).sum())
-    sampling = int((schedule.timesteps <= t2).sum())
+    sampling = schedule.sampling_steps(t2)
     return SIRStepCounts(t1, t2, inversion, sampling)

@@ -12,7 +12,7 @@ from comfy_api.latest import io
 
 from microdreamer_core.cameras import CAMERA_PRESETS, sample_orbit_cameras
 from microdreamer_core.errors import InputError
-from microdreamer_core.image_prep import recenter_rgba
+from microdreamer_core.image_prep import reference_from_batch
 from microdreamer_core.mv_loading import HUB_IDS, SINGLE_FILE_SUFFIXES, load_model
 from microdreamer_core.mv_models import DEFAULT_NEGATIVE_PROMPT, Condition, MultiViewModel
 from microdreamer_core.mv_sampling import refine_views, sample
@@ -88,17 +88,9 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
         return io.NodeOutput(loaded)
 
 
-def _condition(model: MultiViewModel, prompt: str, negative_prompt: str, image, mask, invert_mask: bool,
-               reference_elevation: float, size: int) -> Condition:
-    ref = None
-    if image is not None:
-        if image.ndim != 4 or image.shape[-1] not in (3, 4):
-            raise InputError(f"image has shape {tuple(image.shape)}; expected a ComfyUI IMAGE (B, H, W, 3)")
-        alpha = None
-        if mask is not None:
-            m = mask[0] if mask.ndim == 3 else mask
-            alpha = 1.0 - m if invert_mask else m  # the pack's convention: 1 = object; LoadImage's is 1 = transparent
-        ref = recenter_rgba(image[0].cpu(), None if alpha is None else alpha.cpu(), size)
+def _condition(prompt: str, negative_prompt: str, image, mask, invert_mask: bool, reference_elevation: float,
+               size: int) -> Condition:
+    ref = None if image is None else reference_from_batch(image, mask, invert_mask, size)
     neg = DEFAULT_NEGATIVE_PROMPT if negative_prompt.strip() == "default" else negative_prompt
     return Condition(prompt=prompt, negative_prompt=neg, image=ref, reference_elevation=reference_elevation)
 
@@ -125,8 +117,9 @@ def _common_inputs() -> list:
     ]
 
 
-def _knobs(model: MultiViewModel, guidance_scale: float, eta: float) -> tuple[float, float]:
-    return (guidance_scale if guidance_scale > 0 else model.defaults.guidance_scale, eta if eta >= 0 else model.defaults.eta)
+def _knobs(guidance_scale: float, eta: float) -> tuple[float | None, float | None]:
+    """The widgets' "paper value" sentinels (0 / -1) as the core's None."""
+    return (guidance_scale if guidance_scale > 0 else None, eta if eta >= 0 else None)
 
 
 class MicroDreamerMultiViewSampler(io.ComfyNode):
@@ -157,10 +150,9 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
                 seed: int, steps: int, image_size: int, image=None, mask=None, invert_mask: bool = False,
                 reference_elevation: float = 0.0, cameras=None) -> io.NodeOutput:
         if cameras is None:
-            preset = "zero123" if mv_model.kind == "zero123" else mv_model.kind
-            cameras = sample_orbit_cameras(CAMERA_PRESETS[preset], image_size, torch.Generator().manual_seed(int(seed) % 2**63))
-        cond = _condition(mv_model, prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
-        gs, et = _knobs(mv_model, guidance_scale, eta)
+            cameras = sample_orbit_cameras(CAMERA_PRESETS[mv_model.kind], image_size, torch.Generator().manual_seed(int(seed) % 2**63))
+        cond = _condition(prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
+        gs, et = _knobs(guidance_scale, eta)
         result = sample(mv_model, cond, cameras, steps=steps, guidance_scale=gs, eta=et, seed=int(seed) % 2**63,
                         image_size=image_size, progress=progress_hook(steps), cancel=cancel_hook())
         return io.NodeOutput(result.images, cameras.with_resolution(image_size))
@@ -199,12 +191,11 @@ class MicroDreamerHybridForward(io.ComfyNode):
     def execute(cls, mv_model: MultiViewModel, images, cameras, prompt: str, negative_prompt: str, guidance_scale: float,
                 eta: float, seed: int, t: int, steps: int, inv_ratio: float, mode: str, image_size: int, image=None,
                 mask=None, invert_mask: bool = False, reference_elevation: float = 0.0) -> io.NodeOutput:
-        grid = DDIMSchedule(num_inference_steps=steps).timesteps
-        t2 = int(grid[(grid - int(t)).abs().argmin()])
-        cond = _condition(mv_model, prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
-        gs, et = _knobs(mv_model, guidance_scale, eta)
-        total = int((grid <= t2).sum())
+        schedule = DDIMSchedule(num_inference_steps=steps)
+        t2 = schedule.nearest_timestep(t)
+        cond = _condition(prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
+        gs, et = _knobs(guidance_scale, eta)
         result = refine_views(mv_model, images, cameras, cond, t2, steps=steps, inv_ratio=inv_ratio, mode=mode,
                               guidance_scale=gs, eta=et, seed=int(seed) % 2**63, image_size=image_size,
-                              progress=progress_hook(total), cancel=cancel_hook())
+                              progress=progress_hook(schedule.sampling_steps(t2)), cancel=cancel_hook())
         return io.NodeOutput(result.images)

@@ -46,7 +46,9 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm computed in float32 and cast back (the LDM ``normalization``)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
 def _norm(channels: int, eps: float = 1e-5) -> GroupNorm32:

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from microdreamer_core.cameras import orbit_cameras
+from microdreamer_core.cameras import CAMERA_PRESETS, orbit_cameras, sample_orbit_cameras
 from microdreamer_core.errors import InputError
 from microdreamer_core.mv_loading import build_random_model, load_model, save_diffusers_folder
 from microdreamer_core.mv_models import Condition
@@ -273,3 +273,20 @@ def test_single_file_errors_name_what_was_found(tiny_models, tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError, match="truncated, corrupt"):
         load_model(tmp_path / "cut.safetensors")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", KINDS)
+def test_half_precision_models_sample(kind, dtype):
+    """The GPU default is fp16: every model must run a whole hybrid forward + sampling in half
+    precision (fp32 GroupNorm with half weights once crashed on the H100), close to fp32."""
+    results = {}
+    for dt in (torch.float32, dtype):
+        model = build_random_model(kind, "tiny", seed=0, dtype=dt)
+        cams = sample_orbit_cameras(CAMERA_PRESETS["zero123" if kind == "zero123" else kind], 32, torch.Generator().manual_seed(0))
+        cond = Condition(prompt="a duck", image=torch.rand(32, 32, 4, generator=torch.Generator().manual_seed(0)))
+        views = torch.rand(len(cams), 32, 32, 3, generator=torch.Generator().manual_seed(1))
+        results[dt] = refine_views(model, views, cams, cond, 501, steps=10, image_size=32, seed=3).images
+    half = results[dtype]
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert (half - results[torch.float32]).abs().mean() < 0.05

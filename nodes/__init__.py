@@ -9,6 +9,7 @@ from .diffusion import (
     MicroDreamerMultiViewSampler,
     register_models_folder,
 )
+from .generate import MicroDreamerCondition, MicroDreamerRefineTexture
 from .mesh import MicroDreamerExtractMesh, MicroDreamerMeshToComfyMesh, MicroDreamerSaveGLB
 from .reconstruct import MicroDreamerSIRReconstruct3DGS
 from .save import MicroDreamerSaveGaussians
@@ -20,9 +21,11 @@ NODES = [
     MicroDreamerMultiViewModelLoader,
     MicroDreamerMultiViewSampler,
     MicroDreamerHybridForward,
+    MicroDreamerCondition,
     MicroDreamerSIRReconstruct3DGS,
     MicroDreamerSaveGaussians,
     MicroDreamerExtractMesh,
+    MicroDreamerRefineTexture,
     MicroDreamerSaveGLB,
     MicroDreamerMeshToComfyMesh,
 ]

@@ -1,14 +1,33 @@
-"""SIR reconstruction of 3D Gaussians from posed views."""
+"""SIR reconstruction of 3D Gaussians: from posed views alone, or with a multi-view diffusion model."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import torch
 from comfy_api.latest import io
 
+from microdreamer_core.errors import InputError
+from microdreamer_core.presets import PRESETS, get_preset
 from microdreamer_core.reconstruct import ReconstructConfig, reconstruct
+from microdreamer_core.sir import run_sir
 from microdreamer_core.views import PosedViews
 
 from . import _comfy
-from .types import MDCameras, MDGaussians
+from .types import MDCameras, MDCondition, MDGaussians, MDMultiViewModel
+
+PRESET_CHOICES = ["auto"] + list(PRESETS)
+
+
+def _views(images, masks, cameras, invert_mask: bool) -> PosedViews | None:
+    """Posed views from the optional inputs (masks optional: without them the whole image counts)."""
+    if images is None and cameras is None:
+        return None
+    if images is None or cameras is None:
+        raise InputError("views need both images and cameras: connect both, or neither (to sample the initial views from the model)")
+    if masks is None:
+        masks, invert_mask = torch.ones(images.shape[:3]), False
+    return PosedViews.from_images_and_masks(images, masks, cameras, invert_mask)
 
 
 class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
@@ -19,22 +38,31 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
             display_name="SIR Reconstruct 3DGS",
             category="MicroDreamer/reconstruction",
             description=(
-                "Fits 3D Gaussians to posed views by pixel-space optimisation (MicroDreamer's SIR "
-                "reconstruction step): starts from a ball of Gaussians, then runs `steps` Adam steps of "
-                "L1 loss against the images composited on white plus an L1 mask term, densifying and "
-                "pruning on the paper's schedule. Images, masks and cameras must list the same views "
-                "in the same order. Deterministic for a fixed seed on CPU."
+                "MicroDreamer's score-based iterative reconstruction (SIR) of 3D Gaussians. With a multi-view model and a "
+                "condition: samples initial views from noise (or fits the views you connect), then runs the preset's "
+                "iterations, each rendering new cameras once, refining the renders with the model (hybrid forward + "
+                "sampling) and taking 15 Adam steps against them (paper presets: zero123 20 iterations / 352 NFEs, "
+                "imagedream and mvdream 30 iterations / 285 NFEs). Without a model: a plain multi-view reconstruction of "
+                "the connected views for `steps` Adam steps (L1 on white plus a mask term). Deterministic for a fixed seed on CPU."
             ),
             inputs=[
-                io.Image.Input("images", tooltip="RGB views (N, H, W, 3); colour outside the object is ignored through the mask."),
-                io.Mask.Input("masks", tooltip="Object masks (N, H, W), 1 = object (the views' alpha). For LoadImage masks (1 = transparent) turn on invert_mask."),
-                MDCameras.Input("cameras", tooltip="One camera per view, in the order of the images."),
+                io.Image.Input("images", optional=True, tooltip="RGB views (N, H, W, 3), e.g. any image generator's multi-view output. Optional with a model."),
+                io.Mask.Input("masks", optional=True, tooltip="Object masks (N, H, W), 1 = object (the views' alpha). Without masks the whole image is fitted on white."),
+                MDCameras.Input("cameras", optional=True, tooltip="One camera per view, in the order of the images."),
+                MDMultiViewModel.Input("mv_model", optional=True, tooltip="MVDream, ImageDream or Stable Zero123: turns on SIR."),
+                MDCondition.Input("condition", optional=True, tooltip="Prompt / image from MicroDreamer Condition (needed with a model)."),
+                io.Combo.Input("preset", options=PRESET_CHOICES, default="auto",
+                               tooltip="Paper settings; auto = the preset of the connected model's kind."),
+                io.Int.Input("iterations", default=-1, min=-1, max=1000,
+                             tooltip="SIR iterations K; -1 = the preset's (20 zero123, 30 imagedream / mvdream)."),
                 io.Int.Input("steps", default=500, min=1, max=100000,
-                             tooltip="Optimiser steps (one step renders every view once)."),
+                             tooltip="Without a model only: optimiser steps of the plain reconstruction."),
                 io.Int.Input("resolution", default=0, min=0, max=2048, step=8,
-                             tooltip="Square size the views are resized to before fitting; 0 keeps the images' size. Non-square views need 0."),
+                             tooltip="Render size. 0 = the preset's 256 with a model, the images' own size without one."),
+                io.Int.Input("image_size", default=256, min=32, max=1024, step=32,
+                             tooltip="With a model: the size it samples at (trained at 256)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seeds the initial Gaussians and the optimisation."),
+                             tooltip="Seeds the initial Gaussians, the cameras and the diffusion noise."),
                 io.Boolean.Input("invert_mask", default=False,
                                  tooltip="Use 1 - mask: turn on for masks where 1 = transparent (ComfyUI's LoadImage)."),
             ],
@@ -42,10 +70,23 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, images, masks, cameras, steps: int, resolution: int, seed: int,
-                invert_mask: bool) -> io.NodeOutput:
-        config = ReconstructConfig(steps=int(steps), resolution=int(resolution) or None, seed=int(seed),
-                                   device=_comfy.torch_device())
-        views = PosedViews.from_images_and_masks(images, masks, cameras, invert_mask)
-        result = reconstruct(views, config, progress=_comfy.progress_hook(steps), cancel=_comfy.cancel_hook())
+    def execute(cls, preset: str, iterations: int, steps: int, resolution: int, image_size: int, seed: int,
+                invert_mask: bool, images=None, masks=None, cameras=None, mv_model=None, condition=None) -> io.NodeOutput:
+        seed = int(seed) % 2**63
+        views = _views(images, masks, cameras, invert_mask)
+        if mv_model is None:
+            if views is None:
+                raise InputError("nothing to reconstruct: connect images + cameras (plain reconstruction), or a multi-view model and a condition (SIR)")
+            config = ReconstructConfig(steps=int(steps), resolution=int(resolution) or None, seed=seed, device=_comfy.torch_device())
+            result = reconstruct(views, config, progress=_comfy.progress_hook(steps), cancel=_comfy.cancel_hook())
+            return io.NodeOutput(result.gaussians)
+        if condition is None:
+            raise InputError("SIR with a model needs a condition: connect a MicroDreamer Condition node (prompt and/or image)")
+        p = get_preset(mv_model.kind if preset == "auto" else preset)
+        if p.model_kind != mv_model.kind:
+            raise InputError(f"preset '{p.name}' is for {p.model_kind} models but the model is {mv_model.display_name}: choose 'auto' or '{mv_model.kind}'")
+        p = p.with_overrides(seed=seed, iterations=None if iterations < 0 else int(iterations))
+        sir = dataclasses.replace(p.sir, image_size=int(image_size), device=_comfy.torch_device(),
+                                  resolution=int(resolution) or p.sir.resolution)
+        result = run_sir(mv_model, condition, sir, init_views=views, progress=_comfy.progress_hook(1), cancel=_comfy.cancel_hook())
         return io.NodeOutput(result.gaussians)

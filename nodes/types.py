@@ -16,3 +16,7 @@ MDMesh = io.Custom("MD_MESH")
 MDMultiViewModel = io.Custom("MD_MV_MODEL")
 """A ``microdreamer_core.mv_models.MultiViewModel``: MVDream, ImageDream or Stable Zero123 with its
 VAE and encoders, on ComfyUI's device."""
+
+MDCondition = io.Custom("MD_CONDITION")
+"""A ``microdreamer_core.mv_models.Condition``: prompt, negative prompt and the pre-processed input
+image (object re-centred on a 256 canvas, RGBA) that the multi-view models condition on."""

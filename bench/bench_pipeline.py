@@ -26,6 +26,9 @@ import torch
 
 from microdreamer_core.mv_loading import build_random_model
 from microdreamer_core.pipeline import generate, make_condition, tiny_preset
+from microdreamer_core.sir import run_sir
+from microdreamer_core.texture import gaussians_to_mesh
+from microdreamer_core.texture_refine import refine_texture
 from microdreamer_core.presets import PRESETS, get_preset
 from microdreamer_core.views import load_rgba
 
@@ -81,19 +84,27 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         row: dict = {"preset": name, "size": args.size, "iterations": preset.sir.iterations}
-        try:
-            result = generate(model, cond, preset)
-            its = result.iterations
+        try:  # stage by stage, so a failing late stage keeps the earlier stages' figures
+            t_all = time.perf_counter()
+            sir = run_sir(model, cond, preset.sir)
+            its = sir.iterations
             row |= {
-                "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
-                "sir_s": {k: round(v, 3) for k, v in result.sir.timings.items()},
-                "nfe": result.nfe,
+                "sir_s": {k: round(v, 3) for k, v in sir.timings.items()},
+                "nfe_sir": sir.nfe,
                 "per_iteration_s": round(sum(i.seconds for i in its) / max(len(its), 1), 4),
-                "per_nfe_s": round(result.sir.timings["diffusion"] / max(result.nfe["sir"] - result.sir.nfe["init"], 1), 4),
-                "per_adam_step_s": round(result.sir.timings["optimise"] / max(preset.sir.iterations * preset.sir.steps_per_iteration, 1), 4),
-                "gaussians": result.gaussians.num,
-                "faces": result.mesh.num_faces if result.mesh is not None else 0,
+                "per_nfe_s": round(sir.timings["diffusion"] / max(sir.nfe["iterations"], 1), 4),
+                "per_adam_step_s": round(sir.timings["optimise"] / max(preset.sir.iterations * preset.sir.steps_per_iteration, 1), 4),
+                "gaussians": sir.gaussians.num,
             }
+            mesh_t: dict = {}
+            t0 = time.perf_counter()
+            mesh = gaussians_to_mesh(sir.gaussians, resolution=preset.mesh.resolution, target_faces=preset.mesh.target_faces,
+                                     texture_size=preset.mesh.texture_size, timings=mesh_t)
+            row |= {"mesh_s": round(time.perf_counter() - t0, 3), "mesh_stages_s": {k: round(v, 3) for k, v in mesh_t.items()},
+                    "faces": mesh.num_faces}
+            tex = refine_texture(mesh, model, cond, preset.texture)
+            row |= {"texture_s": {k: round(v, 3) for k, v in tex.timings.items()}, "nfe_texture": tex.nfe,
+                    "total_s": round(time.perf_counter() - t_all, 3)}
         except Exception as e:  # random weights can make a degenerate shape; say so and go on
             row["error"] = f"{type(e).__name__}: {e}"
         row |= {

@@ -59,6 +59,7 @@ licence; PyPI package ``diffrp-nvdiffrast``); one ``RasterizeCudaContext`` is ca
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -106,9 +107,14 @@ def _import_nvdiffrast():
         try:
             import nvdiffrast.torch as dr  # noqa: PLC0415 - optional, CUDA-only dependency
 
+            if torch.cuda.is_available():  # its CUDA plugin is JIT-built on first use: try it now
+                index = torch.cuda.current_device()
+                _nv_contexts[("cuda", index)] = dr.RasterizeCudaContext(device=torch.device("cuda", index))
             _nvdiffrast_module = dr
         except Exception as exc:  # ImportError, or a failing CUDA extension build/load
             _nvdiffrast_error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"nvdiffrast is installed but unusable ({_nvdiffrast_error}); meshes are rasterised "
+                          "with the built-in torch backend instead", RuntimeWarning, stacklevel=2)
     return _nvdiffrast_module
 
 

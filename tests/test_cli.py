@@ -122,7 +122,7 @@ def test_interrupt_leaves_no_partial_file(views_dir, tmp_path, monkeypatch, caps
 
 
 def test_console_entry_point_help():
-    r = subprocess.run([sys.executable, "-m", "microdreamer_core.cli", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "microdreamer_core.cli", "--help"], capture_output=True, text=True, check=False)
     assert r.returncode == 0
     for cmd in ("reconstruct", "render", "demo"):
         assert cmd in r.stdout
@@ -140,3 +140,190 @@ def test_render_a_glb_mesh(views_dir, tmp_path):
     assert 0.05 < covered.float().mean() < 0.6  # a box in the middle of each view
     green = v.images[..., :3][covered].mean(0)
     assert green[1] > 0.6 and green[0] < 0.3 and green[2] < 0.3, green
+
+
+# ==== microdreamer generate: the whole pipeline with tiny random models saved as diffusers folders ====
+GEN_KINDS = ("zero123", "imagedream", "mvdream")
+PROMPTS = {"zero123": None, "imagedream": "", "mvdream": "a yellow rubber duck"}  # ImageDream with an EMPTY prompt
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """``tiny_model_dir(kind)``: a tiny random model of ``kind`` saved as a diffusers folder, built
+    once per module (on first use, so a run that needs one kind builds only that one)."""
+    from microdreamer_core.mv_loading import build_random_model, save_diffusers_folder
+
+    built = {}
+
+    def get(kind: str):
+        if kind not in built:
+            folder = tmp_path_factory.mktemp(f"tiny_{kind}")
+            save_diffusers_folder(build_random_model(kind, "tiny", seed=0), folder)
+            built[kind] = folder
+        return built[kind]
+
+    return get
+
+
+@pytest.fixture
+def blob_png(tmp_path):
+    """A 64x64 RGBA PNG: an opaque orange box, off-centre, on a transparent background."""
+    arr = np.zeros((64, 64, 4), np.uint8)
+    arr[10:40, 20:50] = (230, 128, 25, 255)
+    path = tmp_path / "inputs" / "blob.png"
+    path.parent.mkdir()
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _gen_args(kind, model_dir, out, image=None, *extra):
+    args = ["generate", "--model", str(model_dir), "--out", str(out), "--tiny", "--device", "cpu"]
+    if PROMPTS[kind] is not None:
+        args += ["--prompt", PROMPTS[kind]]
+    if image is not None and kind != "mvdream":
+        args += ["--image", str(image)]
+    return args + [str(e) for e in extra]
+
+
+@pytest.mark.parametrize("kind", [pytest.param("zero123", marks=pytest.mark.slow), "imagedream",
+                                  pytest.param("mvdream", marks=pytest.mark.slow)])
+def test_generate_writes_a_valid_glb_ply_and_views(kind, tiny_model_dir, blob_png, tmp_path, capsys):
+    from gltf_validator import assert_valid
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out, ply, views = out_dir / "model.glb", out_dir / "gaussians.ply", out_dir / "views"
+    assert main(_gen_args(kind, tiny_model_dir(kind), out, blob_png, "--save-ply", ply, "--save-views", views, "--seed", 3)) == 0
+    cap = capsys.readouterr()
+    start = [line for line in cap.err.splitlines() if line.startswith("generating with")]
+    assert len(start) == 1 and f"({kind})" in start[0] and "(tiny)" in start[0] and "seed 3" in start[0] and "on cpu" in start[0], cap.err
+    assert_valid(out)
+    g = Gaussians.load_ply(ply)
+    assert g.num > 0 and torch.isfinite(g.means).all()
+    assert f"Gaussians: {g.num}" in cap.out and "NFEs: " in cap.out and "triangles" in cap.out and f"wrote {out}" in cap.out
+    n_views = 6 if kind == "zero123" else 4
+    assert sorted(p.name for p in views.iterdir()) == sorted([f"init_{i:02d}.png" for i in range(n_views)]
+                                                              + [f"target_{i:02d}.png" for i in range(n_views)])
+    with Image.open(views / "init_00.png") as im:
+        assert im.mode == "RGB" and im.size == (64, 64)  # the tiny preset's render resolution
+    assert sorted(p.name for p in out_dir.iterdir()) == ["gaussians.ply", "model.glb", "views"]  # no temp files left
+
+
+@pytest.mark.slow
+def test_generate_same_seed_gives_byte_identical_files(tiny_model_dir, blob_png, tmp_path):
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / f"{run}.glb"
+        assert main(_gen_args("imagedream", tiny_model_dir("imagedream"), out, blob_png, "--seed", 5, "--save-ply", tmp_path / f"{run}.ply")) == 0
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    assert (tmp_path / "a.ply").read_bytes() == (tmp_path / "b.ply").read_bytes()
+
+
+def test_generate_bad_inputs_fail_fast_with_one_line(tiny_model_dir, blob_png, tmp_path, capsys, monkeypatch):
+    from microdreamer_core import mv_loading
+
+    zero123, mvdream, imagedream = (tiny_model_dir(k) for k in ("zero123", "mvdream", "imagedream"))
+    capsys.readouterr()  # what building the models printed
+    rgb = tmp_path / "inputs" / "rgb.png"
+    Image.open(blob_png).convert("RGB").save(rgb)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "model.glb"
+
+    def run(args):
+        code = main(["generate", *map(str, args)])
+        line = _error_line(capsys)
+        assert code == 2 and not list(out_dir.iterdir()), (code, line)
+        return line
+
+    # A nonexistent --model path: the loader's own one-line message.
+    assert "not found" in run(["--model", tmp_path / "no_such_model", "--prompt", "a duck", "--out", out])
+
+    # Everything else is refused before any model is loaded.
+    loaded = []
+    monkeypatch.setattr(mv_loading, "load_model", lambda *a, **k: loaded.append(a) or pytest.fail("model loaded"))
+    line = run(["--model", zero123, "--prompt", "a duck", "--out", out])  # image model without --image
+    assert "image-to-3D" in line and "--image PATH" in line
+    line = run(["--model", imagedream, "--image", rgb, "--out", out])  # RGB image: no mask
+    assert "no alpha channel" in line and "rgb.png" in line
+    line = run(["--model", mvdream, "--image", blob_png, "--out", out])  # text model without --prompt
+    assert "text-to-3D" in line and "--prompt TEXT" in line
+    assert "--prompt" in run(["--model", mvdream, "--prompt", "  ", "--out", out])
+    assert "give --image PATH" in run(["--model", mvdream, "--out", out])  # neither input
+    assert "--out must end in .glb or .obj" in run(["--model", mvdream, "--prompt", "a duck", "--out", out_dir / "model.ply"])
+    assert "--out must end in" in run(["--model", tmp_path / "no_such_model", "--prompt", "a duck", "--out", out_dir / "model.gltf"])
+    assert "does not exist" in run(["--model", mvdream, "--prompt", "a duck", "--out", tmp_path / "nowhere" / "m.glb"])
+    assert "--save-ply must end in .ply" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--save-ply", out_dir / "g.glb"])
+    assert "--preset zero123" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--preset", "zero123"])
+    assert "unknown --preset" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--preset", "fastest"])
+    assert "--iterations" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--iterations", "-1"])
+    assert not loaded
+
+
+def test_generate_help_matches_the_code(capsys):
+    from microdreamer_core.cli import PRESET_NAMES
+    from microdreamer_core.presets import PRESETS
+
+    assert PRESET_NAMES == tuple(PRESETS)
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--image PATH", "--prompt TEXT", "--negative-prompt TEXT", "--model PATH_OR_HUB_ID", "--preset NAME", "--out OUT",
+                   "--seed SEED", "--iterations K", "--save-ply PATH", "--save-views DIR", "--elevation DEG", "--no-refine",
+                   "--device {auto,cpu,cuda}", "--dtype {auto,fp32,fp16,bf16}", "--download-dir DIR", "--tiny", "test/smoke mode"):
+        assert option in text, option
+    assert ", ".join(PRESETS) in text
+
+
+@pytest.mark.slow
+def test_generate_ctrl_c_exits_130_and_leaves_no_file(tiny_model_dir, blob_png, tmp_path):
+    """A real SIGINT to the command while SIR runs: exit 130 within seconds, no output, no temp files."""
+    import os
+    import queue
+    import signal
+    import threading
+    import time
+
+    model = tiny_model_dir("imagedream")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out, ply = out_dir / "model.glb", out_dir / "gaussians.ply"
+    cmd = [sys.executable, "-m", "microdreamer_core.cli", *_gen_args("imagedream", model, out, blob_png, "--iterations", 200, "--save-ply", ply)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines: queue.Queue = queue.Queue()
+    err: list[str] = []
+
+    def drain():  # read stderr as it comes (and keep the pipe from filling)
+        for line in proc.stderr:
+            err.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait for the start line: the model is loaded and SIR is about to run
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
+            assert line is not None, f"the command ended before starting: {''.join(err)}"
+            if line.startswith("generating with"):
+                break
+        time.sleep(1.5)  # well inside SIR: 200 tiny iterations take minutes
+        assert proc.poll() is None, "".join(err)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        code = proc.wait(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130, "".join(err)
+    assert elapsed <= 10
+    assert "interrupted" in "".join(err)
+    assert not list(out_dir.iterdir())  # neither the outputs nor any temporary file
+
+    # The folder is as good as new: a normal run right after works.
+    assert main(_gen_args("imagedream", model, out, blob_png, "--save-ply", ply)) == 0
+    assert out.is_file() and ply.is_file()

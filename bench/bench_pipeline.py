@@ -99,7 +99,7 @@ def main() -> None:
             mesh_t: dict = {}
             t0 = time.perf_counter()
             mesh = gaussians_to_mesh(sir.gaussians, resolution=preset.mesh.resolution, target_faces=preset.mesh.target_faces,
-                                     texture_size=preset.mesh.texture_size, timings=mesh_t)
+                                     texture_size=preset.mesh.texture_size, bake_resolution=preset.mesh.bake_resolution, timings=mesh_t)
             row |= {"mesh_s": round(time.perf_counter() - t0, 3), "mesh_stages_s": {k: round(v, 3) for k, v in mesh_t.items()},
                     "faces": mesh.num_faces}
             tex = refine_texture(mesh, model, cond, preset.texture)

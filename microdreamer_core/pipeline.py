@@ -134,7 +134,7 @@ def generate(
         t0 = time.perf_counter()
         mesh_timings: dict[str, float] = {}
         out_mesh = gaussians_to_mesh(sir.gaussians, resolution=p.mesh.resolution, target_faces=p.mesh.target_faces,
-                                     texture_size=p.mesh.texture_size, bake=True, timings=mesh_timings,
+                                     texture_size=p.mesh.texture_size, bake=True, bake_resolution=p.mesh.bake_resolution, timings=mesh_timings,
                                      progress=stage("mesh"), cancel=cancel)
         timings["mesh"] = time.perf_counter() - t0
         timings |= {f"mesh_{k}": v for k, v in mesh_timings.items()}
@@ -159,5 +159,5 @@ def tiny_preset(name: str, iterations: int = 2, init_steps: int = 3, steps_per_i
     sir = dataclasses.replace(p.sir, iterations=iterations, init_steps=init_steps, steps_per_iteration=steps_per_iteration,
                               resolution=64, image_size=32, num_init=1000)
     tex = dataclasses.replace(p.texture, render_resolution=64, image_size=32, steps=3)
-    mesh = dataclasses.replace(p.mesh, resolution=32, target_faces=2000, texture_size=64)
+    mesh = dataclasses.replace(p.mesh, resolution=32, target_faces=2000, texture_size=64, bake_resolution=64)
     return dataclasses.replace(p, sir=sir, texture=tex, mesh=mesh)

@@ -49,6 +49,7 @@ class MeshConfig:
     resolution: int = 128
     target_faces: int = 50_000
     texture_size: int = 1024
+    bake_resolution: int = 512
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cameras import CAMERA_PRESETS, CameraPreset, Cameras, front_camera, sample_orbit_cameras
+from .cameras import CAMERA_PRESETS, CameraPreset, Cameras, orbit_cameras, sample_orbit_cameras
 from .densify import DensifyConfig
 from .errors import InputError, check_cancel
 from .gaussians import Gaussians, init_ball
@@ -160,7 +160,8 @@ def _plain(t: Tensor) -> Tensor:
 
 
 def _reference_targets(condition: Condition | None, config: SIRConfig, device: torch.device):
-    """The input image at the front camera: (1, R, R, 3) rgb on white and (1, R, R) alpha."""
+    """The input image at its camera (azimuth 0, the condition's elevation): (1, R, R, 3) rgb on
+    white and (1, R, R) alpha."""
     if condition is None or condition.image is None:
         return None
     if config.reference_rgb_weight <= 0 and config.reference_mask_weight <= 0:
@@ -171,7 +172,8 @@ def _reference_targets(condition: Condition | None, config: SIRConfig, device: t
     rgba = F.interpolate(rgba.permute(2, 0, 1)[None], (r, r), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0)
     alpha = rgba[..., 3].clamp(0, 1)
     rgb = rgba[..., :3] * alpha[..., None] + (1 - alpha[..., None])
-    cam = front_camera(config.reference_radius, r, config.cameras.fovy_deg).to(device)
+    # The input photo's camera: azimuth 0 at the user-given elevation (what Zero123 is conditioned on).
+    cam = orbit_cameras([condition.reference_elevation], [0.0], config.reference_radius, r, config.cameras.fovy_deg).to(device)
     return cam, _plain(rgb[None].to(device)), _plain(alpha[None].to(device))
 
 

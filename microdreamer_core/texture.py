@@ -265,13 +265,13 @@ def bake_texture(mesh: Mesh, gaussians: Gaussians, config: BakeConfig = BakeConf
 
 # Gaussians -> textured mesh: the one pipeline the CLI, the demo and the ComfyUI node share.
 def gaussians_to_mesh(gaussians, resolution: int = 128, target_faces: int = 50_000, texture_size: int = 1024,
-                      bake: bool = True, timings: dict | None = None, progress=None, cancel=None) -> Mesh:
+                      bake: bool = True, bake_resolution: int = 512, timings: dict | None = None, progress=None, cancel=None) -> Mesh:
     """Extract a mesh from 3D Gaussians and, with ``bake``, unwrap uvs and bake a texture.
 
     Runs :func:`microdreamer_core.mesh_extract.extract_mesh` (density level set, marching cubes,
     decimation to ``target_faces``; vertex colours) and then
     :func:`microdreamer_core.texture.unwrap_uv` + :func:`microdreamer_core.texture.bake_texture`
-    (a ``texture_size`` square atlas). Without ``bake`` the mesh keeps its vertex colours.
+    (a ``texture_size`` square atlas, from renders of ``bake_resolution`` pixels). Without ``bake`` the mesh keeps its vertex colours.
     Stage times in seconds go into ``timings`` (keys ``extract``, ``unwrap``, ``bake``).
     ``progress(done, total)`` is called after each stage (3 stages, 1 without baking) and
     ``cancel()`` before each (it may raise, or return True), so a host can stop between stages (each stage itself runs to its end).
@@ -299,7 +299,7 @@ def gaussians_to_mesh(gaussians, resolution: int = 128, target_faces: int = 50_0
     progress(2, total)
     check_cancel(cancel, "mesh extraction between stages")
     t2 = time.perf_counter()
-    baked = bake_texture(unwrapped, gaussians, BakeConfig(texture_size=int(texture_size)))
+    baked = bake_texture(unwrapped, gaussians, BakeConfig(texture_size=int(texture_size), render_resolution=int(bake_resolution)))
     timings["bake"] = time.perf_counter() - t2
     progress(3, total)
     return baked

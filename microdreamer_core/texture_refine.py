@@ -147,7 +147,7 @@ def _refine(mesh: Mesh, model: MultiViewModel, condition: Condition, cfg: Textur
         rgba = F.interpolate(rgba.permute(2, 0, 1)[None], (r, r), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).to(device)
         mask = rgba[..., 3:4]
         rgb = rgba[..., :3] * mask + (1 - mask)
-        front = orbit_cameras([0.0], [0.0], cfg.reference_radius, r, cfg.fovy_deg).to(device)
+        front = orbit_cameras([condition.reference_elevation], [0.0], cfg.reference_radius, r, cfg.fovy_deg).to(device)
         ref = (front, rgb[None], mask[None])
 
     # ---- Adam on the texture ---------------------------------------------------------------------

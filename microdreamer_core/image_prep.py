@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .errors import InputError
 
-__all__ = ["recenter_rgba", "reference_from_batch"]
+__all__ = ["recenter_rgba", "reference_from_batch", "rgb_alpha_at"]
 
 
 def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fill: float = 0.8) -> Tensor:
@@ -55,3 +55,13 @@ def reference_from_batch(images: Tensor, mask: Tensor | None = None, invert_mask
         m = (mask[0] if mask.ndim == 3 else mask).cpu().float()
         alpha = 1.0 - m if invert_mask else m
     return recenter_rgba(images[0].cpu(), alpha, size)
+
+
+def rgb_alpha_at(image: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """An (H, W, 3|4) image resized to ``size``: (size, size, 3) RGB composited on white and the
+    (size, size) alpha (1 without an alpha channel). The reference-view targets of SIR and stage 2."""
+    img = image.float()
+    rgba = img if img.shape[-1] == 4 else torch.cat([img, torch.ones_like(img[..., :1])], dim=-1)
+    rgba = F.interpolate(rgba.permute(2, 0, 1)[None], (size, size), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0)
+    alpha = rgba[..., 3].clamp(0, 1)
+    return rgba[..., :3] * alpha[..., None] + (1 - alpha[..., None]), alpha

@@ -39,7 +39,7 @@ StageProgress = Callable[[str, int, int], None]
 
 
 def make_condition(
-    model_kind: str,
+    model_kind: str | None,
     prompt: str = "",
     negative_prompt: str | None = None,
     image: Tensor | None = None,
@@ -55,7 +55,12 @@ def make_condition(
     background, like ComfyUI's LoadImage). RGBA images carry their own mask. The object is
     re-centred to fill 80% of a ``size`` canvas. Image models need an image with a mask; MVDream
     needs a prompt; ``negative_prompt`` None = the paper's negative prompt for the text models.
+    ``model_kind`` None: for whichever model comes later (a prompt, an image, or both).
     """
+    if model_kind is None:
+        if image is None and not prompt.strip():
+            raise InputError("nothing to condition on: write a prompt (text-to-3D) or connect an image and its mask (image-to-3D)")
+        model_kind = "mvdream" if image is None else "imagedream"  # the checks that apply: text only, or image
     if negative_prompt is None:
         negative_prompt = DEFAULT_NEGATIVE_PROMPT if model_kind in ("mvdream", "imagedream") else ""
     if model_kind == "mvdream":
@@ -74,7 +79,8 @@ def make_condition(
     elif img.shape[-1] == 4:
         alpha = img[..., 3].float().cpu()
     else:
-        raise InputError("the input image has no mask: give an RGBA image or connect a MASK (use a background-removal node upstream)")
+        raise InputError("the input image has no mask: give an RGBA image or connect a MASK (a background-removal node's, "
+                         "or LoadImage's MASK with invert_mask on)")
     if float(alpha.max()) <= 0.5:
         raise InputError("the mask is empty (no foreground pixel): check the background removal, or toggle invert_mask")
     if float(alpha.min()) > 0.5:

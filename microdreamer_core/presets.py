@@ -77,6 +77,15 @@ class Preset:
         return dataclasses.replace(self, sir=sir, texture=texture)
 
 
+_IMAGEDREAM = Preset(
+    name="imagedream",
+    description="Image-to-3D with ImageDream: 4 views per iteration, 30 iterations; the prompt may be empty.",
+    model_kind="imagedream",
+    input="image",
+    sir=SIRConfig(iterations=30, init_steps=50, denoise_steps=10, t_start=0.8, t_end=0.4,
+                  cameras=CAMERA_PRESETS["imagedream"], reference_rgb_weight=0.0, reference_mask_weight=0.0),
+)
+
 PRESETS: dict[str, Preset] = {
     "zero123": Preset(
         name="zero123",
@@ -86,21 +95,15 @@ PRESETS: dict[str, Preset] = {
         sir=SIRConfig(iterations=20, init_steps=15, denoise_steps=20, t_start=0.9, t_end=0.2,
                       cameras=CAMERA_PRESETS["zero123"], reference_rgb_weight=0.3, reference_mask_weight=0.01),
     ),
-    "imagedream": Preset(
-        name="imagedream",
-        description="Image-to-3D with ImageDream: 4 views per iteration, 30 iterations; the prompt may be empty.",
-        model_kind="imagedream",
-        input="image",
-        sir=SIRConfig(iterations=30, init_steps=50, denoise_steps=10, t_start=0.8, t_end=0.4,
-                      cameras=CAMERA_PRESETS["imagedream"], reference_rgb_weight=0.0, reference_mask_weight=0.0),
-    ),
-    "mvdream": Preset(
+    "imagedream": _IMAGEDREAM,
+    # MVDream: ImageDream's architecture without the image branch, trained on the same orbits.
+    "mvdream": dataclasses.replace(
+        _IMAGEDREAM,
         name="mvdream",
         description="Text-to-3D with MVDream: 4 views per iteration, 30 iterations, CFG 7.5 (settings derived from ImageDream's).",
         model_kind="mvdream",
         input="text",
-        sir=SIRConfig(iterations=30, init_steps=50, denoise_steps=10, t_start=0.8, t_end=0.4,
-                      cameras=CAMERA_PRESETS["mvdream"], reference_rgb_weight=0.0, reference_mask_weight=0.0),
+        sir=dataclasses.replace(_IMAGEDREAM.sir, cameras=CAMERA_PRESETS["mvdream"]),
     ),
 }
 

@@ -31,6 +31,7 @@ from .cameras import CAMERA_PRESETS, CameraPreset, Cameras, orbit_cameras, sampl
 from .densify import DensifyConfig
 from .errors import InputError, check_cancel
 from .gaussians import Gaussians, init_ball
+from .image_prep import rgb_alpha_at
 from .mv_models import Condition, MultiViewModel
 from .mv_sampling import ForwardMode, refine_views, sample
 from .reconstruct import GaussianFitter, LearningRates, resolve_device
@@ -166,12 +167,8 @@ def _reference_targets(condition: Condition | None, config: SIRConfig, device: t
         return None
     if config.reference_rgb_weight <= 0 and config.reference_mask_weight <= 0:
         return None
-    img = condition.image.float()
-    rgba = img if img.shape[-1] == 4 else torch.cat([img, torch.ones_like(img[..., :1])], dim=-1)
+    rgb, alpha = rgb_alpha_at(condition.image, config.resolution)
     r = config.resolution
-    rgba = F.interpolate(rgba.permute(2, 0, 1)[None], (r, r), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0)
-    alpha = rgba[..., 3].clamp(0, 1)
-    rgb = rgba[..., :3] * alpha[..., None] + (1 - alpha[..., None])
     # The input photo's camera: azimuth 0 at the user-given elevation (what Zero123 is conditioned on).
     cam = orbit_cameras([condition.reference_elevation], [0.0], config.reference_radius, r, config.cameras.fovy_deg).to(device)
     return cam, _plain(rgb[None].to(device)), _plain(alpha[None].to(device))

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .cameras import orbit_cameras
 from .errors import InputError, check_cancel
+from .image_prep import rgb_alpha_at
 from .mesh import Mesh
 from .mesh_render import render_mesh
 from .mv_models import Condition, MultiViewModel, Zero123Model
@@ -141,12 +142,9 @@ def _refine(mesh: Mesh, model: MultiViewModel, condition: Condition, cfg: Textur
     # ---- front reference -------------------------------------------------------------------------
     ref = None
     if cfg.reference_weight > 0 and condition is not None and condition.image is not None:
-        img = condition.image.float()
-        rgba = img if img.shape[-1] == 4 else torch.cat([img, torch.ones_like(img[..., :1])], dim=-1)
         r = cfg.render_resolution
-        rgba = F.interpolate(rgba.permute(2, 0, 1)[None], (r, r), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).to(device)
-        mask = rgba[..., 3:4]
-        rgb = rgba[..., :3] * mask + (1 - mask)
+        rgb, alpha = rgb_alpha_at(condition.image, r)
+        rgb, mask = rgb.to(device), alpha[..., None].to(device)
         front = orbit_cameras([condition.reference_elevation], [0.0], cfg.reference_radius, r, cfg.fovy_deg).to(device)
         ref = (front, rgb[None], mask[None])
 

@@ -7,7 +7,6 @@ import dataclasses
 
 from comfy_api.latest import io
 
-from microdreamer_core.errors import InputError
 from microdreamer_core.mv_models import DEFAULT_NEGATIVE_PROMPT, MultiViewModel
 from microdreamer_core.pipeline import make_condition
 from microdreamer_core.texture_refine import TextureRefineConfig, refine_texture
@@ -47,13 +46,8 @@ class MicroDreamerCondition(io.ComfyNode):
 
     @classmethod
     def execute(cls, prompt: str, negative_prompt: str, invert_mask: bool, elevation: float, image=None, mask=None) -> io.NodeOutput:
-        if image is None and not prompt.strip():
-            raise InputError("nothing to condition on: write a prompt (text-to-3D) or connect an image and its mask (image-to-3D)")
-        if image is not None and mask is None and image.shape[-1] != 4:
-            raise InputError("the image has no mask: connect the MASK of a background-removal node (or LoadImage's MASK with invert_mask on)")
         neg = DEFAULT_NEGATIVE_PROMPT if negative_prompt.strip() == "default" else negative_prompt
-        kind = "mvdream" if image is None else "imagedream"  # which checks apply: text-only or image
-        return io.NodeOutput(make_condition(kind, prompt, neg, image, mask, bool(invert_mask), float(elevation)))
+        return io.NodeOutput(make_condition(None, prompt, neg, image, mask, bool(invert_mask), float(elevation)))
 
 
 class MicroDreamerRefineTexture(io.ComfyNode):

@@ -297,32 +297,39 @@ def test_invalid_prompts_are_refused_naming_our_node(server: ComfyServer):
     assert status == 400 and RECON_ID in body["node_errors"], body
 
 
-def test_interrupt_stops_reconstruction_and_server_stays_healthy(server: ComfyServer):
+def interrupt_after_progress(server: ComfyServer, prompt: dict, node: str, reports: int) -> tuple[dict, float, list[float]]:
+    """Queue ``prompt``, wait until ``node`` has sent ``reports`` progress messages, POST /interrupt;
+    returns the history entry, the seconds from the interrupt to the end, and the report times."""
     client_id = uuid.uuid4().hex
     ws = server.websocket(client_id, timeout=60)
     try:
-        prompt_id = server.queue(small_prompt(seed=3, prefix="interrupt/x", steps=100000), client_id)
-        # Wait until the reconstruction itself has reported two steps (to time one step).
+        prompt_id = server.queue(prompt, client_id)
         deadline = time.perf_counter() + 90
-        step_times = []
-        while len(step_times) < 2:
-            assert time.perf_counter() < deadline, "no progress from the SIR node within 60 s\n" + server.log_tail()
+        times: list[float] = []
+        while len(times) < reports:
+            assert time.perf_counter() < deadline, f"no progress from node {node} within 90 s\n" + server.log_tail()
             raw = ws.recv()
             if not isinstance(raw, str):
                 continue  # binary preview frames
             msg = json.loads(raw)
             data = msg.get("data", {})
-            if msg["type"] == "progress" and data.get("prompt_id") == prompt_id and data.get("node") == RECON_ID:
-                step_times.append(time.perf_counter())
+            if msg["type"] == "progress" and data.get("prompt_id") == prompt_id and data.get("node") == node:
+                times.append(time.perf_counter())
             if msg["type"] in ("execution_error", "execution_success") and data.get("prompt_id") == prompt_id:
                 pytest.fail(f"long prompt ended before it could be interrupted: {msg}\n{server.log_tail()}")
         t0 = time.perf_counter()
         status, _ = server.request("POST", "/interrupt", {"prompt_id": prompt_id})
         assert status == 200
         entry = server.wait_history(prompt_id, timeout=30)
-        stop_seconds = time.perf_counter() - t0
+        return entry, time.perf_counter() - t0, times
     finally:
         ws.close()
+
+
+def test_interrupt_stops_reconstruction_and_server_stays_healthy(server: ComfyServer):
+    # Wait until the reconstruction itself has reported two steps (to time one step).
+    entry, stop_seconds, step_times = interrupt_after_progress(
+        server, small_prompt(seed=3, prefix="interrupt/x", steps=100000), RECON_ID, reports=2)
     assert "execution_interrupted" in history_messages(entry), entry["status"]
     # The interrupt is checked between optimiser steps: it may wait for the running step.
     step_seconds = step_times[1] - step_times[0]
@@ -596,30 +603,8 @@ def test_interrupt_stops_sir_and_leaves_no_file(server: ComfyServer):
     sir_id = node_id(prompt, "MicroDreamerSIRReconstruct3DGS")
     prompt[sir_id]["inputs"].update(iterations=500, seed=11)
     before = output_files(server)
-    client_id = uuid.uuid4().hex
-    ws = server.websocket(client_id, timeout=60)
-    try:
-        prompt_id = server.queue(prompt, client_id)
-        deadline = time.perf_counter() + 90
-        reports = 0
-        while reports < 3:  # the SIR node is running: it has reported NFEs / Adam steps
-            assert time.perf_counter() < deadline, "no progress from the SIR node within 90 s\n" + server.log_tail()
-            raw = ws.recv()
-            if not isinstance(raw, str):
-                continue
-            msg = json.loads(raw)
-            data = msg.get("data", {})
-            if msg["type"] == "progress" and data.get("prompt_id") == prompt_id and data.get("node") == sir_id:
-                reports += 1
-            if msg["type"] in ("execution_error", "execution_success") and data.get("prompt_id") == prompt_id:
-                pytest.fail(f"long prompt ended before it could be interrupted: {msg}\n{server.log_tail()}")
-        t0 = time.perf_counter()
-        status, _ = server.request("POST", "/interrupt", {"prompt_id": prompt_id})
-        assert status == 200
-        entry = server.wait_history(prompt_id, timeout=30)
-        stop_seconds = time.perf_counter() - t0
-    finally:
-        ws.close()
+    # Three reports: the SIR node is running (it reports NFEs / Adam steps).
+    entry, stop_seconds, _ = interrupt_after_progress(server, prompt, sir_id, reports=3)
     assert "execution_interrupted" in history_messages(entry), entry["status"]
     assert stop_seconds <= 10, f"interrupt took {stop_seconds:.1f} s"
     assert output_files(server) == before, "an interrupted run left files in the output folder"

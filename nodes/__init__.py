@@ -13,6 +13,7 @@ from .generate import MicroDreamerCondition, MicroDreamerRefineTexture
 from .mesh import MicroDreamerExtractMesh, MicroDreamerMeshToComfyMesh, MicroDreamerSaveGLB
 from .reconstruct import MicroDreamerSIRReconstruct3DGS
 from .save import MicroDreamerSaveGaussians
+from .splat import SPLAT_NODES, splat_available
 from .views import MicroDreamerLoadPosedViews
 
 NODES = [
@@ -30,6 +31,9 @@ NODES = [
     MicroDreamerMeshToComfyMesh,
 ]
 """Every node class of the pack, in menu order."""
+
+if splat_available():  # newer ComfyUI: conversions to and from the core SPLAT type
+    NODES += SPLAT_NODES
 
 register_models_folder()
 

@@ -221,6 +221,8 @@ def _generate_inputs(args: argparse.Namespace, kind: str, device: str):
     preset = dataclasses.replace(preset, texture=dataclasses.replace(preset.texture, device=device))
     if args.no_refine:
         preset = dataclasses.replace(preset, refine_texture=False)
+    if args.uv_charts:
+        preset = dataclasses.replace(preset, mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts))
 
     prompt = args.prompt or ""
     image = None
@@ -383,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the initial multi-view samples (init_XX.png) and the last SIR targets (target_XX.png) into DIR (created if missing)")
     g.add_argument("--elevation", type=float, default=0.0, metavar="DEG",
                    help="camera elevation of the input image in degrees, negative = from above (default 0; used by Stable Zero123)")
+    g.add_argument("--uv-charts", choices=("quality", "fast"), default=None,
+                   help="uv unwrapping settings: quality (xatlas' defaults, the preset's) or fast (no chart refinement, "
+                        "charts <= 1%% of the surface: 20-80x faster unwrap, about a quarter less texture use)")
     g.add_argument("--no-refine", action="store_true", help="skip the texture refinement (stage 2): the mesh keeps its baked texture")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto (CUDA if available), cpu or cuda (default auto)")
     g.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",

@@ -140,7 +140,7 @@ def generate(
         t0 = time.perf_counter()
         mesh_timings: dict[str, float] = {}
         out_mesh = gaussians_to_mesh(sir.gaussians, resolution=p.mesh.resolution, target_faces=p.mesh.target_faces,
-                                     texture_size=p.mesh.texture_size, bake=True, bake_resolution=p.mesh.bake_resolution, timings=mesh_timings,
+                                     texture_size=p.mesh.texture_size, bake=True, bake_resolution=p.mesh.bake_resolution, uv_charts=p.mesh.uv_charts, timings=mesh_timings,
                                      progress=stage("mesh"), cancel=cancel)
         timings["mesh"] = time.perf_counter() - t0
         timings |= {f"mesh_{k}": v for k, v in mesh_timings.items()}

@@ -50,6 +50,7 @@ class MeshConfig:
     target_faces: int = 50_000
     texture_size: int = 1024
     bake_resolution: int = 512
+    uv_charts: str = "quality"  # or "fast": see texture.UV_CHARTS (xatlas dominates the mesh stage)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from microdreamer_core.export import save_glb
-from microdreamer_core.texture import gaussians_to_mesh
+from microdreamer_core.texture import UV_CHARTS, gaussians_to_mesh
 
 from . import _comfy
 from .types import MDGaussians, MDMesh
@@ -39,16 +39,21 @@ class MicroDreamerExtractMesh(io.ComfyNode):
                                  tooltip="On: uv-unwrap and bake a texture (sharp colour). Off: vertex colours only (much faster, blurrier)."),
                 io.Int.Input("texture_size", default=1024, min=64, max=8192, step=64,
                              tooltip="Width and height of the baked square texture in pixels (ignored when bake_texture is off)."),
+                io.Combo.Input("uv_charts", options=list(UV_CHARTS), default="quality", optional=True,
+                               tooltip="uv unwrapping (xatlas) settings. quality: xatlas' defaults. fast: no chart refinement "
+                                       "and charts capped at 1% of the surface: 20-80x faster on 50k faces, about a quarter "
+                                       "less of the texture used on smooth surfaces."),
             ],
             outputs=[MDMesh.Output("mesh", display_name="mesh",
                                    tooltip="Mesh with uvs + texture (bake_texture on) or vertex colours, and vertex normals.")],
         )
 
     @classmethod
-    def execute(cls, gaussians, resolution: int, target_faces: int, bake_texture: bool, texture_size: int) -> io.NodeOutput:
+    def execute(cls, gaussians, resolution: int, target_faces: int, bake_texture: bool, texture_size: int,
+                uv_charts: str = "quality") -> io.NodeOutput:
         total = 3 if bake_texture else 1
         mesh = gaussians_to_mesh(gaussians, resolution=int(resolution), target_faces=int(target_faces),
-                                 texture_size=int(texture_size), bake=bool(bake_texture),
+                                 texture_size=int(texture_size), bake=bool(bake_texture), uv_charts=uv_charts,
                                  progress=_comfy.progress_hook(total), cancel=_comfy.cancel_hook())
         return io.NodeOutput(mesh)
 

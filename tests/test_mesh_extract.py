@@ -166,9 +166,10 @@ def test_empty_or_transparent_models_raise_input_error():
 # ----------------------------------------------------------------------------------------
 # UV unwrapping and baking
 # ----------------------------------------------------------------------------------------
-def test_unwrap_uv_gives_valid_atlas():
+@pytest.mark.parametrize("charts", ["quality", "fast"])
+def test_unwrap_uv_gives_valid_atlas(charts):
     mesh = extract_mesh(_ball(0.4, 2000), ExtractConfig(resolution=40, target_faces=2000))
-    unwrapped = unwrap_uv(mesh, texture_size=256)
+    unwrapped = unwrap_uv(mesh, texture_size=256, charts=charts)
     uv = unwrapped.uvs
     assert uv.min() >= 0 and uv.max() <= 1
     assert unwrapped.num_faces == mesh.num_faces and unwrapped.num_vertices >= mesh.num_vertices
@@ -179,6 +180,14 @@ def test_unwrap_uv_gives_valid_atlas():
     area = ((t[:, 1] - t[:, 0])[:, 0] * (t[:, 2] - t[:, 0])[:, 1] - (t[:, 1] - t[:, 0])[:, 1] * (t[:, 2] - t[:, 0])[:, 0]) / 2
     assert float((area.abs() > 1e-8).float().mean()) > 0.99
     assert unwrapped.vertex_colors is not None and unwrapped.normals is not None
+    # charts do not overlap: their uv areas add up to no more than the unit square
+    assert 0.2 < float(area.abs().sum()) <= 1.0
+
+
+def test_unknown_uv_chart_setting_is_refused():
+    mesh = extract_mesh(_ball(0.4, 500), ExtractConfig(resolution=24, target_faces=500))
+    with pytest.raises(InputError, match="use one of quality, fast"):
+        unwrap_uv(mesh, charts="turbo")
 
 
 def test_dilate_fills_only_around_the_mask():
@@ -239,7 +248,8 @@ def chamfer_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_duck_mesh_quality(duck_mesh, duck_evaluation, tmp_path):
+@pytest.mark.parametrize("charts", ["quality", "fast"])
+def test_duck_mesh_quality(duck_mesh, duck_evaluation, tmp_path, charts):
     from microdreamer_core.evaluation import novel_eval_cameras, render_rgba
     from microdreamer_core.metrics import mask_iou, psnr
 
@@ -249,7 +259,7 @@ def test_duck_mesh_quality(duck_mesh, duck_evaluation, tmp_path):
     mesh = extract_mesh(gaussians, ExtractConfig())
     times["extract_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    mesh = unwrap_uv(mesh)
+    mesh = unwrap_uv(mesh, charts=charts)
     times["unwrap_s"] = time.perf_counter() - t
     t = time.perf_counter()
     mesh = bake_texture(mesh, gaussians, BakeConfig())
@@ -267,6 +277,7 @@ def test_duck_mesh_quality(duck_mesh, duck_evaluation, tmp_path):
         "psnr_db": round(psnr(on_white(pred), on_white(truth)), 3),
         "mask_iou": round(mask_iou(pred[..., 3], truth[..., 3]), 4),
         "faces": mesh.num_faces,
+        "charts": charts,
         **{k: round(v, 2) for k, v in times.items()},
     }
     print("\nDUCK_MESH " + json.dumps(result))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor
@@ -21,6 +21,9 @@ from .densify import DensifyConfig, DensifyStrategy
 from .errors import InputError, check_cancel
 from .gaussians import Gaussians, init_ball
 from .views import PosedViews
+
+if TYPE_CHECKING:
+    from .gaussian_render import RenderOutput
 
 __all__ = ["LearningRates", "ReconstructConfig", "ReconstructResult", "GaussianFitter", "reconstruct", "resolve_device"]
 
@@ -112,16 +115,27 @@ class GaussianFitter:
     def step(self, cameras: Cameras, target_rgb: Tensor, target_alpha: Tensor | None = None,
              mask_weight: float = 0.0, extra_loss: Callable[[Gaussians], Tensor] | None = None) -> float:
         """One optimiser step against (B, H, W, 3) targets; returns the loss value."""
+        b = target_rgb.shape[0]
+
+        def loss_fn(out: RenderOutput) -> Tensor:
+            loss = (out.rgb - target_rgb).abs().sum() / b
+            if target_alpha is not None and mask_weight > 0:
+                loss = loss + mask_weight * (out.alpha[..., 0] - target_alpha).abs().sum() / b
+            if extra_loss is not None:
+                loss = loss + extra_loss(self.gaussians)
+            return loss
+
+        return self.step_loss(cameras, loss_fn)
+
+    def step_loss(self, cameras: Cameras, loss_fn: Callable[[RenderOutput], Tensor]) -> float:
+        """One optimiser step with any loss of the render: render ``cameras``, ``loss_fn(render)``
+        (a scalar), backward, Adam step and the densification bookkeeping; returns the loss value.
+        Score distillation (:mod:`.sds`) uses it to share this machinery with SIR."""
         for group in self.optimizer.param_groups:
             if group["name"] == "means":
                 group["lr"] = self.lr.position(self.step_count)
         out = self.render(cameras)
-        b = target_rgb.shape[0]
-        loss = (out.rgb - target_rgb).abs().sum() / b
-        if target_alpha is not None and mask_weight > 0:
-            loss = loss + mask_weight * (out.alpha[..., 0] - target_alpha).abs().sum() / b
-        if extra_loss is not None:
-            loss = loss + extra_loss(self.gaussians)
+        loss = loss_fn(out)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"reconstruction loss became {loss.item()} at step {self.step_count}")
         self.strategy.pre_backward(out)

@@ -1,0 +1,144 @@
+"""The SDS baseline (microdreamer_core.sds) with tiny random models: NFEs, gradients through the
+VAE encoder, determinism, cancel, the timestep schedule and the settings shared with SIR."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from microdreamer_core.densify import DensifyConfig
+from microdreamer_core.errors import Cancelled
+from microdreamer_core.gaussians import init_ball
+from microdreamer_core.mv_loading import build_random_model
+from microdreamer_core.pipeline import make_condition, tiny_preset
+from microdreamer_core.schedules import DDIMSchedule
+from microdreamer_core.sds import SDSConfig, run_sds, sds_timestep, sds_weight
+
+KINDS = ["zero123", "imagedream", "mvdream"]
+STEPS = 4
+
+
+def blob_rgba(size: int = 64) -> torch.Tensor:
+    img = torch.zeros(size, size, 4)
+    img[10:40, 20:50, :3] = torch.tensor([0.9, 0.5, 0.1])
+    img[10:40, 20:50, 3] = 1.0
+    return img
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {k: build_random_model(k, "tiny", seed=0) for k in KINDS}
+
+
+def condition_for(kind: str):
+    return make_condition(kind, "a yellow rubber duck") if kind == "mvdream" else make_condition(kind, "", image=blob_rgba())
+
+
+def tiny_sds(kind: str, steps: int = STEPS, **overrides) -> SDSConfig:
+    return dataclasses.replace(SDSConfig.from_sir(tiny_preset(kind).sir, steps=steps), num_init=300, **overrides)
+
+
+def test_timestep_schedule_and_weight():
+    assert [sds_timestep(s, 500) for s in (1, 10, 30, 250, 499, 500)] == [980, 980, 940, 500, 20, 20]
+    ts = SDSConfig(steps=500).timesteps()
+    assert len(ts) == 500 and ts[0] == 980 and ts[-1] == 20 and all(a >= b for a, b in zip(ts, ts[1:]))
+    assert [sds_timestep(s, 4) for s in (1, 2, 3, 4)] == [750, 500, 250, 20]
+    a = DDIMSchedule().alphas_cumprod
+    assert sds_weight(500) == pytest.approx(float(1 - a[500])) and 0 < sds_weight(20) < sds_weight(980) < 1
+
+
+def test_from_sir_copies_the_shared_settings():
+    sir = tiny_preset("zero123").sir
+    sds = SDSConfig.from_sir(sir, steps=7)
+    assert sds.steps == 7
+    for name in ("cameras", "resolution", "image_size", "guidance_scale", "lr", "densify", "background", "backend",
+                 "device", "seed", "num_init", "init_radius", "init_opacity", "reference_rgb_weight",
+                 "reference_mask_weight", "reference_radius"):
+        assert getattr(sds, name) == getattr(sir, name), name
+    assert sds.lr is not sir.lr and sds.densify is not sir.densify  # deep copies
+    assert SDSConfig.from_sir(tiny_preset("imagedream").sir).reference_rgb_weight == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sds_steps_spend_one_nfe_each_and_move_the_gaussians(kind, models, monkeypatch):
+    model = models[kind]
+    encoded = []
+    original = model.encode_images
+
+    def spy(images, *args, **kwargs):
+        latents = original(images, *args, **kwargs)
+        if torch.is_grad_enabled():  # not prepare()'s reference encoding
+            encoded.append((images.requires_grad, latents.requires_grad, latents.dtype))
+        return latents
+
+    monkeypatch.setattr(model, "encode_images", spy)
+    events = []
+    # Only the SDS term moves the Gaussians; no final prune, so they can be compared row by row.
+    keep_all = dataclasses.replace(DensifyConfig(), final_prune_opacity=0.0, final_prune_max_scale=float("inf"))
+    cfg = tiny_sds(kind, reference_rgb_weight=0.0, reference_mask_weight=0.0, densify=keep_all)
+    before = model.nfe
+    result = run_sds(model, condition_for(kind), cfg, progress=lambda d, n: events.append((d, n)))
+    assert model.nfe - before == result.nfe == STEPS
+    assert events == [(i, STEPS) for i in range(1, STEPS + 1)] and len(result.losses) == STEPS
+    assert encoded == [(True, True, model.dtype)] * STEPS  # the latents carry the renders' gradient
+    assert result.timesteps == cfg.timesteps()
+    assert set(result.timings) >= {"render", "vae_encode", "diffusion", "backward_step", "total"}
+    # The initial Gaussians: what run_sds starts from (first draw of the same seeded generator).
+    g0 = init_ball(cfg.num_init, cfg.init_radius, cfg.init_opacity, generator=torch.Generator().manual_seed(cfg.seed))
+    g = result.gaussians
+    assert g.num == g0.num
+    assert not torch.equal(g.sh0, g0.sh0) and not torch.equal(g.means, g0.means)
+
+
+def test_reference_loss_is_added_for_image_presets(models):
+    cond = condition_for("zero123")
+    with_ref = run_sds(models["zero123"], cond, tiny_sds("zero123", steps=2))
+    without = run_sds(models["zero123"], cond, tiny_sds("zero123", steps=2, reference_rgb_weight=0.0, reference_mask_weight=0.0))
+    assert with_ref.losses[0] > without.losses[0]
+
+
+def test_sds_is_deterministic(models):
+    cond = condition_for("imagedream")
+    a = run_sds(models["imagedream"], cond, tiny_sds("imagedream", steps=3))
+    b = run_sds(models["imagedream"], cond, tiny_sds("imagedream", steps=3))
+    assert a.losses == b.losses
+    for name, t in a.gaussians.params().items():
+        assert torch.equal(t, b.gaussians.params()[name]), name
+    c = run_sds(models["imagedream"], cond, tiny_sds("imagedream", steps=3, seed=1))
+    assert not torch.equal(a.gaussians.means, c.gaussians.means)
+
+
+def test_cancel_stops_like_sir(models):
+    model = models["mvdream"]
+    before = model.nfe
+    with pytest.raises(Cancelled, match="SDS step 0"):
+        run_sds(model, condition_for("mvdream"), tiny_sds("mvdream"), cancel=lambda: True)
+    assert model.nfe == before
+    calls = []
+    with pytest.raises(Cancelled, match="SDS step 2"):
+        run_sds(model, condition_for("mvdream"), tiny_sds("mvdream"), cancel=lambda: calls.append(1) or len(calls) > 2)
+    assert model.nfe - before == 2
+
+
+def test_works_under_inference_mode(models):
+    with torch.inference_mode():
+        result = run_sds(models["zero123"], condition_for("zero123"), tiny_sds("zero123", steps=1))
+    assert result.nfe == 1 and torch.isfinite(result.gaussians.means).all()
+
+
+def test_low_precision_model_keeps_fp32_gaussians(monkeypatch):
+    model = build_random_model("zero123", "tiny", seed=0, dtype=torch.bfloat16)
+    dtypes = []
+    original = model.encode_images
+
+    def spy(*args, **kwargs):
+        latents = original(*args, **kwargs)
+        dtypes.append(latents.dtype)
+        return latents
+
+    monkeypatch.setattr(model, "encode_images", spy)
+    result = run_sds(model, condition_for("zero123"), tiny_sds("zero123", steps=2))
+    assert result.nfe == 2 and torch.bfloat16 in dtypes
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in result.gaussians.params().values())

@@ -21,6 +21,12 @@ Stable Zero123  image + relative camera    1 view each         3.0     0.5    [c
 The unconditional branch uses the negative prompt (MVDream / ImageDream), zero image tokens and a
 zero reference latent (ImageDream), and zero projected embedding and zero concat latent (Zero123),
 as the authors' code does.
+
+``prepare`` is split in two: :meth:`MultiViewModel.encode_condition` runs the encoders on what does
+not depend on the cameras (prompt / negative prompt through the text encoder, the reference image
+through the image encoder and the VAE) and caches the result on the model; the camera-dependent
+assembly runs on every call. SIR calls ``prepare`` once per iteration with new cameras and the same
+condition, so the encoders run once per run. The cache is exact (see ``encode_condition``).
 """
 
 from __future__ import annotations
@@ -87,18 +93,49 @@ class Prepared:
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 
-def _white_rgb(image: Tensor) -> Tensor:
-    """(H, W, 3|4) in [0, 1] -> (1, 3, H, W) RGB on white."""
+def _checked_image(image: Tensor) -> Tensor:
+    """The checks on a condition image (shape, finite values); returns it as (H, W, 3|4)."""
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise InputError(f"condition image has shape {tuple(image.shape)}; expected (H, W, 3) RGB or (H, W, 4) RGBA")
     if not torch.isfinite(image).all():
         raise InputError("condition image contains NaN or infinite values: check the node that produced it")
-    image = image.float().clamp(0, 1)
+    return image
+
+
+def _white_rgb(image: Tensor) -> Tensor:
+    """(H, W, 3|4) in [0, 1] -> (1, 3, H, W) RGB on white."""
+    image = _checked_image(image).float().clamp(0, 1)
     if image.shape[-1] == 4:
         image = image[..., :3] * image[..., 3:] + (1 - image[..., 3:])
     return image.permute(2, 0, 1)[None]
+
+
+CONDITION_CACHE_SIZE = 4  # encoded conditions kept per model (least recently used dropped)
+_INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _same_contents(a: Tensor | None, b: Tensor | None) -> bool:
+    """Exact equality: same shape, dtype, device and the same bits (so -0.0 != 0.0)."""
+    if a is None or b is None:
+        return a is b
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    a, b = a.detach(), b.detach()
+    if a.is_floating_point() and a.element_size() in _INT_OF_SIZE:
+        a, b = a.view(_INT_OF_SIZE[a.element_size()]), b.view(_INT_OF_SIZE[b.element_size()])
+    return torch.equal(a, b)
+
+
+def _numerics_state(device: torch.device) -> tuple:
+    """Global settings that change what the encoders compute: part of the condition cache key."""
+    try:
+        autocast = (torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
+    except (RuntimeError, TypeError):  # a device type autocast does not know
+        autocast = (torch.is_autocast_enabled(), None)
+    return (torch.is_inference_mode_enabled(), autocast, torch.get_float32_matmul_precision(),
+            torch.backends.cudnn.allow_tf32)
 
 
 class CLIPCameraProjection(nn.Module):
@@ -114,18 +151,21 @@ class CLIPCameraProjection(nn.Module):
 
 
 class MultiViewModel(nn.Module):
-    """Common part: the VAE, the NFE counter and the CFG combination."""
+    """Common part: the VAE, the NFE counter, the CFG combination and the condition cache."""
 
     kind: ClassVar[str]
     display_name: ClassVar[str]
     defaults: ClassVar[ModelDefaults]
     cond_first: ClassVar[bool] = False  # CFG batch order [cond, uncond] instead of [uncond, cond]
+    condition_modules: ClassVar[tuple[str, ...]] = ()  # the submodules encode_condition runs
+    uses_image: ClassVar[bool] = False  # whether the encodings depend on Condition.image
 
     def __init__(self, unet: nn.Module, vae: nn.Module):
         super().__init__()
         self.unet, self.vae = unet, vae
         self.nfe = 0
         self.source = ""  # where it was loaded from, for messages
+        self.clear_condition_cache()
 
     # -- device / dtype -------------------------------------------------------------------
     @property
@@ -165,7 +205,67 @@ class MultiViewModel(nn.Module):
     # -- conditioning and UNet --------------------------------------------------------------
     def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
         """Encode the condition for these cameras; image models encode the reference at
-        ``image_size`` (the size the views are sampled at, 256 for the real models)."""
+        ``image_size`` (the size the views are sampled at, 256 for the real models). The
+        camera-independent encodings come from :meth:`encode_condition` (cached)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode_condition(self, condition: Condition, image_size: int = 256) -> dict[str, Tensor]:
+        """The camera-independent conditioning tensors (batch 1, in the model's dtype): the text
+        encoder's prompt / negative prompt, the image encoder's embedding and the VAE latent of
+        the reference image (a posterior sample, seeded 0), as each model uses them.
+
+        ``condition`` is checked on every call. The result is cached on the model: a later call
+        reuses it only if everything it depends on is the same -- the prompt / negative prompt
+        where the model reads them, the image *bit for bit* (compared with a copy taken when the
+        entry was stored, so an image changed in place is encoded again), ``image_size``, the
+        device / dtype / train mode of the networks and the inference-mode, autocast and TF32
+        settings. Moving or casting the model (``.to()``, ``.half()``, ...) and
+        ``load_state_dict`` empty the cache; after changing weights in place by hand call
+        :meth:`clear_condition_cache`. The tensors returned are fresh copies, never the cached
+        ones, so the result is the same as encoding again.
+        """
+        self._check_condition(condition)
+        modules = [getattr(self, name) for name in self.condition_modules]
+        if any(m.training for m in modules):  # dropout: not reproducible, so not cached
+            return self._encode_condition(condition, image_size)
+        image = condition.image if self.uses_image else None
+        firsts = [next(m.parameters(), None) for m in modules]
+        key = (self._condition_fields(condition, image_size), self.device, self.dtype,
+               tuple(None if p is None else (p.device, p.dtype) for p in firsts), _numerics_state(self.device))
+        cache = self._condition_cache
+        for i, (k, stored_image, enc) in enumerate(cache):
+            if k == key and _same_contents(stored_image, image):
+                cache.append(cache.pop(i))  # most recently used last
+                break
+        else:
+            enc = self._encode_condition(condition, image_size)
+            cache.append((key, None if image is None else image.detach().clone(), enc))
+            del cache[:-CONDITION_CACHE_SIZE]
+        return {name: t.clone() for name, t in enc.items()}
+
+    def clear_condition_cache(self) -> None:
+        """Forget the encoded conditions kept by :meth:`encode_condition`."""
+        self._condition_cache: list[tuple[tuple, Tensor | None, dict[str, Tensor]]] = []
+
+    def _apply(self, *args, **kwargs):  # every .to() / .cuda() / .half() / .float() goes through here
+        self.clear_condition_cache()
+        return super()._apply(*args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.clear_condition_cache()
+        return super().load_state_dict(*args, **kwargs)
+
+    def _check_condition(self, condition: Condition) -> None:
+        """Raise :class:`InputError` when this model cannot use ``condition``."""
+        raise NotImplementedError
+
+    def _condition_fields(self, condition: Condition, image_size: int) -> tuple:
+        """What of ``condition`` besides the image (and ``image_size``) the encodings depend on."""
+        raise NotImplementedError
+
+    def _encode_condition(self, condition: Condition, image_size: int) -> dict[str, Tensor]:
+        """:meth:`encode_condition` without the cache (``condition`` already checked)."""
         raise NotImplementedError
 
     def _unet(self, latents: Tensor, t: int, inputs: dict[str, Tensor], num_views: int) -> Tensor:
@@ -198,12 +298,22 @@ class MultiViewModel(nn.Module):
         if len(cameras) < 1:
             raise InputError("no cameras given: pass at least one view")
 
-    def _reference_rgb(self, condition: Condition, cameras: Cameras, image_size: int) -> Tensor:
+    def _check_image(self, condition: Condition) -> None:
+        """The image models' checks on the condition image."""
+        if condition.image is None:
+            raise InputError(f"{self.display_name} is an image-to-3D model: connect an input image")
+        _checked_image(condition.image)
+
+    def _reference_image(self, condition: Condition, image_size: int) -> Tensor:
         """The image models' reference: (1, 3, S, S) on white at the sampling size."""
-        self._check_views(cameras)
         if condition.image is None:
             raise InputError(f"{self.display_name} is an image-to-3D model: connect an input image")
         return F.interpolate(_white_rgb(condition.image), (image_size, image_size), mode="bilinear", align_corners=False)
+
+    def _reference_rgb(self, condition: Condition, cameras: Cameras, image_size: int) -> Tensor:
+        """The image models' reference: (1, 3, S, S) on white at the sampling size."""
+        self._check_views(cameras)
+        return self._reference_image(condition, image_size)
 
 
 class _TextMixin:
@@ -226,20 +336,32 @@ class MVDreamModel(_TextMixin, MultiViewModel):
     kind = "mvdream"
     display_name = "MVDream"
     defaults = ModelDefaults(guidance_scale=7.5, eta=0.0, num_views=4)
+    condition_modules = ("text_encoder",)
 
     def __init__(self, unet: nn.Module, vae: nn.Module, tokenizer, text_encoder: nn.Module):
         super().__init__(unet, vae)
         self.tokenizer, self.text_encoder = tokenizer, text_encoder
 
+    def _check_condition(self, condition: Condition) -> None:
+        if not condition.prompt.strip():
+            raise InputError("MVDream is a text-to-3D model and needs a non-empty prompt")
+
+    def _condition_fields(self, condition: Condition, image_size: int) -> tuple:
+        return (condition.prompt, condition.negative_prompt)
+
+    def _encode_condition(self, condition: Condition, image_size: int) -> dict[str, Tensor]:
+        """``context`` / ``uncond_context``: (1, 77, D) prompt / negative prompt encodings."""
+        return {"context": self.encode_text(condition.prompt).to(self.dtype),
+                "uncond_context": self.encode_text(condition.negative_prompt).to(self.dtype)}
+
     @torch.no_grad()
     def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
         self._check_views(cameras)
-        if not condition.prompt.strip():
-            raise InputError("MVDream is a text-to-3D model and needs a non-empty prompt")
+        enc = self.encode_condition(condition, image_size)
         v = len(cameras)
         cam = cameras.mvdream_embedding().to(self.device, self.dtype)
-        cond = self.encode_text(condition.prompt).to(self.dtype).expand(v, -1, -1)
-        uncond = self.encode_text(condition.negative_prompt).to(self.dtype).expand(v, -1, -1)
+        cond = enc["context"].expand(v, -1, -1)
+        uncond = enc["uncond_context"].expand(v, -1, -1)
         return Prepared({"context": cond, "camera": cam}, {"context": uncond, "camera": cam}, v)
 
     def _unet(self, x: Tensor, t: int, inputs: dict[str, Tensor], num_views: int) -> Tensor:
@@ -254,6 +376,8 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
     kind = "imagedream"
     display_name = "ImageDream"
     defaults = ModelDefaults(guidance_scale=2.0, eta=1.0, num_views=4)
+    condition_modules = ("text_encoder", "image_encoder", "vae")
+    uses_image = True
 
     def __init__(self, unet: nn.Module, vae: nn.Module, tokenizer, text_encoder: nn.Module, image_processor, image_encoder: nn.Module):
         super().__init__(unet, vae)
@@ -265,16 +389,33 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
         pixels = _clip_pixels(self.image_processor, rgb).to(self.device, next(self.image_encoder.parameters()).dtype)
         return self.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
 
-    @torch.no_grad()
-    def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
-        rgb = self._reference_rgb(condition, cameras, image_size)
-        v = len(cameras)
-        tokens = self.encode_image_tokens(rgb).to(self.dtype).expand(v + 1, -1, -1)
+    def _check_condition(self, condition: Condition) -> None:
+        self._check_image(condition)
+
+    def _condition_fields(self, condition: Condition, image_size: int) -> tuple:
+        return (condition.prompt, condition.negative_prompt, image_size)
+
+    def _encode_condition(self, condition: Condition, image_size: int) -> dict[str, Tensor]:
+        """``ip``: (1, 257, 1280) image tokens; ``ip_img``: (1, 4, h, w) scaled reference latent;
+        ``context`` / ``uncond_context``: (1, 77, D) prompt / negative prompt encodings."""
+        rgb = self._reference_image(condition, image_size)
+        tokens = self.encode_image_tokens(rgb).to(self.dtype)
         # The reference latent is a posterior sample; seeded so a run is reproducible.
         ref = self.encode_images(rgb, generator=torch.Generator().manual_seed(0))
+        text = self.encode_text(condition.prompt).to(self.dtype)
+        neg = self.encode_text(condition.negative_prompt).to(self.dtype)
+        return {"context": text, "uncond_context": neg, "ip": tokens, "ip_img": ref}
+
+    @torch.no_grad()
+    def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
+        self._check_views(cameras)
+        enc = self.encode_condition(condition, image_size)
+        v = len(cameras)
+        tokens = enc["ip"].expand(v + 1, -1, -1)
+        ref = enc["ip_img"]
         cam = torch.cat([cameras.mvdream_embedding().to(self.device, self.dtype), torch.zeros(1, 16, device=self.device, dtype=self.dtype)])
-        text = self.encode_text(condition.prompt).to(self.dtype).expand(v + 1, -1, -1)
-        neg = self.encode_text(condition.negative_prompt).to(self.dtype).expand(v + 1, -1, -1)
+        text = enc["context"].expand(v + 1, -1, -1)
+        neg = enc["uncond_context"].expand(v + 1, -1, -1)
         cond = {"context": text, "camera": cam, "ip": tokens, "ip_img": ref}
         uncond = {"context": neg, "camera": cam, "ip": torch.zeros_like(tokens), "ip_img": torch.zeros_like(ref)}
         return Prepared(cond, uncond, v)
@@ -296,6 +437,8 @@ class Zero123Model(MultiViewModel):
     display_name = "Stable Zero123"
     defaults = ModelDefaults(guidance_scale=3.0, eta=0.5, num_views=6)
     cond_first = True
+    condition_modules = ("image_encoder", "vae")
+    uses_image = True
 
     def __init__(self, unet: nn.Module, vae: nn.Module, image_processor, image_encoder: nn.Module, camera_projection: CLIPCameraProjection):
         super().__init__(unet, vae)
@@ -311,15 +454,28 @@ class Zero123Model(MultiViewModel):
         polar = torch.full_like(d_el, math.radians(90.0 + reference_elevation))
         return torch.stack([d_el, torch.sin(d_az), torch.cos(d_az), polar], dim=-1)
 
-    @torch.no_grad()
-    def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
-        rgb = self._reference_rgb(condition, cameras, image_size)
-        v = len(cameras)
+    def _check_condition(self, condition: Condition) -> None:
+        self._check_image(condition)
+
+    def _condition_fields(self, condition: Condition, image_size: int) -> tuple:
+        return (image_size,)  # the reference elevation only enters the (per-camera) projection
+
+    def _encode_condition(self, condition: Condition, image_size: int) -> dict[str, Tensor]:
+        """``clip``: (1, 1, 768) CLIP image embedding; ``concat``: (1, 4, h, w) unscaled latent."""
+        rgb = self._reference_image(condition, image_size)
         pixels = _clip_pixels(self.image_processor, rgb).to(self.device, self.dtype)
         clip = self.image_encoder(pixels).image_embeds[:, None]  # (1, 1, 768)
+        concat = self.encode_images(rgb, generator=torch.Generator().manual_seed(0), scaled=False)
+        return {"clip": clip, "concat": concat}
+
+    @torch.no_grad()
+    def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
+        self._check_views(cameras)
+        enc = self.encode_condition(condition, image_size)
+        v = len(cameras)
         rel = self.relative_camera(cameras, condition.reference_elevation).to(self.device, self.dtype)[:, None]
-        emb = self.camera_projection(torch.cat([clip.expand(v, -1, -1), rel], dim=-1))
-        concat = self.encode_images(rgb, generator=torch.Generator().manual_seed(0), scaled=False).expand(v, -1, -1, -1)
+        emb = self.camera_projection(torch.cat([enc["clip"].expand(v, -1, -1), rel], dim=-1))
+        concat = enc["concat"].expand(v, -1, -1, -1)
         cond = {"context": emb, "concat": concat}
         uncond = {"context": torch.zeros_like(emb), "concat": torch.zeros_like(concat)}
         return Prepared(cond, uncond, v)

@@ -290,3 +290,130 @@ def test_half_precision_models_sample(kind, dtype):
     half = results[dtype]
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     assert (half - results[torch.float32]).abs().mean() < 0.05
+
+
+# --- the condition cache: encoders run once per condition, results exactly as without it --------------
+_ENCODERS = {"mvdream": {"text_encoder": 2}, "imagedream": {"text_encoder": 2, "image_encoder": 1, "vae": 1},
+             "zero123": {"image_encoder": 1, "vae": 1}}
+
+
+def _counted(kind: str):
+    """A fresh tiny model (seed 0) and a Counter of forward calls of its condition encoders."""
+    model = build_random_model(kind, "tiny", seed=0)
+    counts: Counter = Counter()
+    for name, module in (("text_encoder", getattr(model, "text_encoder", None)), ("image_encoder", getattr(model, "image_encoder", None)),
+                         ("vae", model.vae.encoder)):
+        if module is not None:
+            module.register_forward_hook(lambda *_, n=name: counts.update([n]))
+    return model, counts
+
+
+def _other_cams(kind: str):
+    n = 6 if kind == "zero123" else 4
+    return orbit_cameras([10.0 + 5 * i for i in range(n)], [17.0 + i * 360.0 / n for i in range(n)], 2.2, resolution=SIZE)
+
+
+def _assert_same_prepared(a, b):
+    assert a.num_views == b.num_views and a.cond.keys() == b.cond.keys() and a.uncond.keys() == b.uncond.keys()
+    for branch in ("cond", "uncond"):
+        for key, t in getattr(a, branch).items():
+            u = getattr(b, branch)[key]
+            assert t.shape == u.shape and t.dtype == u.dtype and torch.equal(t, u), (branch, key)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_condition_cache_skips_encoders_for_new_cameras_and_is_exact(kind):
+    model, counts = _counted(kind)
+    cond = _cond()
+    first = model.prepare(cond, _cams(), SIZE)
+    assert counts == _ENCODERS[kind]
+    cams = _other_cams(kind)
+    second = model.prepare(cond, cams, SIZE)
+    again = model.prepare(_cond(), cams, SIZE)  # another Condition object with the same contents
+    assert counts == _ENCODERS[kind]
+    assert second.num_views == len(cams)
+    camera_part = "context" if kind == "zero123" else "camera"  # the camera-dependent part is new
+    assert not torch.equal(first.cond[camera_part][:4], second.cond[camera_part][:4])
+    uncached = build_random_model(kind, "tiny", seed=0).prepare(cond, cams, SIZE)
+    _assert_same_prepared(second, uncached)
+    _assert_same_prepared(again, uncached)
+    # what prepare returns never aliases the cache
+    for t in second.cond.values():
+        if t.stride(0) != 0:
+            t.add_(1.0)
+    _assert_same_prepared(model.prepare(cond, cams, SIZE), uncached)
+    assert counts == _ENCODERS[kind]
+    # the camera-independent part on its own
+    enc = model.encode_condition(cond, SIZE)
+    assert counts == _ENCODERS[kind] and all(t.shape[0] == 1 for t in enc.values())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_condition_cache_reencodes_what_changed(kind):
+    model, counts = _counted(kind)
+    cams = _cams(6 if kind == "zero123" else 4)
+    cond = _cond()
+    model.prepare(cond, cams, SIZE)
+    expected = Counter(_ENCODERS[kind])
+    # one cache entry per whole condition: a change the model reads runs all its encoders again
+    text = Counter(_ENCODERS[kind]) if kind != "zero123" else Counter()
+    image = Counter(_ENCODERS[kind]) if kind != "mvdream" else Counter()
+
+    def check(c, new_calls, size=SIZE):
+        nonlocal expected
+        p = model.prepare(c, cams, size)
+        expected += new_calls
+        assert counts == expected
+        _assert_same_prepared(p, build_random_model(kind, "tiny", seed=0).prepare(c, cams, size))
+
+    check(Condition(prompt="a red duck", negative_prompt="blurry", image=cond.image), text)
+    check(Condition(prompt="a red duck", negative_prompt="dull", image=cond.image), text)
+    # back to the first entry; Zero123's reference elevation only enters the per-camera projection
+    check(Condition(prompt="a yellow duck", negative_prompt="blurry", image=cond.image, reference_elevation=20.0), Counter())
+    check(_cond(seed=5), image)  # another image
+    cond.image[3:9, 3:9] = 0.25  # the cached image changed in place: same tensor, new contents
+    check(cond, image)
+    cond.image[0, 0, 0] = 0.0
+    check(cond, image)
+    cond.image[0, 0, 0] = -0.0  # a change torch.equal would not see: compared bit for bit
+    check(cond, image)
+    check(cond, image, size=2 * SIZE)  # image models encode the reference at the sampling size
+    check(cond, Counter())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_condition_cache_is_emptied_by_dtype_moves_and_checks_every_call(kind):
+    model, counts = _counted(kind)
+    cond, cams = _cond(), _cams(4)
+    p32 = model.prepare(cond, cams, SIZE)
+    expected = Counter(_ENCODERS[kind])
+    model.to(torch.float64)
+    p64 = model.prepare(cond, cams, SIZE)
+    expected += Counter(_ENCODERS[kind])
+    assert counts == expected and p64.cond["context"].dtype == torch.float64
+    _assert_same_prepared(p64, build_random_model(kind, "tiny", seed=0, dtype=torch.float64).prepare(cond, cams, SIZE))
+    model.float()
+    _assert_same_prepared(model.prepare(cond, cams, SIZE), p32)
+    expected += Counter(_ENCODERS[kind])
+    assert counts == expected
+    model.clear_condition_cache()
+    model.prepare(cond, cams, SIZE)
+    expected += Counter(_ENCODERS[kind])
+    assert counts == expected
+    # inference mode (ComfyUI) and normal mode do not share entries
+    with torch.inference_mode():
+        assert model.prepare(cond, cams, SIZE).cond["context"].is_inference()
+    assert not model.prepare(cond, cams, SIZE).cond["context"].is_inference()
+    # errors are raised on every call, also right after the same condition was cached
+    if kind == "mvdream":
+        with pytest.raises(InputError, match="needs a non-empty prompt"):
+            model.prepare(Condition(prompt=" ", image=cond.image), cams, SIZE)
+    else:
+        with pytest.raises(InputError, match="connect an input image"):
+            model.prepare(Condition(prompt=cond.prompt, negative_prompt=cond.negative_prompt), cams, SIZE)
+        cond.image[1, 1, 1] = float("nan")
+        with pytest.raises(InputError, match="NaN"):
+            model.prepare(cond, cams, SIZE)
+        cond.image[1, 1, 1] = 0.5
+    with pytest.raises(InputError, match="4 images but 3 cameras"):
+        refine_views(model, torch.rand(4, SIZE, SIZE, 3), _cams(3), cond, 501, image_size=SIZE)

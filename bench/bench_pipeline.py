@@ -18,39 +18,17 @@ import argparse
 import dataclasses
 import json
 import platform
-import subprocess
 import time
-from pathlib import Path
 
 import torch
 
+from _common import commit, input_image
 from microdreamer_core.mv_loading import build_random_model
 from microdreamer_core.pipeline import generate, make_condition, tiny_preset
 from microdreamer_core.sir import run_sir
 from microdreamer_core.texture import gaussians_to_mesh
 from microdreamer_core.texture_refine import refine_texture
 from microdreamer_core.presets import PRESETS, get_preset
-from microdreamer_core.views import load_rgba
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def input_image(path: str | None) -> torch.Tensor:
-    for candidate in [path, ROOT / ".gpu" / "24_wild2_yellow_duck_rgba.png", ROOT.parent / "shared" / "inputs" / "24_wild2_yellow_duck_rgba.png"]:
-        if candidate and Path(candidate).is_file():
-            return load_rgba(Path(candidate))
-    img = torch.zeros(256, 256, 4)
-    img[60:200, 70:190, :3] = torch.tensor([0.9, 0.8, 0.1])
-    img[60:200, 70:190, 3] = 1
-    return img
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -45,7 +45,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +56,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import commit, input_image  # noqa: E402
 from microdreamer_core.cameras import sample_orbit_cameras  # noqa: E402
 from microdreamer_core.export import save_glb  # noqa: E402
 from microdreamer_core.gaussians import init_ball  # noqa: E402
@@ -67,10 +67,9 @@ from microdreamer_core.pipeline import generate, make_condition, tiny_preset  # 
 from microdreamer_core.presets import PRESETS, get_preset  # noqa: E402
 from microdreamer_core.reconstruct import GaussianFitter  # noqa: E402
 from microdreamer_core.sds import SDSConfig, run_sds  # noqa: E402
-from microdreamer_core.sir import run_sir  # noqa: E402
+from microdreamer_core.sir import _sync, run_sir  # noqa: E402
 from microdreamer_core.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
 from microdreamer_core.texture_refine import refine_texture  # noqa: E402
-from microdreamer_core.views import load_rgba  # noqa: E402
 
 DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -78,11 +77,6 @@ DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": to
 # ---------------------------------------------------------------------------------------------
 # Timing and floors
 # ---------------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_once(fn: Callable[[], object], device: torch.device) -> float:
     """Seconds of one call: CUDA events on GPU (after a sync), perf_counter on CPU."""
     if device.type == "cuda":
@@ -165,25 +159,6 @@ class Row:
     @property
     def ratio(self) -> float | None:
         return self.seconds / self.floor_s if self.floor_s else None
-
-
-def input_image(path: str | None) -> torch.Tensor:
-    for candidate in [path, ROOT / ".gpu" / "24_wild2_yellow_duck_rgba.png", ROOT.parent / "shared" / "inputs" / "24_wild2_yellow_duck_rgba.png"]:
-        if candidate and Path(candidate).is_file():
-            return load_rgba(Path(candidate))
-    img = torch.zeros(256, 256, 4)
-    img[60:200, 70:190, :3] = torch.tensor([0.9, 0.8, 0.1])
-    img[60:200, 70:190, 3] = 1
-    return img
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, check=False)
-        return (out.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
 
 
 def run_suite(args) -> list[Row]:
@@ -341,7 +316,6 @@ def run_suite(args) -> list[Row]:
     paper = get_preset(args.preset).sir
     cmp_cfg = dataclasses.replace(sir_cfg, iterations=args.compare_iterations or paper.iterations,
                                   init_steps=paper.init_steps, steps_per_iteration=paper.steps_per_iteration)
-    sir_cfg = cmp_cfg
     say(f"SDS, {args.sds_steps} steps, against SIR with K = {cmp_cfg.iterations}")
     sds_cfg = SDSConfig.from_sir(cmp_cfg, steps=args.sds_steps)
     n0 = model.nfe
@@ -350,7 +324,7 @@ def run_suite(args) -> list[Row]:
     sds_nfe = model.nfe - n0
     n0 = model.nfe
     sir_res = []
-    sec_sir = time_once(lambda: sir_res.append(run_sir(model, cond, sir_cfg)), device)
+    sec_sir = time_once(lambda: sir_res.append(run_sir(model, cond, cmp_cfg)), device)
     sir_nfe = model.nfe - n0
     rows.append(Row("sds", sec_sds, None, "", {"steps": args.sds_steps, "nfe": sds_nfe, "guidance_scale": sds_cfg.guidance_scale, "timings_s": {k: round(v, 3) for k, v in sds_res[-1].timings.items()},
                                                  "gaussians": sds_res[-1].gaussians.num}))

@@ -305,15 +305,9 @@ class MultiViewModel(nn.Module):
         _checked_image(condition.image)
 
     def _reference_image(self, condition: Condition, image_size: int) -> Tensor:
-        """The image models' reference: (1, 3, S, S) on white at the sampling size."""
-        if condition.image is None:
-            raise InputError(f"{self.display_name} is an image-to-3D model: connect an input image")
+        """The image models' reference (``condition`` passed :meth:`_check_image`): (1, 3, S, S)
+        on white at the sampling size."""
         return F.interpolate(_white_rgb(condition.image), (image_size, image_size), mode="bilinear", align_corners=False)
-
-    def _reference_rgb(self, condition: Condition, cameras: Cameras, image_size: int) -> Tensor:
-        """The image models' reference: (1, 3, S, S) on white at the sampling size."""
-        self._check_views(cameras)
-        return self._reference_image(condition, image_size)
 
 
 class _TextMixin:

@@ -58,6 +58,11 @@ atlas, other jobs running; bench/RESULTS.md): smooth surface 52 s -> 2.1 s, uv a
 On the Duck both give the same textured novel-view PSNR (26.46 dB)."""
 
 
+def _check_uv_charts(name: str) -> None:
+    if name not in UV_CHARTS:
+        raise InputError(f"unknown uv chart setting {name!r}: use one of {', '.join(UV_CHARTS)}")
+
+
 def unwrap_uv(mesh: Mesh, texture_size: int = 1024, padding: int = 4, charts: str = "quality") -> Mesh:
     """A copy of ``mesh`` with xatlas uvs in [0, 1]; vertices are split along chart seams.
 
@@ -71,8 +76,7 @@ def unwrap_uv(mesh: Mesh, texture_size: int = 1024, padding: int = 4, charts: st
 
     if mesh.num_faces == 0:
         raise InputError("cannot unwrap an empty mesh: extract a mesh with faces first")
-    if charts not in UV_CHARTS:
-        raise InputError(f"unknown uv chart setting {charts!r}: use one of {', '.join(UV_CHARTS)}")
+    _check_uv_charts(charts)
     vertices = mesh.vertices.detach().cpu().numpy().astype(np.float32)
     faces = mesh.faces.cpu().numpy().astype(np.uint32)
     atlas = xatlas.Atlas()
@@ -305,8 +309,7 @@ def gaussians_to_mesh(gaussians, resolution: int = 128, target_faces: int = 50_0
         raise InputError(f"resolution must be at least 16 grid samples per axis (got {resolution})")
     if target_faces < 0:
         raise InputError(f"target faces must be 0 (no decimation) or positive (got {target_faces})")
-    if uv_charts not in UV_CHARTS:
-        raise InputError(f"unknown uv chart setting {uv_charts!r}: use one of {', '.join(UV_CHARTS)}")
+    _check_uv_charts(uv_charts)  # before extraction: fail before the slow stages
     if texture_size < 16 and bake:
         raise InputError(f"texture size must be at least 16 pixels (got {texture_size})")
     timings = {} if timings is None else timings

@@ -15,6 +15,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "comfyui: starts a real ComfyUI server (downloads ComfyUI 0.3.75 once)")
 
 
+# ==== Tiny random-weight multi-view models (shared by the pipeline and SDS tests) ====
+@pytest.fixture(scope="module")
+def models():
+    """One tiny random-weight model per kind (inputs for them: tests/tiny_models.py)."""
+    from microdreamer_core.mv_loading import build_random_model
+    from tiny_models import KINDS
+
+    return {k: build_random_model(k, "tiny", seed=0) for k in KINDS}
+
+
 # ==== ComfyUI server (owned by the ComfyUI-integration tests; harness in tests/comfy_server.py) ====
 @pytest.fixture(scope="session")
 def comfyui_server(tmp_path_factory):

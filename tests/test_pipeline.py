@@ -10,33 +10,13 @@ import torch
 from microdreamer_core.cameras import orbit_cameras
 from microdreamer_core.errors import Cancelled, InputError
 from microdreamer_core.export import glb_bytes
-from microdreamer_core.mv_loading import build_random_model
 from microdreamer_core.pipeline import generate, make_condition, tiny_preset
 from microdreamer_core.presets import PRESETS, get_preset
 from microdreamer_core.sir import SIRConfig, run_sir
 from microdreamer_core.texture_refine import TextureRefineConfig, refine_texture
 from microdreamer_core.views import PosedViews
 
-KINDS = ["zero123", "imagedream", "mvdream"]
-
-
-def blob_rgba(size: int = 64) -> torch.Tensor:
-    """An orange box on a transparent background, off-centre (re-centring is part of the test)."""
-    img = torch.zeros(size, size, 4)
-    img[10:40, 20:50, :3] = torch.tensor([0.9, 0.5, 0.1])
-    img[10:40, 20:50, 3] = 1.0
-    return img
-
-
-@pytest.fixture(scope="module")
-def models():
-    return {k: build_random_model(k, "tiny", seed=0) for k in KINDS}
-
-
-def condition_for(kind: str):
-    if kind == "mvdream":
-        return make_condition(kind, "a yellow rubber duck")
-    return make_condition(kind, "", image=blob_rgba())  # ImageDream with an empty prompt works
+from tiny_models import KINDS, blob_rgba, condition_for  # tests/ is on sys.path
 
 
 def test_presets_hold_the_papers_schedules():

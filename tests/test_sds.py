@@ -12,28 +12,13 @@ from microdreamer_core.densify import DensifyConfig
 from microdreamer_core.errors import Cancelled
 from microdreamer_core.gaussians import init_ball
 from microdreamer_core.mv_loading import build_random_model
-from microdreamer_core.pipeline import make_condition, tiny_preset
+from microdreamer_core.pipeline import tiny_preset
 from microdreamer_core.schedules import DDIMSchedule
 from microdreamer_core.sds import SDSConfig, run_sds, sds_timestep, sds_weight
 
-KINDS = ["zero123", "imagedream", "mvdream"]
+from tiny_models import KINDS, condition_for  # tests/ is on sys.path
+
 STEPS = 4
-
-
-def blob_rgba(size: int = 64) -> torch.Tensor:
-    img = torch.zeros(size, size, 4)
-    img[10:40, 20:50, :3] = torch.tensor([0.9, 0.5, 0.1])
-    img[10:40, 20:50, 3] = 1.0
-    return img
-
-
-@pytest.fixture(scope="module")
-def models():
-    return {k: build_random_model(k, "tiny", seed=0) for k in KINDS}
-
-
-def condition_for(kind: str):
-    return make_condition(kind, "a yellow rubber duck") if kind == "mvdream" else make_condition(kind, "", image=blob_rgba())
 
 
 def tiny_sds(kind: str, steps: int = STEPS, **overrides) -> SDSConfig:

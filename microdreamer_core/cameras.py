@@ -5,6 +5,12 @@ Conventions (METHOD.md, "Cameras"): world is y-up; poses are OpenGL camera-to-wo
 DreamGaussian/MicroDreamer: a *negative* elevation puts the camera *above* the object, azimuth 0
 looks at the object from +z and azimuth 90 from +x.
 
+One front for every model: azimuth 0 is the input photo's view and the object's front, so every
+export faces +z. Stable Zero123 is conditioned on cameras relative to azimuth 0 already; MVDream
+and ImageDream were trained with the front seen from *their* azimuth 90 ("the second view is the
+front" in the reference), so :meth:`Cameras.mvdream_embedding` turns the world by +90 degrees
+about y before it builds their camera vectors.
+
 A :class:`Cameras` batch shares one image size; each camera has its own pose and vertical field
 of view. Pixels are square, the principal point is the image centre.
 """
@@ -26,6 +32,7 @@ __all__ = [
     "orbit_pose",
     "orbit_cameras",
     "sample_orbit_cameras",
+    "relative_elevation_range",
     "front_camera",
 ]
 
@@ -37,6 +44,11 @@ _GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 # Our y-up world -> the z-up "blender" world MVDream/ImageDream were trained with: rows [x, -z, y].
 _WORLD_TO_BLENDER = torch.tensor(
     [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+# +90 degrees about y, (x, y, z) -> (z, y, -x): our azimuth a becomes their azimuth a + 90, so our
+# front (azimuth 0) is the view those models treat as the front (their azimuth 90).
+_FRONT_TO_MVDREAM = torch.tensor(
+    [[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
 
 
@@ -206,9 +218,10 @@ class Cameras:
         return el, az, r
 
     def mvdream_embedding(self) -> Tensor:
-        """(N, 16) MVDream/ImageDream camera vectors: c2w in the blender frame, unit translation,
-        flattened row-major."""
-        m = _WORLD_TO_BLENDER.to(self.device) @ self.c2w
+        """(N, 16) MVDream/ImageDream camera vectors: c2w turned so that our azimuth 0 is their
+        front (their azimuth 90), in the blender frame, unit translation, flattened row-major.
+        Our cameras at azimuths -90, 0, 90, 180 give the authors' ``get_camera(4)`` orbit."""
+        m = (_WORLD_TO_BLENDER @ _FRONT_TO_MVDREAM).to(self.device) @ self.c2w
         m = m.clone()
         m[:, :3, 3] = torch.nn.functional.normalize(m[:, :3, 3], dim=-1)
         return m.reshape(len(self), 16)
@@ -234,8 +247,10 @@ class CameraPreset:
     """How a MicroDreamer preset chooses its views each SIR iteration (METHOD.md, "Cameras").
 
     Azimuths are evenly spaced from a random offset. Elevations are integer degrees drawn
-    uniformly from ``elevation_range`` (inclusive), one per view, or one shared by every view
-    when ``shared_elevation`` (the multi-view models were trained on same-elevation orbits).
+    uniformly from ``elevation_range`` (inclusive) *relative to the input photo's elevation*, as
+    the reference draws ``orbit_camera(elevation + ver, ...)``; one per view, or one shared by
+    every view when ``shared_elevation`` (the multi-view models were trained on same-elevation
+    orbits).
     """
 
     num_views: int
@@ -252,24 +267,38 @@ CAMERA_PRESETS: dict[str, CameraPreset] = {
 }
 
 
+def relative_elevation_range(elevation_range: tuple[int, int], reference_elevation: float = 0.0) -> tuple[int, int]:
+    """The inclusive range of elevation offsets drawn around an input photo at
+    ``reference_elevation``, as the reference computes it: the preset's range widened so that the
+    absolute elevations always cover it too, and cut so that no camera goes beyond +-80 degrees."""
+    lo, hi = elevation_range[0], elevation_range[1] + 1  # the reference's randint(lo, hi): hi exclusive
+    e = float(reference_elevation)
+    lo_rel = max(min(lo, lo - e), -80.0 - e)
+    hi_rel = min(max(hi, hi - e), 80.0 - e)
+    return math.ceil(lo_rel), math.ceil(hi_rel) - 1
+
+
 def sample_orbit_cameras(
     preset: CameraPreset | str,
     resolution: int = 256,
     generator: torch.Generator | None = None,
     azimuth_offset: float | None = None,
+    reference_elevation: float = 0.0,
 ) -> Cameras:
     """Draw one set of the preset's views: B azimuths 360/B apart from a random offset (degrees,
-    ascending), random integer elevations in the preset's range."""
+    ascending), random integer elevation offsets in the preset's range added to the input photo's
+    ``reference_elevation`` (see :func:`relative_elevation_range`)."""
     p = CAMERA_PRESETS[preset] if isinstance(preset, str) else preset
     if azimuth_offset is None:
         azimuth_offset = float(torch.rand((), generator=generator) * 360.0)
     az = azimuth_offset + torch.arange(p.num_views, dtype=torch.float32) * (360.0 / p.num_views)
-    lo, hi = p.elevation_range
+    lo, hi = relative_elevation_range(p.elevation_range, reference_elevation)
     n_el = 1 if p.shared_elevation else p.num_views
-    el = torch.randint(lo, hi + 1, (n_el,), generator=generator).float().expand(p.num_views)
+    el = float(reference_elevation) + torch.randint(lo, hi + 1, (n_el,), generator=generator).float().expand(p.num_views)
     return orbit_cameras(el, az, p.radius, resolution, p.fovy_deg)
 
 
-def front_camera(radius: float = 2.0, resolution: int = 256, fovy_deg: float = DEFAULT_FOVY_DEG) -> Cameras:
-    """The reference-view camera of image-to-3D: elevation 0, azimuth 0."""
-    return orbit_cameras([0.0], [0.0], radius, resolution, fovy_deg)
+def front_camera(elevation: float = 0.0, radius: float = 2.0, resolution: int = 256, fovy_deg: float = DEFAULT_FOVY_DEG) -> Cameras:
+    """The input photo's camera of image-to-3D, for every model: azimuth 0 (the object's front)
+    at the photo's ``elevation``."""
+    return orbit_cameras([float(elevation)], [0.0], radius, resolution, fovy_deg)

@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-views", metavar="DIR", default=None,
                    help="also write the initial multi-view samples (init_XX.png) and the last SIR targets (target_XX.png) into DIR (created if missing)")
     g.add_argument("--elevation", type=float, default=0.0, metavar="DEG",
-                   help="camera elevation of the input image in degrees, negative = from above (default 0; used by Stable Zero123)")
+                   help="camera elevation of the input image in degrees, negative = from above (default 0): the SIR cameras "
+                        "are drawn around it and Stable Zero123 is conditioned on it")
     g.add_argument("--uv-charts", choices=("quality", "fast"), default=None,
                    help="uv unwrapping settings: quality (xatlas' defaults, the preset's) or fast (no chart refinement, "
                         "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)")

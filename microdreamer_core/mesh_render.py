@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -410,10 +410,17 @@ def render_mesh(
     cameras: Cameras,
     background: Sequence[float] | Tensor = (1.0, 1.0, 1.0),
     backend: Backend = "auto",
+    texture_activation: Callable[[Tensor], Tensor] | None = None,
 ) -> MeshRenderOutput:
     """Render ``mesh`` from every camera: colour from the texture (uvs + texture), else vertex
     colours, else grey 0.5. No lighting, no antialiasing. Differentiable w.r.t. texture, vertex
-    colours and (through barycentrics, not silhouettes) vertex positions."""
+    colours and (through barycentrics, not silhouettes) vertex positions.
+
+    ``texture_activation``: applied to the colour *sampled* from the texture, before compositing
+    over the background (textured meshes only; vertex colours are used as they are). With
+    ``torch.sigmoid`` the texture holds logits and is activated after bilinear sampling, as the
+    MicroDreamer reference does in its texture refinement (see ``texture_refine``).
+    """
     device = mesh.device
     cams = cameras.to(device)
     C, H, W = len(cams), cams.height, cams.width
@@ -439,6 +446,8 @@ def render_mesh(
     normal = torch.nn.functional.normalize(inter[..., 1:4], dim=-1) * alpha
     if mesh.has_texture:
         color = texture(mesh.texture, inter[..., 4:6], wrap="repeat", backend=be)
+        if texture_activation is not None:
+            color = texture_activation(color)
     else:
         color = inter[..., 4:7]
     bg = torch.as_tensor(background, dtype=color.dtype, device=device).view(1, 1, 1, -1)

@@ -158,12 +158,14 @@ def generate(
 
 def tiny_preset(name: str, iterations: int = 2, init_steps: int = 3, steps_per_iteration: int = 2) -> Preset:
     """A preset shrunk for tests and CPU smoke runs with tiny random models (32 px diffusion,
-    64 px renders, small mesh/texture); the schedule shape (t2 range, grid) is the preset's."""
+    64 px renders and floater filter, small mesh/texture); the schedule shape (t2 range, grid) is
+    the preset's."""
     import dataclasses
 
     p = get_preset(name)
+    floaters = None if p.sir.floaters is None else dataclasses.replace(p.sir.floaters, resolution=64)
     sir = dataclasses.replace(p.sir, iterations=iterations, init_steps=init_steps, steps_per_iteration=steps_per_iteration,
-                              resolution=64, image_size=32, num_init=1000)
+                              resolution=64, image_size=32, num_init=1000, floaters=floaters)
     tex = dataclasses.replace(p.texture, render_resolution=64, image_size=32, steps=3)
     mesh = dataclasses.replace(p.mesh, resolution=32, target_faces=2000, texture_size=64, bake_resolution=64)
     return dataclasses.replace(p, sir=sir, texture=tex, mesh=mesh)

@@ -13,9 +13,9 @@ preset         input       views  K     I, init  DDIM grid      t2 range        
 ``mvdream``    text        4      30    15, 50   10 steps       0.8 -> 0.4      no         285
 =============  ==========  =====  ====  =======  =============  ==============  =========  =====
 
-Where the reference code differs from METHOD.md we follow METHOD.md (its t2 sequences and NFE
-totals are our test oracle): Zero123 ``t_start`` 0.9 (the YAML says 0.8), ``inv_ratio`` 0.6 for
-ImageDream (the YAML says 1.0), the position learning rate 0.01 -> 0.0002. Deliberate fixes:
+The values are the reference code's (``configs/image_sai.yaml``, ``configs/imagedream.yaml``; METHOD.md
+agrees), and its t2 sequences and NFE totals are our test oracle. Where we differ on purpose (the
+README lists every difference with its reason):
 
 * ImageDream works with an empty prompt (the image carries the condition); its eta is 1.0, as
   the reference code effectively runs it (it ignores its config's eta 0).
@@ -23,6 +23,7 @@ ImageDream (the YAML says 1.0), the position learning rate 0.01 -> 0.0002. Delib
   MVDream is ImageDream's architecture without the image branch and is trained on the same
   4-view, near-equator orbits, so it takes ImageDream's cameras and SIR schedule, with its own
   sampling values from the paper (CFG 7.5, eta 0).
+* The multi-view models draw one elevation per 4-view orbit (the reference draws one per view).
 
 No ``fast`` / ``quality`` variants yet: without real weights here their quality cannot be
 measured, and a variant is only worth shipping where measurement supports it.
@@ -84,7 +85,10 @@ _IMAGEDREAM = Preset(
     model_kind="imagedream",
     input="image",
     sir=SIRConfig(iterations=30, init_steps=50, denoise_steps=10, t_start=0.8, t_end=0.4,
-                  cameras=CAMERA_PRESETS["imagedream"], reference_rgb_weight=0.0, reference_mask_weight=0.0),
+                  cameras=CAMERA_PRESETS["imagedream"], reference_rgb_weight=0.0, reference_mask_weight=0.0,
+                  reference_radius=CAMERA_PRESETS["imagedream"].radius),
+    # The reference's front camera sits at the preset's radius (2.5); used when a front term is asked for.
+    texture=TextureRefineConfig(reference_radius=CAMERA_PRESETS["imagedream"].radius),
 )
 
 PRESETS: dict[str, Preset] = {

@@ -8,6 +8,7 @@ the SIR loop can feed it new targets every iteration; :func:`reconstruct` runs i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -109,12 +110,17 @@ class GaussianFitter:
         """The current Gaussians (live parameters: differentiable)."""
         return Gaussians(**self.params)
 
-    def render(self, cameras: Cameras):
-        return self.gaussians.render(cameras, self.background, self.backend)
+    def render(self, cameras: Cameras) -> RenderOutput:
+        """Render the current Gaussians with colours clamped to [0, 1], as the reference's
+        renderer returns them: colour beyond white or black earns no loss and gets no gradient."""
+        out = self.gaussians.render(cameras, self.background, self.backend)
+        return dataclasses.replace(out, rgb=out.rgb.clamp(0.0, 1.0))
 
     def step(self, cameras: Cameras, target_rgb: Tensor, target_alpha: Tensor | None = None,
-             mask_weight: float = 0.0, extra_loss: Callable[[Gaussians], Tensor] | None = None) -> float:
-        """One optimiser step against (B, H, W, 3) targets; returns the loss value."""
+             mask_weight: float = 0.0, extra_loss: Callable[[], Tensor] | None = None) -> float:
+        """One optimiser step against (B, H, W, 3) targets; returns the loss value.
+        ``extra_loss()`` adds a term of its own (SIR's reference view renders through
+        :meth:`render` too)."""
         b = target_rgb.shape[0]
 
         def loss_fn(out: RenderOutput) -> Tensor:
@@ -122,7 +128,7 @@ class GaussianFitter:
             if target_alpha is not None and mask_weight > 0:
                 loss = loss + mask_weight * (out.alpha[..., 0] - target_alpha).abs().sum() / b
             if extra_loss is not None:
-                loss = loss + extra_loss(self.gaussians)
+                loss = loss + extra_loss()
             return loss
 
         return self.step_loss(cameras, loss_fn)

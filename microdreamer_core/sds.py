@@ -37,7 +37,7 @@ from .gaussians import Gaussians, init_ball
 from .mv_models import Condition, MultiViewModel
 from .reconstruct import GaussianFitter, LearningRates, resolve_device
 from .schedules import DDIMSchedule
-from .sir import SIRConfig, _reference_targets, _sync
+from .sir import SIRConfig, _reference_targets, _sync, reference_loss
 
 __all__ = ["SDSConfig", "SDSResult", "run_sds", "sds_timestep", "sds_weight"]
 
@@ -162,10 +162,11 @@ def _run(model: MultiViewModel, condition: Condition, cfg: SDSConfig, progress, 
         g0 = init_ball(cfg.num_init, cfg.init_radius, cfg.init_opacity, generator=gen)
         fitter = GaussianFitter(g0.to(device), cfg.lr, cfg.densify, cfg.background, cfg.backend)
         ref = _reference_targets(condition, cfg, device)  # type: ignore[arg-type]  # duck-typed config
+        elevation = condition.reference_elevation
 
         for i, t in enumerate(ts):
             check_cancel(cancel, f"SDS step {i}/{cfg.steps}")
-            cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen).to(device)
+            cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen, reference_elevation=elevation).to(device)
             w = sds_weight(t, schedule)
             clock = [time.perf_counter()]
 
@@ -191,7 +192,7 @@ def _run(model: MultiViewModel, condition: Condition, cfg: SDSConfig, progress, 
                 z = latents.float()
                 loss = 0.5 * ((z - (z - grad).detach()) ** 2).sum() / b
                 if ref is not None:
-                    loss = loss + _reference_loss(fitter, ref, cfg)
+                    loss = loss + reference_loss(fitter, ref, cfg.reference_rgb_weight, cfg.reference_mask_weight)
                     lap("render")
                 return loss
 
@@ -205,14 +206,6 @@ def _run(model: MultiViewModel, condition: Condition, cfg: SDSConfig, progress, 
         timings["cleanup"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return SDSResult(gaussians.to("cpu"), losses, timings, model.nfe - nfe0, ts, fitter.strategy.history)
-
-
-def _reference_loss(fitter: GaussianFitter, ref, cfg: SDSConfig) -> Tensor:
-    """SIR's front-view term: ``w_rgb * L1sum(rgb, input_rgb) + w_mask * MSEsum(alpha, input_mask)``."""
-    cam, rgb, alpha = ref
-    out = fitter.render(cam)
-    return (cfg.reference_rgb_weight * (out.rgb - rgb).abs().sum()
-            + cfg.reference_mask_weight * ((out.alpha[..., 0] - alpha) ** 2).sum())
 
 
 def _resize_bchw(images: Tensor, size: int) -> Tensor:

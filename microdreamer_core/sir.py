@@ -8,10 +8,14 @@ METHOD.md, "Stage 1". The outer loop has ``1 + K`` diffusion calls:
    targets by one hybrid forward + reverse sampling at ``t2 = sir_t2_schedule(...)[k]``, then take
    ``I = steps_per_iteration`` Adam steps against those cached targets.
 
-The loss is ``L1sum(render, target) / B``, plus for image-to-3D presets with a reference term
-``w_rgb * L1sum(front_render, input_rgb) + w_mask * MSEsum(front_alpha, input_mask)``.
-Densification follows the optimiser's global step count (steps 100, 200, 300), and the final
-clean-up prune runs at the end.
+Cameras are drawn around the input photo's elevation (``Condition.reference_elevation``), and
+azimuth 0 is the input view, the object's front, for every model (see :mod:`.cameras`).
+
+The loss is ``L1sum(render, target) / B`` on renders clamped to [0, 1], plus for image-to-3D
+presets with a reference term ``w_rgb * L1sum(front_render, input_rgb) + w_mask *
+MSEsum(front_alpha, input_mask)`` at the input photo's camera. Densification follows the
+optimiser's global step count (steps 100, 200, 300); at the end come the final clean-up prune and
+the reference's floater filter (:mod:`.floaters`).
 
 Each diffusion call is counted in NFEs on the model (``model.nfe``), so a run reports what it
 really spent. All randomness (Gaussian init, cameras, diffusion noise) derives from ``seed``.
@@ -27,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cameras import CAMERA_PRESETS, CameraPreset, Cameras, orbit_cameras, sample_orbit_cameras
+from .cameras import CAMERA_PRESETS, CameraPreset, Cameras, front_camera, sample_orbit_cameras
 from .densify import DensifyConfig
 from .errors import InputError, check_cancel
+from .floaters import FloaterFilterConfig, remove_floaters
 from .gaussians import Gaussians, init_ball
 from .image_prep import rgb_alpha_at
 from .mv_models import Condition, MultiViewModel
@@ -59,9 +64,11 @@ class SIRConfig:
         resolution: render / target size in pixels; image_size: the diffusion model's size.
         guidance_scale, eta: None = the model's paper values.
         reference_rgb_weight, reference_mask_weight: the front-view reference term (0 = off).
-        reference_radius: camera distance of the front (input) view.
+        reference_radius: camera distance of the front (input) view (the reference: the
+            preset's camera radius).
         num_init, init_radius, init_opacity: the initial ball of Gaussians.
         init_mask_weight: weight of the alpha term when fitting views the user brings with masks.
+        floaters: the final floater filter (None = off).
     """
 
     iterations: int = 20
@@ -86,6 +93,7 @@ class SIRConfig:
     init_mask_weight: float = 1.0
     lr: LearningRates = field(default_factory=LearningRates)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
+    floaters: FloaterFilterConfig | None = field(default_factory=FloaterFilterConfig)
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seed: int = 0
     backend: str = "auto"
@@ -138,7 +146,11 @@ class IterationInfo:
 
 @dataclass
 class SIRResult:
-    """The fitted Gaussians, what the run spent and its intermediate images (CPU, (V, H, W, 3))."""
+    """The fitted Gaussians, what the run spent and its intermediate images (CPU, (V, H, W, 3)).
+
+    ``reference_camera``: the input photo's camera of the reference term (None without one);
+    ``floaters_removed``: how many Gaussians the floater filter took out.
+    """
 
     gaussians: Gaussians
     losses: list[float]
@@ -149,6 +161,8 @@ class SIRResult:
     init_views: Tensor | None = None
     last_targets: Tensor | None = None
     densify_history: list[dict] = field(default_factory=list)
+    reference_camera: Cameras | None = None
+    floaters_removed: int = 0
 
 
 def _sync(device: torch.device) -> None:
@@ -161,17 +175,23 @@ def _plain(t: Tensor) -> Tensor:
 
 
 def _reference_targets(condition: Condition | None, config: SIRConfig, device: torch.device):
-    """The input image at its camera (azimuth 0, the condition's elevation): (1, R, R, 3) rgb on
-    white and (1, R, R) alpha."""
+    """The input photo's camera (azimuth 0 = the front, at the condition's elevation) with the
+    input image there: (1, R, R, 3) rgb on white and (1, R, R) alpha; None without a reference term."""
     if condition is None or condition.image is None:
         return None
     if config.reference_rgb_weight <= 0 and config.reference_mask_weight <= 0:
         return None
     rgb, alpha = rgb_alpha_at(condition.image, config.resolution)
-    r = config.resolution
-    # The input photo's camera: azimuth 0 at the user-given elevation (what Zero123 is conditioned on).
-    cam = orbit_cameras([condition.reference_elevation], [0.0], config.reference_radius, r, config.cameras.fovy_deg).to(device)
+    cam = front_camera(condition.reference_elevation, config.reference_radius, config.resolution, config.cameras.fovy_deg).to(device)
     return cam, _plain(rgb[None].to(device)), _plain(alpha[None].to(device))
+
+
+def reference_loss(fitter: GaussianFitter, reference, rgb_weight: float, mask_weight: float) -> Tensor:
+    """The front-view term ``w_rgb * L1sum(rgb, input_rgb) + w_mask * MSEsum(alpha, input_mask)``
+    for ``reference = _reference_targets(...)``, rendered (clamped) by the fitter."""
+    cam, rgb, alpha = reference
+    out = fitter.render(cam)
+    return rgb_weight * (out.rgb - rgb).abs().sum() + mask_weight * ((out.alpha[..., 0] - alpha) ** 2).sum()
 
 
 def run_sir(
@@ -219,14 +239,8 @@ def _run(model, condition, cfg: SIRConfig, init_views, progress, cancel, on_iter
         g0 = init_ball(cfg.num_init, cfg.init_radius, cfg.init_opacity, generator=gen)
         fitter = GaussianFitter(g0.to(device), cfg.lr, cfg.densify, cfg.background, cfg.backend)
         ref = _reference_targets(condition, cfg, device)
-
-        def reference_loss(g: Gaussians) -> Tensor:
-            cam, rgb, alpha = ref
-            out = g.render(cam, fitter.background, cfg.backend)
-            return (cfg.reference_rgb_weight * (out.rgb - rgb).abs().sum()
-                    + cfg.reference_mask_weight * ((out.alpha[..., 0] - alpha) ** 2).sum())
-
-        extra = reference_loss if ref is not None else None
+        elevation = condition.reference_elevation if condition is not None else 0.0
+        extra = None if ref is None else (lambda: reference_loss(fitter, ref, cfg.reference_rgb_weight, cfg.reference_mask_weight))
         losses: list[float] = []
 
         def fit(cams: Cameras, target_rgb: Tensor, target_alpha: Tensor | None, steps: int, mask_weight: float, where: str) -> None:
@@ -247,7 +261,7 @@ def _run(model, condition, cfg: SIRConfig, init_views, progress, cancel, on_iter
             init_rgb = PosedViews(images, cams0).rgb_on(cfg.background)
             init_alpha, mask_w = images[..., 3], cfg.init_mask_weight
         else:
-            cams0 = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen).to(device)
+            cams0 = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen, reference_elevation=elevation).to(device)
             result = sample(model, condition, cams0.with_resolution(cfg.image_size), steps=cfg.denoise_steps,
                             guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.seed, image_size=cfg.image_size,
                             progress=report, cancel=cancel)
@@ -268,7 +282,7 @@ def _run(model, condition, cfg: SIRConfig, init_views, progress, cancel, on_iter
             check_cancel(cancel, f"SIR iteration {k}/{len(t2s)}")
             t_iter = time.perf_counter()
             nfe_before = model.nfe
-            cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen).to(device)
+            cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen, reference_elevation=elevation).to(device)
             with torch.no_grad():
                 renders = fitter.render(cams).rgb.detach()
             refined = refine_views(model, renders, cams.with_resolution(cfg.image_size), condition, t2,
@@ -292,12 +306,16 @@ def _run(model, condition, cfg: SIRConfig, init_views, progress, cancel, on_iter
 
         t0 = time.perf_counter()
         gaussians = fitter.finalize()
+        removed = 0
+        if cfg.floaters is not None:
+            gaussians, removed = remove_floaters(gaussians, cfg.floaters, cfg.backend)
         timings["cleanup"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     spent = (model.nfe - nfe0) if model is not None else 0
     nfe = {"init": init_nfe, "iterations": spent - init_nfe, "total": spent}
     return SIRResult(gaussians.to("cpu"), losses, timings, nfe, t2s, infos, init_rgb.detach().cpu(),
-                     None if targets is None else targets.cpu(), fitter.strategy.history)
+                     None if targets is None else targets.cpu(), fitter.strategy.history,
+                     None if ref is None else ref[0].to("cpu"), removed)
 
 
 def _resize(images: Tensor, size: int) -> Tensor:

@@ -3,13 +3,28 @@
 SDEdit-like, noise-adding only: render the textured mesh from 8 views around the equator, push the
 renders to ``t = 181`` of a 50-step DDIM grid by one-shot noising, denoise them back in 10 DDIM
 steps (eta 0, CFG 2.0) to get sharper target images, computed once; then take 30 Adam steps on
-the texture alone against those targets (MSE), plus a masked MSE to the input image at the front
-camera for image-to-3D.
+the texture alone against those targets (mean MSE over the views) -- :func:`fit_texture`.
+
+As in the authors' reference (``main2.py``, ``mesh_renderer.py``), the optimised parameter is the
+texture's *logit*, ``raw = log(x / (1 - x))`` of the texture clamped to [1e-6, 1 - 1e-6]; renders
+sample ``raw`` bilinearly and put the sampled value through ``sigmoid`` (sample, then activate:
+``render_mesh(..., texture_activation=torch.sigmoid)``); Adam runs at lr 0.2 on ``raw`` and the
+exported texture is ``sigmoid(raw)``. A step of at most ~lr in logit space moves a colour by at
+most ~lr / 4 = 0.05.
+
+Front term (image-to-3D): the mesh is also rendered from the input photo's camera (azimuth 0,
+the condition's ``reference_elevation``, ``reference_radius``) at ``reference_resolution`` (256,
+the reference's ``ref_size``), and ``reference_weight * F.mse_loss(render * mask, input * mask)``
+is added, where the input is the condition image composited on white and ``mask`` (detached) is
+where the *rendered* mesh covers the pixel and faces the camera: ``alpha > 0`` and
+``viewcos > 0.5``, ``viewcos`` being the rendered unit world normal dotted with the camera's
+backward axis. The reference has this term for Stable Zero123 only, so it is on by default for
+Stable Zero123 and off for ImageDream (which can turn it on with ``reference_weight > 0``);
+MVDream has no input image and never gets it.
 
 Works for all three model kinds: MVDream and ImageDream denoise 4 views per call (the 8 views
 form two 90-degree-spaced orbits, 45 degrees apart, in the camera layout they were trained on);
-Stable Zero123 denoises every view independently in one batch. The reference code only handles
-Zero123 here.
+Stable Zero123 denoises every view independently in one batch.
 """
 
 from __future__ import annotations
@@ -22,26 +37,41 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cameras import orbit_cameras
+from .cameras import Cameras, front_camera, orbit_cameras
 from .errors import InputError, check_cancel
 from .image_prep import rgb_alpha_at
 from .mesh import Mesh
-from .mesh_render import render_mesh
+from .mesh_render import MeshRenderOutput, render_mesh
 from .mv_models import Condition, MultiViewModel, Zero123Model
 from .mv_sampling import refine_views
 from .reconstruct import resolve_device
 from .schedules import DDIMSchedule
 
-__all__ = ["TextureRefineConfig", "TextureRefineResult", "refine_texture"]
+__all__ = [
+    "TextureRefineConfig",
+    "TextureRefineResult",
+    "refine_texture",
+    "fit_texture",
+    "TextureFit",
+    "FrontReference",
+    "front_reference",
+    "front_mask",
+    "texture_logit",
+]
 
 
 @dataclass
 class TextureRefineConfig:
-    """Settings of stage 2 (the paper's values).
+    """Settings of stage 2 (the paper's and the reference code's values).
 
-    ``reference_weight`` scales the masked front-view MSE relative to the mean MSE over the
-    refined views (METHOD.md gives no weight; 1 makes the input view count as much as all the
-    others together). ``guidance_scale`` None = the model's paper value; METHOD.md uses 2.0.
+    ``lr`` is Adam's learning rate on the texture's logits (see the module docstring).
+    ``reference_weight`` scales the front term (the masked MSE to the input image at the input
+    photo's camera) relative to the mean MSE over the refined views; None = the reference's
+    choice: 1.0 for Stable Zero123, 0 (no front term) for ImageDream and MVDream. Set it > 0 to
+    give ImageDream a front term too (same azimuth-0 camera); MVDream has no input image and never
+    has one. The front view is rendered at ``reference_resolution`` (the reference's ``ref_size``,
+    independent of ``render_resolution``) from ``reference_radius``. ``guidance_scale`` None = the
+    model's paper value; METHOD.md uses 2.0.
     """
 
     views: int = 8
@@ -55,8 +85,9 @@ class TextureRefineConfig:
     eta: float = 0.0
     steps: int = 30
     lr: float = 0.2
-    reference_weight: float = 1.0
+    reference_weight: float | None = None
     reference_radius: float = 2.0
+    reference_resolution: int = 256
     fovy_deg: float = 49.1
     seed: int = 0
     backend: str = "auto"
@@ -71,6 +102,106 @@ class TextureRefineResult:
     nfe: int
     targets: Tensor  # (views, R, R, 3) on CPU
     renders: Tensor  # the renders the targets were made from
+    reference_camera: Cameras | None = None  # the front camera of the front term (CPU), None without one
+    reference_weight: float = 0.0  # the weight the front term had (0 without one)
+
+
+def texture_logit(texture: Tensor, eps: float = 1e-6) -> Tensor:
+    """``log(x / (1 - x))`` of the texture clamped to [eps, 1 - eps]: the parameter stage 2
+    optimises (``sigmoid`` of it is the texture again)."""
+    x = texture.clamp(eps, 1.0 - eps)
+    return torch.log(x / (1.0 - x))
+
+
+@dataclass
+class FrontReference:
+    """The front term of :func:`fit_texture`: one camera (the input photo's), the input RGB
+    composited on white at that camera's size, (1, H, W, 3), and the term's weight."""
+
+    camera: Cameras
+    rgb: Tensor
+    weight: float = 1.0
+
+
+def front_mask(out: MeshRenderOutput, cameras: Cameras, min_cos: float = 0.5) -> Tensor:
+    """(C, H, W, 1) bool, detached: pixels the rendered mesh covers (``alpha > 0``) with a surface
+    facing the camera (``viewcos > min_cos``); ``viewcos`` = the rendered unit world normal dotted
+    with the camera's backward axis ``c2w[:3, 2]`` (1 = facing the camera head-on)."""
+    back = cameras.c2w[:, :3, 2].to(out.normal)
+    viewcos = (out.normal * back[:, None, None, :]).sum(-1, keepdim=True)
+    return ((out.alpha > 0) & (viewcos > min_cos)).detach()
+
+
+def front_reference(model: MultiViewModel, condition: Condition | None, cfg: TextureRefineConfig,
+                    device: torch.device | str = "cpu") -> FrontReference | None:
+    """The front term stage 2 uses for this model and condition, or None: Stable Zero123 by
+    default, ImageDream when ``cfg.reference_weight > 0``, never MVDream or without an image."""
+    weight = cfg.reference_weight
+    if weight is None:
+        weight = 1.0 if isinstance(model, Zero123Model) else 0.0
+    if weight <= 0 or model.kind == "mvdream" or condition is None or condition.image is None:
+        return None
+    r = cfg.reference_resolution
+    rgb, _ = rgb_alpha_at(condition.image, r)  # the input's alpha is not the mask: see front_mask
+    camera = front_camera(condition.reference_elevation, cfg.reference_radius, r, cfg.fovy_deg).to(device)
+    return FrontReference(camera, rgb[None].to(device), float(weight))
+
+
+@dataclass
+class TextureFit:
+    """What :func:`fit_texture` returns: the texture ``sigmoid(raw)``, the logits ``raw`` (both
+    detached, on the mesh's device) and the loss before each step."""
+
+    texture: Tensor
+    raw: Tensor
+    losses: list[float]
+
+
+def fit_texture(
+    mesh: Mesh,
+    cameras: Cameras,
+    targets: Tensor,
+    steps: int = 30,
+    lr: float = 0.2,
+    reference: FrontReference | None = None,
+    backend: str = "auto",
+    on_step: Callable[[int, Tensor], None] | None = None,
+    cancel: Callable[[], object] | None = None,
+) -> TextureFit:
+    """Adam on the texture's logits so that renders from ``cameras`` match ``targets``
+    ((C, H, W, 3) at the cameras' size), plus the front term of ``reference``; no diffusion model.
+
+    Each step minimises ``mse(render, targets) + reference.weight * mse(front * mask, rgb * mask)``
+    with ``mask = front_mask(front render)``. ``on_step(k, raw)`` is called after the k-th step
+    (k = 1..steps) with the current logits (detached); ``cancel()`` is checked before each step.
+    """
+    if not mesh.has_texture:
+        raise InputError("fitting a texture needs a textured mesh (uvs + texture)")
+    with torch.inference_mode(False), torch.enable_grad():
+        device = mesh.device
+        cams = cameras.to(device)
+        targets = targets.detach().to(device)
+        raw = torch.nn.Parameter(texture_logit(mesh.texture.detach()))
+        optimizer = torch.optim.Adam([raw], lr=lr)
+        losses: list[float] = []
+        for step in range(steps):
+            check_cancel(cancel, f"texture refinement step {step}/{steps}")
+            logits = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=raw, normals=mesh.normals)
+            loss = F.mse_loss(render_mesh(logits, cams, backend=backend, texture_activation=torch.sigmoid).rgb, targets)
+            if reference is not None:
+                front = render_mesh(logits, reference.camera, backend=backend, texture_activation=torch.sigmoid)
+                mask = front_mask(front, reference.camera)
+                loss = loss + reference.weight * F.mse_loss(front.rgb * mask, reference.rgb * mask)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"texture refinement loss became {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(step + 1, raw.detach())
+        raw = raw.detach()
+        return TextureFit(torch.sigmoid(raw), raw, losses)
 
 
 def _groups(model: MultiViewModel, views: int) -> list[list[int]]:
@@ -139,41 +270,21 @@ def _refine(mesh: Mesh, model: MultiViewModel, condition: Condition, cfg: Textur
         torch.cuda.synchronize(device)
     t_targets = time.perf_counter() - start
 
-    # ---- front reference -------------------------------------------------------------------------
-    ref = None
-    if cfg.reference_weight > 0 and condition is not None and condition.image is not None:
-        r = cfg.render_resolution
-        rgb, alpha = rgb_alpha_at(condition.image, r)
-        rgb, mask = rgb.to(device), alpha[..., None].to(device)
-        front = orbit_cameras([condition.reference_elevation], [0.0], cfg.reference_radius, r, cfg.fovy_deg).to(device)
-        ref = (front, rgb[None], mask[None])
-
-    # ---- Adam on the texture ---------------------------------------------------------------------
+    # ---- Adam on the texture's logits, with the front term where the model has one --------------
+    ref = front_reference(model, condition, cfg, device)
     t1 = time.perf_counter()
-    texture = torch.nn.Parameter(plain.texture.clone())
-    optimizer = torch.optim.Adam([texture], lr=cfg.lr)
-    losses: list[float] = []
-    for step in range(cfg.steps):
-        check_cancel(cancel, f"texture refinement step {step}/{cfg.steps}")
-        textured = Mesh(plain.vertices, plain.faces, uvs=plain.uvs, texture=texture, normals=plain.normals)
-        loss = F.mse_loss(render_mesh(textured, cams, backend=cfg.backend).rgb, targets)
-        if ref is not None:
-            front, rgb, mask = ref
-            out = render_mesh(textured, front, backend=cfg.backend).rgb
-            loss = loss + cfg.reference_weight * F.mse_loss(out * mask, rgb * mask)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"texture refinement loss became {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            texture.clamp_(0, 1)
-        losses.append(float(loss.detach()))
+
+    def step_done(*_):
+        nonlocal done_steps
         done_steps += 1
         report()
+
+    fit = fit_texture(plain, cams, targets, cfg.steps, cfg.lr, reference=ref, backend=cfg.backend, on_step=step_done, cancel=cancel)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     timings = {"targets": t_targets, "optimise": time.perf_counter() - t1, "total": time.perf_counter() - start}
-    refined = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=texture.detach().cpu(),
+    refined = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=fit.texture.cpu(),
                    vertex_colors=mesh.vertex_colors, normals=mesh.normals)
-    return TextureRefineResult(refined, losses, timings, model.nfe - nfe0, targets.cpu(), renders.cpu())
+    return TextureRefineResult(refined, fit.losses, timings, model.nfe - nfe0, targets.cpu(), renders.cpu(),
+                               reference_camera=None if ref is None else ref.camera.to("cpu"),
+                               reference_weight=0.0 if ref is None else ref.weight)

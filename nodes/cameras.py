@@ -30,7 +30,7 @@ class MicroDreamerOrbitCameras(io.ComfyNode):
             category="MicroDreamer/cameras",
             description=(
                 "Cameras on an orbit around the origin, looking at it (y-up world; negative elevation = "
-                "above the object; azimuth 0 looks from +z). With elevations and azimuths empty it draws "
+                "above the object; azimuth 0 looks from +z, at the object's front, for every model). With elevations and azimuths empty it draws "
                 f"one random set of the preset's views from the seed ({presets}): evenly spaced azimuths "
                 "from a random offset, random integer elevations in the preset's range. With azimuths "
                 "given it places one camera per azimuth instead (fixed views)."

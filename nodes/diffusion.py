@@ -137,7 +137,7 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
             inputs=[
                 MDMultiViewModel.Input("mv_model"),
                 *_common_inputs(),
-                MDCameras.Input("cameras", optional=True, tooltip="Views to generate; default: the model's paper preset."),
+                MDCameras.Input("cameras", optional=True, tooltip="Views to generate; default: the model's paper preset around reference_elevation (azimuth 0 = the input view, the front)."),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="DDIM steps (the paper: 20 for Zero123, 10 for ImageDream)."),
                 io.Int.Input("image_size", default=256, min=64, max=1024, step=64,
                              tooltip="Size of the generated views; the models are trained at 256."),
@@ -150,7 +150,8 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
                 seed: int, steps: int, image_size: int, image=None, mask=None, invert_mask: bool = False,
                 reference_elevation: float = 0.0, cameras=None) -> io.NodeOutput:
         if cameras is None:
-            cameras = sample_orbit_cameras(CAMERA_PRESETS[mv_model.kind], image_size, torch.Generator().manual_seed(int(seed) % 2**63))
+            cameras = sample_orbit_cameras(CAMERA_PRESETS[mv_model.kind], image_size, torch.Generator().manual_seed(int(seed) % 2**63),
+                                           reference_elevation=float(reference_elevation))
         cond = _condition(prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
         gs, et = _knobs(guidance_scale, eta)
         result = sample(mv_model, cond, cameras, steps=steps, guidance_scale=gs, eta=et, seed=int(seed) % 2**63,

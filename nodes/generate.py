@@ -39,7 +39,7 @@ class MicroDreamerCondition(io.ComfyNode):
                 io.Boolean.Input("invert_mask", default=False,
                                  tooltip="Use 1 - mask: turn on for LoadImage's MASK output (1 = transparent)."),
                 io.Float.Input("elevation", default=0.0, min=-89.0, max=89.0, step=1.0,
-                               tooltip="Elevation of the input photo's camera in degrees (negative = from above); Stable Zero123 uses it."),
+                               tooltip="Elevation of the input photo's camera in degrees (negative = from above): SIR draws its cameras around it, and Stable Zero123 is conditioned on it."),
             ],
             outputs=[MDCondition.Output("condition", display_name="condition")],
         )
@@ -61,8 +61,9 @@ class MicroDreamerRefineTexture(io.ComfyNode):
             description=(
                 "MicroDreamer's stage 2: renders the textured mesh from `views` cameras around the equator, sharpens the "
                 f"renders once with the diffusion model (noise to t={d.t} of a {d.denoise_steps}-step grid, then DDIM back with "
-                "CFG), and fits the texture to them for `steps` Adam steps, plus the input image at the front view for "
-                "image-to-3D. Works with MVDream, ImageDream (4 views per call) and Stable Zero123."
+                "CFG), and fits the texture (as logits, Adam lr 0.2) to them for `steps` Adam steps; with Stable Zero123 also "
+                "to the input image at the input photo's camera, where the rendered mesh faces that camera (as the reference "
+                "code does; not for ImageDream or MVDream). Works with MVDream, ImageDream (4 views per call) and Stable Zero123."
             ),
             inputs=[
                 MDMesh.Input("mesh", tooltip="A textured mesh (Extract Mesh with bake_texture on)."),

@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from microdreamer_core.cameras import (
-    CAMERA_PRESETS, Cameras, front_camera, orbit_cameras, orbit_pose, sample_orbit_cameras,
+    CAMERA_PRESETS, Cameras, front_camera, orbit_cameras, orbit_pose, relative_elevation_range, sample_orbit_cameras,
 )
 
 
@@ -75,13 +76,88 @@ def test_spherical_roundtrip():
     assert torch.allclose(e, el, atol=1e-4) and torch.allclose(a, az, atol=1e-4) and torch.allclose(r, torch.full((3,), 2.0))
 
 
-def test_mvdream_embedding_front_camera():
-    emb = front_camera(2.5).mvdream_embedding()
-    assert emb.shape == (1, 16)
-    m = emb.reshape(4, 4)
-    # blender frame rows [x, -z, y] of c2w; translation (0, 0, 2.5) -> (0, -2.5, 0) -> unit length
-    assert torch.allclose(m[:3, 3], torch.tensor([0.0, -1.0, 0.0]), atol=1e-6)
-    assert torch.allclose(m[3], torch.tensor([0.0, 0.0, 0.0, 1.0]))
+# ---- the authors' camera vectors, rebuilt from their published conventions (our own code) ----
+def _kiui_orbit(elevation: float, azimuth: float, radius: float) -> np.ndarray:
+    """kiui's ``orbit_camera`` (OpenGL c2w; negative elevation = above, azimuth 0 from +z)."""
+    el, az = np.deg2rad(elevation), np.deg2rad(azimuth)
+    campos = np.array([radius * np.cos(el) * np.sin(az), -radius * np.sin(el), radius * np.cos(el) * np.cos(az)])
+    forward = campos / np.linalg.norm(campos)  # OpenGL: the camera's +z points away from the target
+    right = np.cross([0.0, 1.0, 0.0], forward)
+    right /= np.linalg.norm(right)
+    up = np.cross(forward, right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, up, forward], axis=1)
+    pose[:3, 3] = campos
+    return pose
+
+
+def _authors_get_camera(num_frames: int, elevation: float) -> np.ndarray:
+    """The MVDream/ImageDream training cameras (``get_camera``): kiui poses at elevation
+    ``-elevation`` (their sign), azimuths 0, 360/n, ..., radius 1, then to blender (z row negated,
+    rows y and z swapped), flattened."""
+    out = []
+    for az in np.arange(0, 360, 360 / num_frames):
+        pose = _kiui_orbit(-elevation, az, 1.0)
+        pose[2] *= -1
+        pose[[1, 2]] = pose[[2, 1]]
+        out.append(pose.flatten())
+    return np.stack(out)
+
+
+def _reference_front_vector(elevation: float, radius: float) -> np.ndarray:
+    """The reference MicroDreamer's front camera for MVDream/ImageDream: ``orbit_camera(e, 90, r)``
+    through its blender conversion (rows [0, 2, 1, 3], then row 1 negated) and ``normalize_camera``."""
+    pose = _kiui_orbit(elevation, 90.0, radius)[[0, 2, 1, 3]]
+    pose[1] *= -1
+    pose[:3, 3] /= np.linalg.norm(pose[:3, 3]) + 1e-8
+    return pose.flatten()
+
+
+@pytest.mark.parametrize("elevation", [0.0, 5.0, 15.0, -10.0])
+def test_mvdream_vectors_of_our_orbit_are_the_authors_get_camera(elevation):
+    """Our azimuths -90, 0, 90, 180 are the authors' 0, 90, 180, 270: their second view is the front."""
+    ours = orbit_cameras([-elevation] * 4, [-90.0, 0.0, 90.0, 180.0], 2.5).mvdream_embedding()
+    expected = torch.from_numpy(_authors_get_camera(4, elevation)).float()
+    assert torch.allclose(ours, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("elevation", [0.0, -20.0, 10.0])
+@pytest.mark.parametrize("radius", [2.0, 2.5])
+def test_our_front_camera_is_the_references_front_for_mvdream(elevation, radius):
+    ours = front_camera(elevation, radius).mvdream_embedding()[0]
+    expected = torch.from_numpy(_reference_front_vector(elevation, radius)).float()
+    assert torch.allclose(ours, expected, atol=1e-6)
+    # The front camera looks at the object from +z in our world: the object's front faces +z.
+    assert torch.allclose(front_camera(0.0, radius).positions[0], torch.tensor([0.0, 0.0, radius]), atol=1e-6)
+
+
+def test_kiui_oracle_matches_our_orbit_pose():
+    """The oracle above is kiui's convention, which is ours: same poses for the same angles."""
+    for el, az in [(0, 0), (-30, 45), (20, -120), (60, 200)]:
+        assert torch.allclose(orbit_pose(float(el), float(az), 2.0).double(), torch.from_numpy(_kiui_orbit(el, az, 2.0)), atol=1e-6)
+
+
+def _reference_offsets(min_ver: int, max_ver: int, elevation: float) -> range:
+    """The reference's ``np.random.randint(min_ver', max_ver')`` support around an input elevation."""
+    lo = max(min(min_ver, min_ver - elevation), -80 - elevation)
+    hi = min(max(max_ver, max_ver - elevation), 80 - elevation)
+    return range(int(lo), int(hi))
+
+
+@pytest.mark.parametrize("elevation", [0, -20, 15, -60, 75])
+@pytest.mark.parametrize("preset,yaml_range", [("zero123", (-30, 30)), ("imagedream", (-5, 0))])
+def test_sir_elevations_are_relative_to_the_input_elevation(elevation, preset, yaml_range):
+    """Every camera sits at ``elevation + ver`` with ``ver`` over exactly the reference's range."""
+    expected = _reference_offsets(*yaml_range, elevation)
+    lo, hi = relative_elevation_range(CAMERA_PRESETS[preset].elevation_range, elevation)
+    assert (lo, hi) == (expected.start, expected.stop - 1)
+    gen = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(400):
+        el, _, _ = sample_orbit_cameras(preset, 32, gen, reference_elevation=float(elevation)).spherical()
+        seen |= {round(float(e) - elevation) for e in el}
+    assert seen <= set(expected) and min(seen) == lo and max(seen) == hi
+    assert all(-80 <= elevation + v < 80 for v in seen)
 
 
 def test_presets_and_sampler():

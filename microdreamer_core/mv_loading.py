@@ -14,6 +14,13 @@ Three sources, one entry point, :func:`load_model`:
   ``extra_sources`` or the hub;
 * a **hub id** (``owner/name``), downloaded with ``huggingface_hub`` into ``download_dir``.
 
+Every component is built without weights first (parameters on the ``meta`` device: diffusers'
+``low_cpu_mem_usage`` path, which needs ``accelerate``, transformers' own, and
+:func:`_empty_weights` for what this module builds itself) and then takes the file's tensors,
+converted straight to the target dtype (folders) or as they are (single files, memory-mapped):
+no full-size module is allocated or randomly initialised only to be overwritten. In a folder the
+largest component loads first, so the file pages mapped while the last ones load are small.
+
 Wrong input is refused with one line naming what was found and what was expected. The same
 module builds randomly initialised models (:func:`build_random_model`), full size for timing and
 tiny for tests, and saves any model back in the diffusers layout (:func:`save_diffusers_folder`).
@@ -21,8 +28,11 @@ tiny for tests, and saves any model back in the diffusers layout (:func:`save_di
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +85,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 
             sd = load_file(str(path))
         else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            sd = _torch_load(path)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
         raise InputError(
             f"could not read {path.name} ({type(exc).__name__}: {str(exc)[:160]}): the file is truncated, corrupt or not a "
@@ -86,6 +96,48 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
         raise InputError(f"{path.name} does not hold a state dict of tensors: it is not a model checkpoint")
     return sd
+
+
+def _torch_load(path: Path) -> Any:
+    """A torch pickle memory-mapped (tensors are read when used: the parts of a checkpoint a
+    model does not take, such as EMA copies, never reach memory), or read whole where the file
+    predates the zip format that mapping needs."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def _has_accelerate() -> bool:
+    return importlib.util.find_spec("accelerate") is not None
+
+
+@contextlib.contextmanager
+def _empty_weights() -> Iterator[None]:
+    """Build modules with their parameters on the ``meta`` device: no memory, no random
+    initialisation; buffers (position ids...) stay real. Load into them with
+    ``_load_strict(..., assign=True)``. Without ``accelerate`` this is a plain build (slower, same
+    result)."""
+    if not _has_accelerate():
+        yield
+        return
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        yield
+
+
+def _transformers_kwargs(dtype: torch.dtype) -> dict[str, Any]:
+    """``from_pretrained`` arguments that load a transformers model straight into ``dtype`` on
+    meta-initialised modules (transformers 5 always does; 4.x needs ``low_cpu_mem_usage`` and
+    accelerate, and calls the dtype argument ``torch_dtype`` before 4.56)."""
+    import transformers
+
+    version = tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
+    kwargs: dict[str, Any] = {"dtype" if version >= (4, 56) else "torch_dtype": dtype}
+    if version < (5,) and _has_accelerate():
+        kwargs["low_cpu_mem_usage"] = True
+    return kwargs
 
 
 def _component_weights(folder: Path) -> dict[str, Tensor]:
@@ -142,39 +194,58 @@ def load_diffusers_folder(folder: str | os.PathLike, device: torch.device | str 
     folder = Path(folder)
     kind = detect_folder_kind(folder)
     dtype = dtype or default_dtype(device)
-    vae = _load_component("VAE", AutoencoderKL.from_pretrained, folder / "vae")
+    # straight into the target dtype, on meta-initialised modules; largest component first
+    hf = _transformers_kwargs(dtype)
     if kind in ("mvdream", "imagedream"):
-        unet = _load_component("UNet", MultiViewUNetModel.from_pretrained, folder / "unet")
+        unet = _load_component("UNet", MultiViewUNetModel.from_pretrained, folder / "unet", torch_dtype=dtype)
+        if kind == "imagedream":
+            enc = _load_component("image encoder", CLIPVisionModel.from_pretrained, folder / "image_encoder", **hf)
+        text = _load_component("text encoder", CLIPTextModel.from_pretrained, folder / "text_encoder", **hf)
         tokenizer = _load_component("tokenizer", CLIPTokenizer.from_pretrained, folder / "tokenizer")
-        text = _load_component("text encoder", CLIPTextModel.from_pretrained, folder / "text_encoder")
-        if kind == "mvdream":
-            model: MultiViewModel = MVDreamModel(unet, vae, tokenizer, text)
-        else:
-            proc = _load_component("image processor", CLIPImageProcessor.from_pretrained, folder / "feature_extractor")
-            enc = _load_component("image encoder", CLIPVisionModel.from_pretrained, folder / "image_encoder")
-            model = ImageDreamModel(unet, vae, tokenizer, text, proc, enc)
     else:
-        unet = _load_component("UNet", UNet2DConditionModel.from_pretrained, folder / "unet")
-        proc = _load_component("image processor", CLIPImageProcessor.from_pretrained, folder / "feature_extractor")
-        enc = _load_component("image encoder", CLIPVisionModelWithProjection.from_pretrained, folder / "image_encoder")
+        unet = _load_component("UNet", UNet2DConditionModel.from_pretrained, folder / "unet", torch_dtype=dtype)
+        enc = _load_component("image encoder", CLIPVisionModelWithProjection.from_pretrained, folder / "image_encoder", **hf)
         pcfg = _read_json(folder / "clip_camera_projection" / "config.json")
-        proj = CLIPCameraProjection(pcfg.get("embedding_dim", 768), pcfg.get("additional_embeddings", 4))
-        _load_strict(proj, _component_weights(folder / "clip_camera_projection"), "camera projection")
+        with _empty_weights():
+            proj = CLIPCameraProjection(pcfg.get("embedding_dim", 768), pcfg.get("additional_embeddings", 4))
+        _load_strict(proj, _component_weights(folder / "clip_camera_projection"), "camera projection", assign=True)
+    vae = _load_component("VAE", AutoencoderKL.from_pretrained, folder / "vae", torch_dtype=dtype)
+    if kind == "mvdream":
+        model: MultiViewModel = MVDreamModel(unet, vae, tokenizer, text)
+    elif kind == "imagedream":
+        proc = _load_component("image processor", CLIPImageProcessor.from_pretrained, folder / "feature_extractor")
+        model = ImageDreamModel(unet, vae, tokenizer, text, proc, enc)
+    else:
+        proc = _load_component("image processor", CLIPImageProcessor.from_pretrained, folder / "feature_extractor")
         model = Zero123Model(unet, vae, proc, enc, proj)
     model.source = str(folder)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
-def _load_strict(module: nn.Module, sd: dict[str, Tensor], what: str) -> None:
-    missing, unexpected = module.load_state_dict(sd, strict=False)
+def _load_strict(module: nn.Module, sd: dict[str, Tensor], what: str, assign: bool = False) -> None:
+    """Load ``sd`` into ``module``, refusing missing/unexpected keys and non-finite values.
+    ``assign``: the tensors become the parameters (for modules built under :func:`_empty_weights`,
+    whose parameters are on ``meta``; they keep the file's dtype until the model is moved)."""
+    if assign:
+        sd = {k: v if v.is_contiguous() else v.contiguous() for k, v in sd.items()}
+    missing, unexpected = module.load_state_dict(sd, strict=False, assign=assign)
     if missing or unexpected:
         raise InputError(
             f"the {what} weights do not match the architecture (missing {len(missing)} e.g. {missing[:2]}, unexpected "
             f"{len(unexpected)} e.g. {unexpected[:2]}): the file is of another model kind"
         )
     for k, v in sd.items():
-        if not torch.isfinite(v.float()).all():
+        if not _all_finite(v):
             raise InputError(f"the {what} weight {k} contains NaN or infinite values: the file is corrupt; download it again")
+
+
+def _all_finite(v: Tensor) -> bool:
+    """Whether ``v`` has no NaN/inf. A NaN or inf anywhere makes the sum NaN or inf, so a finite
+    sum settles it in one pass without temporaries (``isfinite`` builds several full-size ones:
+    seconds per GB); a non-finite sum (or an overflowing one) gets the element-wise check."""
+    if not v.is_floating_point():
+        return True
+    return bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())
 
 
 def save_diffusers_folder(model: MultiViewModel, folder: str | os.PathLike) -> Path:
@@ -280,6 +351,9 @@ def infer_unet_config(unet_sd: dict[str, Tensor], num_head_channels: int = 64) -
     return cfg
 
 
+_YAML_SWITCHES = ("use_spatial_transformer", "use_linear_in_transformer", "legacy", "use_checkpoint", "use_scale_shift_norm", "resblock_updown")
+
+
 def _yaml_unet_params(path: Path) -> dict[str, Any]:
     """``model.params.unet_config.params`` of the YAML the authors ship beside a checkpoint."""
     import yaml
@@ -334,7 +408,8 @@ def _text_encoder_from_checkpoint(sd: dict[str, Tensor]):
         bos_token_id=49406 if tok.shape[0] > 49406 else 0,
         eos_token_id=49407 if tok.shape[0] > 49407 else 1,
     )
-    model = CLIPTextModel(cfg)
+    with _empty_weights():
+        model = CLIPTextModel(cfg)
     converted = convert_open_clip_checkpoint(model, sd)
     converted = {k: v for k, v in converted.items() if not k.startswith(f"text_model.encoder.layers.{layers - 1}.")}
     converted.pop("text_projection.weight", None)
@@ -344,7 +419,7 @@ def _text_encoder_from_checkpoint(sd: dict[str, Tensor]):
     for buffer in ("position_ids", "embeddings.position_ids", "text_model.embeddings.position_ids"):
         if buffer in expected and buffer not in converted:
             converted[buffer] = expected[buffer]
-    _load_strict(model, converted, "text encoder")
+    _load_strict(model, converted, "text encoder", assign=True)
     return model
 
 
@@ -387,14 +462,18 @@ def load_single_file(
     unet_sd = {k[len(UNET_PREFIX) :]: v for k, v in sd.items() if k.startswith(UNET_PREFIX)}
     yaml_params = _yaml_unet_params(path)
     cfg = infer_unet_config(unet_sd, int(yaml_params.get("num_head_channels", 64) or 64))
-    unet = MultiViewUNetModel(**cfg)
-    _load_strict(unet, unet_sd, "UNet")
+    # the YAML's architecture switches are checked by the constructor (a layout it does not build is refused)
+    cfg |= {k: yaml_params[k] for k in _YAML_SWITCHES if k in yaml_params}
+    with _empty_weights():
+        unet = MultiViewUNetModel(**cfg)
+    _load_strict(unet, unet_sd, "UNet", assign=True)
 
     if VAE_PREFIX + "encoder.conv_in.weight" not in sd:
         raise InputError(f"{path.name} has no VAE (first_stage_model): it is not a complete MVDream/ImageDream checkpoint")
     vae_cfg = _vae_config(sd)
-    vae = AutoencoderKL(**vae_cfg)
-    _load_strict(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE")
+    with _empty_weights():
+        vae = AutoencoderKL(**vae_cfg)
+    _load_strict(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", assign=True)
 
     tok_dir = _resolve_source(tokenizer, SD21_HUB_ID, "tokenizer", download_dir, "the SD-2.1 tokenizer")
     tok = _load_component("tokenizer", CLIPTokenizer.from_pretrained, tok_dir)
@@ -402,12 +481,12 @@ def load_single_file(
         text = _text_encoder_from_checkpoint(sd)
     else:
         te_dir = _resolve_source(text_encoder, SD21_HUB_ID, "text_encoder", download_dir, "the SD-2.1 text encoder")
-        text = _load_component("text encoder", CLIPTextModel.from_pretrained, te_dir)
+        text = _load_component("text encoder", CLIPTextModel.from_pretrained, te_dir, **_transformers_kwargs(dtype))
     if kind == "mvdream":
         model: MultiViewModel = MVDreamModel(unet, vae, tok, text)
     else:
         enc_dir = _resolve_source(image_encoder, CLIP_H_HUB_ID, None, download_dir, "the OpenCLIP ViT-H/14 image encoder")
-        enc = _load_component("image encoder", CLIPVisionModel.from_pretrained, enc_dir)
+        enc = _load_component("image encoder", CLIPVisionModel.from_pretrained, enc_dir, **_transformers_kwargs(dtype))
         if (enc_dir / "preprocessor_config.json").is_file():
             proc = CLIPImageProcessor.from_pretrained(enc_dir)
         else:  # CLIP's standard preprocessing at the encoder's input size (224 for ViT-H/14)

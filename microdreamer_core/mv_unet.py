@@ -30,6 +30,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from .errors import InputError
+
 __all__ = ["MultiViewUNetModel", "timestep_embedding"]
 
 
@@ -247,6 +249,44 @@ class Resampler(nn.Module):
         return self.norm_out(self.proj_out(latents))
 
 
+def _check_supported(
+    model_channels: int,
+    channel_mult: Sequence[int],
+    attention_resolutions: Sequence[int],
+    num_head_channels: int,
+    **switches: bool,
+) -> None:
+    """Refuse LDM ``unet_config`` switches whose value describes an architecture other than the
+    one :class:`MultiViewUNetModel` builds, with one line naming the key."""
+    where = "MultiViewUNetModel (unet/config.json or the checkpoint's YAML)"
+    for key in ("use_scale_shift_norm", "resblock_updown"):
+        if switches[key]:
+            raise InputError(f"{where}: {key}=true is not supported: MVDream/ImageDream checkpoints are built without it (false)")
+    if not switches["use_spatial_transformer"]:
+        raise InputError(
+            f"{where}: use_spatial_transformer=false (plain self-attention blocks, no text conditioning) is not supported: "
+            "MVDream/ImageDream use spatial transformers (true)"
+        )
+    if not switches["use_linear_in_transformer"]:
+        raise InputError(
+            f"{where}: use_linear_in_transformer=false (1x1-convolution transformer projections, the SD-1.x layout) is not "
+            "supported: this UNet is the SD-2.1 one with linear projections (use_linear_in_transformer: true)"
+        )
+    if switches["legacy"] and num_head_channels > 0:
+        # LDM legacy mode: heads = ch // num_head_channels, then dim_head = ch // heads; the same
+        # as the non-legacy dim_head = num_head_channels exactly where ch is a multiple of it
+        widths = {model_channels * m for level, m in enumerate(channel_mult) if 2**level in attention_resolutions}
+        widths.add(model_channels * channel_mult[-1])  # the middle block always has attention
+        bad = sorted(w for w in widths if w % num_head_channels)
+        if bad:
+            w = bad[0]
+            raise InputError(
+                f"{where}: legacy=true with num_head_channels={num_head_channels} makes the {w}-channel attention use "
+                f"{w // max(1, w // num_head_channels)}-wide heads, which is not supported (the published MVDream/ImageDream "
+                "configs say legacy: false)"
+            )
+
+
 class MultiViewUNetModel(ModelMixin, ConfigMixin):
     """The MVDream (``ip_dim = 0``) / ImageDream (``ip_dim > 0``) UNet.
 
@@ -255,6 +295,18 @@ class MultiViewUNetModel(ModelMixin, ConfigMixin):
     projections, no scale-shift norm, conv resampling) are fixed. ``ip_embedding_dim``,
     ``ip_heads``, ``ip_dim_head`` and ``ip_depth`` describe the resampler (1280, 12, 64, 4 in the
     real model) and exist so tests can build tiny versions.
+
+    The LDM switches the published configs carry are named arguments, so loading them is quiet,
+    and a value describing an architecture this module does not build is refused (one
+    :class:`InputError` line naming the key) instead of loading a wrong model:
+
+    * ``use_linear_in_transformer`` must be true (false: 1x1-conv ``proj_in``/``proj_out``, the
+      SD-1.x layout); ``use_spatial_transformer`` must be true (false: the old ``AttentionBlock``);
+    * ``legacy`` (the LDM default is true) only changes the head width, to ``ch // (ch //
+      num_head_channels)``, and only where an attention width ``ch`` is not a multiple of
+      ``num_head_channels``: accepted where it changes nothing, refused otherwise (the published
+      MVDream/ImageDream configs say false);
+    * ``use_checkpoint`` is gradient checkpointing, which does not change the maths: ignored.
     """
 
     _supports_gradient_checkpointing = False
@@ -282,11 +334,18 @@ class MultiViewUNetModel(ModelMixin, ConfigMixin):
         ip_depth: int = 4,
         use_scale_shift_norm: bool = False,
         resblock_updown: bool = False,
+        use_spatial_transformer: bool = True,
+        use_linear_in_transformer: bool = True,
+        legacy: bool = False,
+        use_checkpoint: bool = False,
         **kwargs,
     ):
         super().__init__()
-        if use_scale_shift_norm or resblock_updown:
-            raise ValueError("MultiViewUNetModel: use_scale_shift_norm/resblock_updown are not used by MVDream/ImageDream checkpoints")
+        _check_supported(
+            model_channels, channel_mult, attention_resolutions, num_head_channels,
+            use_scale_shift_norm=use_scale_shift_norm, resblock_updown=resblock_updown,
+            use_spatial_transformer=use_spatial_transformer, use_linear_in_transformer=use_linear_in_transformer, legacy=legacy,
+        )
         self.model_channels, self.ip_dim = model_channels, ip_dim
         emb_dim = model_channels * 4
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))

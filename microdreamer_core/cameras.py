@@ -23,8 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .errors import InputError
+
 __all__ = [
     "Cameras",
+    "check_poses",
     "CameraPreset",
     "CAMERA_PRESETS",
     "DEFAULT_FOVY_DEG",
@@ -73,6 +76,23 @@ def look_at(campos: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     return torch.stack([right, true_up, back], dim=-1)
 
 
+def check_poses(c2w: Tensor) -> None:
+    """Refuse (N, 4, 4) camera-to-world matrices that are no camera pose: NaN, a singular (e.g.
+    all-zero) rotation block, or a last row other than 0 0 0 1. Mirrored and scaled poses pass."""
+    if not bool(torch.isfinite(c2w).all()):
+        raise InputError("camera poses contain NaN or infinite values: give finite OpenGL camera-to-world matrices")
+    m = c2w.double()
+    r = m[:, :3, :3]
+    volume = torch.linalg.cross(r[..., 0], r[..., 1], dim=-1).mul(r[..., 2]).sum(-1).abs()
+    flat = volume <= 1e-6 * r.norm(dim=-2).prod(-1)  # columns (nearly) in one plane, or zero
+    last_row = (m[:, 3] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=m.dtype, device=m.device)).abs().amax(-1) > 1e-3
+    bad = (flat | last_row).nonzero().flatten().tolist()
+    if bad:
+        raise InputError(f"camera {bad[0]} has a singular pose ({'its rotation is degenerate' if flat[bad[0]] else 'its last row is not 0 0 0 1'})"
+                         f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: give OpenGL camera-to-world matrices "
+                         "(rotation + translation, last row 0 0 0 1)")
+
+
 def orbit_pose(
     elevation: Tensor | float,
     azimuth: Tensor | float,
@@ -116,17 +136,24 @@ class Cameras:
     far: float = 100.0
 
     def __post_init__(self) -> None:
+        self.c2w = torch.as_tensor(self.c2w)
         if self.c2w.ndim == 2:
             self.c2w = self.c2w[None]
-        if self.c2w.shape[-2:] != (4, 4):
-            raise ValueError(f"c2w must be (N, 4, 4), got {tuple(self.c2w.shape)}")
+        if self.c2w.ndim != 3 or self.c2w.shape[-2:] != (4, 4):
+            raise InputError(f"c2w must be (N, 4, 4), got {tuple(self.c2w.shape)}")
+        if len(self.c2w) == 0:
+            raise InputError("no cameras (an empty batch): give at least one camera")
         self.c2w = self.c2w.float()
         fovy = torch.as_tensor(self.fovy, dtype=torch.float32, device=self.c2w.device)
         self.fovy = fovy.expand(len(self.c2w)).clone() if fovy.ndim == 0 else fovy.float()
-        if len(self.fovy) != len(self.c2w):
-            raise ValueError("fovy must have one value per camera")
-        if not torch.isfinite(self.c2w).all():
-            raise ValueError("camera poses contain NaN or infinite values")
+        if self.fovy.ndim != 1 or len(self.fovy) != len(self.c2w):
+            raise InputError("fovy must have one value per camera")
+        if not bool(((self.fovy > 0) & (self.fovy < math.pi)).all()):
+            raise InputError("camera field of view must be between 0 and 180 degrees")
+        if any(int(v) != v or v < 1 for v in (self.width, self.height)):
+            raise InputError(f"camera image size must be whole pixels, at least 1x1 (got {self.width}x{self.height})")
+        self.width, self.height = int(self.width), int(self.height)
+        check_poses(self.c2w)
 
     # --- batch helpers -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -152,7 +179,7 @@ class Cameras:
     def cat(cameras: list["Cameras"]) -> "Cameras":
         first = cameras[0]
         if any((c.width, c.height) != (first.width, first.height) for c in cameras):
-            raise ValueError("cannot concatenate cameras of different image sizes")
+            raise InputError("cannot concatenate cameras of different image sizes")
         return Cameras(
             torch.cat([c.c2w for c in cameras]), torch.cat([c.fovy for c in cameras]),
             first.width, first.height, first.near, first.far,

@@ -1,26 +1,110 @@
 """The ``microdreamer`` command line: generate, reconstruct, mesh, render and the embedded demo.
 
-Every user error ends in one line on stderr that names the problem and the fix, a non-zero exit
-code, and no partial output file (outputs are written atomically).
+Every user error ends in one line on stderr, ``error: <the problem>: <the fix>``, exit code 2, and
+no new file: option values are checked against the ranges shown in ``--help`` as they are parsed,
+outputs are checked before any slow work and written all-or-nothing
+(:func:`~.errors.atomic_outputs`), and OS errors while writing name the output and the problem.
+Ctrl-C, SIGTERM and SIGHUP stop a run alike: the temporary files are removed, one line is printed
+and the exit code is 128 + the signal number (130, 143, 129).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
+import signal
 import sys
-import tempfile
+import threading
 from pathlib import Path
 
-from .errors import Cancelled, InputError
+from .errors import (
+    Cancelled,
+    InputError,
+    atomic_outputs,
+    check_output,
+    refuse_overwriting,
+    shown,
+)
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj")
 PRESET_NAMES = ("zero123", "imagedream", "mvdream")  # microdreamer_core.presets.PRESETS (kept import-free for --help)
 IMAGE_KINDS = ("zero123", "imagedream")
 
+# The documented limits of the options (README, "Limits"); the same option means the same in every command.
+IMAGE_SIZE = (8, 2048)  # --resolution of reconstruct / render / demo: square image size in pixels
+GRID_SIZE = (16, 512)  # --resolution of mesh: density grid samples per axis
+FACES = (0, 2_000_000)  # --faces (0 = keep all)
+TEXTURE_SIZE = (64, 8192)  # --texture-size
+STEPS = (1, 100_000)  # --steps
+ITERATIONS = (0, 1000)  # --iterations
+SEEDS = (0, 2**63 - 1)  # --seed, every command
+ELEVATION = (-89.0, 89.0)  # --elevation, degrees
+DEVICES = ("auto", "cpu", "cuda")  # --device, every command that has it
 
+
+# ---------------------------------------------------------------------------------------------
+# Option types: each refuses a bad value with the allowed range as the argument is parsed
+# ---------------------------------------------------------------------------------------------
+def _whole(lo: int, hi: int, hi_text: str | None = None):
+    """An argparse type: a whole number in lo..hi."""
+    allowed = f"at least {lo} and at most {hi_text or hi}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{shown(text, 40)}' is not a whole number (must be {allowed})") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{shown(text, 40)} is out of range: must be {allowed}")
+        return value
+
+    return parse
+
+
+def _degrees(text: str) -> float:
+    """An argparse type: a finite angle within ELEVATION."""
+    lo, hi = ELEVATION
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:  # NaN and infinities fail the comparison
+        raise argparse.ArgumentTypeError(f"'{shown(text, 40)}' is not an angle from {lo:g} to {hi:g} degrees")
+    return value
+
+
+def _text(text: str) -> str:
+    """An argparse type: text that is valid UTF-8 (undecodable command-line bytes are refused)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("is not valid UTF-8 text: give the text UTF-8 encoded") from None
+    return text
+
+
+def _device(text: str) -> str:
+    """An argparse type: one of DEVICES, CUDA only where PyTorch sees a GPU."""
+    if text not in DEVICES:
+        raise argparse.ArgumentTypeError(f"unknown device '{shown(text, 40)}': use {', '.join(DEVICES)}")
+    from .reconstruct import resolve_device
+
+    try:
+        resolve_device(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one-line :class:`InputError`s (the usage is in ``--help``)."""
+
+    def error(self, message: str):
+        raise InputError(f"{message} (see {self.prog} --help)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
 def _progress_bar(total: int, desc: str):
     from tqdm import tqdm
 
@@ -34,18 +118,28 @@ def _progress_bar(total: int, desc: str):
     return update
 
 
+def _check_size(width: int, height: int, what: str) -> None:
+    """Refuse working at an image's own size beyond IMAGE_SIZE: --resolution must be given then."""
+    if max(width, height) > IMAGE_SIZE[1]:
+        raise InputError(f"{what} are {width}x{height}, larger than the {IMAGE_SIZE[1]} px limit: give --resolution "
+                         f"(at most {IMAGE_SIZE[1]}) to work at a smaller size")
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from .reconstruct import ReconstructConfig, reconstruct
     from .views import load_transforms
 
     out = Path(args.out)
     if out.suffix.lower() != ".ply":
-        raise InputError(f"--out must end in .ply (got '{out.name}'): reconstruction writes a 3D Gaussian PLY")
+        raise InputError(f"--out must end in .ply (got '{shown(out.name)}'): reconstruction writes a 3D Gaussian PLY")
+    check_output(out, "--out")  # before the optimisation, not after
     views = load_transforms(args.views_dir)
+    if args.resolution is None:
+        _check_size(views.cameras.width, views.cameras.height, "the views")
     cfg = ReconstructConfig(steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device)
     print(f"reconstructing from {len(views)} views ({views.cameras.width}x{views.cameras.height}"
           f"{f' -> {args.resolution}' if args.resolution else ''}), {args.steps} steps", file=sys.stderr)
-    result = reconstruct(views, cfg, progress=_progress_bar(args.steps, "reconstruct"))
+    result = reconstruct(views, cfg, progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
     result.gaussians.save_ply(out)
     print(f"wrote {out} ({result.gaussians.num} Gaussians, {result.seconds:.1f} s)")
 
@@ -56,48 +150,60 @@ def load_model(path: Path):
 
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise InputError(f"model file {path} does not exist: check the path")
+        raise InputError(f"model file {shown(path)} does not exist: check the path")
     if suffix == ".ply":
         return Gaussians.load_ply(path)
     if suffix in MESH_SUFFIXES:
         from .mesh import load_mesh
 
         return load_mesh(path)
-    raise InputError(f"unknown model type '{suffix or path.name}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh")
+    raise InputError(f"unknown model type '{shown(suffix or path.name)}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh")
 
 
 def cmd_render(args: argparse.Namespace) -> None:
     from .evaluation import render_rgba
-    from .views import PosedViews, load_cameras, save_transforms
+    from .views import (
+        PosedViews,
+        load_cameras,
+        save_transforms,
+        transforms_files,
+        transforms_inputs,
+    )
 
-    model = load_model(Path(args.model))
+    out, model_path = Path(args.out), Path(args.model)
+    check_output(out, "--out", folder=True)
     cameras = load_cameras(args.cameras, args.resolution)
+    if args.resolution is None:
+        _check_size(cameras.width, cameras.height, "the camera file's images")
+    refuse_overwriting([out / name for name in transforms_files(len(cameras))], [model_path, *transforms_inputs(args.cameras)])
+    model = load_model(model_path)
     images = render_rgba(model, cameras)
-    json_path = save_transforms(PosedViews(images, cameras), args.out)
-    print(f"wrote {len(cameras)} RGBA views to {Path(args.out)} ({json_path.name} + images/)")
+    json_path = save_transforms(PosedViews(images, cameras), out)
+    print(f"wrote {len(cameras)} RGBA views to {out} ({json_path.name} + images/)")
 
 
 def cmd_mesh(args: argparse.Namespace) -> None:
-    from .export import SAVE_EXTENSIONS, save_mesh
+    from .export import SAVE_EXTENSIONS, mesh_files, save_mesh
     from .gaussians import Gaussians
     from .texture import gaussians_to_mesh
 
     model, out = Path(args.model), Path(args.out)
     if model.suffix.lower() != ".ply":
-        raise InputError(f"mesh needs a 3D Gaussian .ply (got '{model.name}'): run `microdreamer reconstruct` first")
+        raise InputError(f"mesh needs a 3D Gaussian .ply (got '{shown(model.name)}'): run `microdreamer reconstruct` first")
     if not model.is_file():
-        raise InputError(f"model file {model} does not exist: check the path")
+        raise InputError(f"model file {shown(model)} does not exist: check the path")
     if out.suffix.lower() not in SAVE_EXTENSIONS:
-        raise InputError(f"--out must end in {' or '.join(SAVE_EXTENSIONS)} (got '{out.name}')")
-    if not out.parent.is_dir():  # fail before minutes of work, not after
-        raise InputError(f"output folder {out.parent} does not exist: create it or choose another --out")
+        raise InputError(f"--out must end in {' or '.join(SAVE_EXTENSIONS)} (got '{shown(out.name)}')")
+    for path in mesh_files(out):  # fail before minutes of work, not after
+        check_output(path, "--out")
+    refuse_overwriting(mesh_files(out), [model])
     gaussians = Gaussians.load_ply(model)
     bake = not args.no_texture
     print(f"extracting a mesh from {gaussians.num} Gaussians (grid {args.resolution}, <= {args.faces} faces"
           f"{f', {args.texture_size} px texture' if bake else ', vertex colours'})", file=sys.stderr)
     timings: dict = {}
     mesh = gaussians_to_mesh(gaussians, resolution=args.resolution, target_faces=args.faces,
-                             texture_size=args.texture_size, bake=bake, timings=timings)
+                             texture_size=args.texture_size, bake=bake, timings=timings, cancel=args.stop)
     path = save_mesh(mesh, out)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
     print(f"wrote {path} ({mesh.num_vertices} vertices, {mesh.num_faces} triangles"
@@ -107,8 +213,9 @@ def cmd_mesh(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed,
-             progress=_progress_bar(args.steps, "reconstruct"))
+    check_output(Path(args.out), "--out", folder=True)
+    run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device,
+             progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,34 +270,17 @@ def _quiet_model_loading():
                 m.enable_progress_bar()
 
 
-def _check_output_folder(path: Path, option: str) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():  # fail before minutes of work, not after
-        raise InputError(f"output folder {folder} of {option} does not exist: create it or choose another {option}")
-
-
 def _read_rgba(path: Path):
     """The --image as (H, W, 4) float in [0, 1]; its alpha must separate the object from the background."""
-    from PIL import Image
+    from .images import read_rgba
 
-    from .views import load_rgba
-
-    if not path.is_file():
-        raise InputError(f"input image {path} does not exist: check --image")
-    try:
-        with Image.open(path) as im:
-            mode, transparency = im.mode, "transparency" in im.info
-    except (OSError, SyntaxError) as e:
-        raise InputError(f"cannot read --image {path} ({e}): give a PNG/WebP with an alpha channel") from None
-    if mode not in ("RGBA", "LA", "PA") and not (mode == "P" and transparency):
-        raise InputError(f"{path.name} has no alpha channel (mode {mode}): image-to-3D needs the object's mask; remove the "
-                         "background first and save an RGBA PNG with a transparent background")
-    image = load_rgba(path)
+    image = read_rgba(path, "--image", need_alpha="image-to-3D needs the object's mask; remove the background first and "
+                                                  "save an RGBA PNG with a transparent background")
     alpha = image[..., 3]
     if float(alpha.max()) <= 0.5:
-        raise InputError(f"{path.name} is transparent everywhere (empty alpha): the object must be opaque in the alpha channel")
+        raise InputError(f"{shown(path.name)} is transparent everywhere (empty alpha): the object must be opaque in the alpha channel")
     if float(alpha.min()) > 0.5:
-        raise InputError(f"{path.name} has no transparent background (alpha is opaque everywhere): remove the background "
+        raise InputError(f"{shown(path.name)} has no transparent background (alpha is opaque everywhere): remove the background "
                          "first and save an RGBA PNG")
     return image
 
@@ -242,83 +332,73 @@ def _generate_inputs(args: argparse.Namespace, kind: str, device: str):
     return preset, condition
 
 
+def _view_names(count: int) -> list[str]:
+    """The files --save-views writes for ``count`` views: initial views, then the last SIR targets."""
+    return [f"{prefix}_{i:02d}.png" for prefix in ("init", "target") for i in range(count)]
+
+
 def _save_views(result, folder: Path) -> int:
     """Write the initial views (init_XX.png) and the last SIR targets (target_XX.png) into
-    ``folder``: first into a temporary folder beside it, then moved in, so no file is half-written."""
+    ``folder`` (created if missing), all-or-nothing."""
     import numpy as np
     from PIL import Image
 
-    sets = [("init", result.sir.init_views), ("target", result.sir.last_targets)]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; the folder should look like any other
-        names = []
-        for prefix, images in sets:
-            if images is None:
-                continue
-            arr = (images.detach().float().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-            for i, view in enumerate(arr):
-                names.append(f"{prefix}_{i:02d}.png")
-                Image.fromarray(view).save(tmp / names[-1], format="PNG")
-        if not folder.exists():
-            os.replace(tmp, folder)
-        else:
-            for name in names:
-                os.replace(tmp / name, folder / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return len(names)
+    n = 0
+    with atomic_outputs() as out:
+        tmp = out.folder(folder, "--save-views")
+        for prefix, images in (("init", result.sir.init_views), ("target", result.sir.last_targets)):
+            if images is not None:
+                arr = (images.detach().float().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+                for i, view in enumerate(arr):
+                    Image.fromarray(view).save(tmp / f"{prefix}_{i:02d}.png", format="PNG")
+                    n += 1
+    return n
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
     # Everything that can be checked without the model is checked first: loading takes a while.
     if args.image is None and args.prompt is None:
         raise InputError("nothing to generate from: give --image PATH (image-to-3D) and/or --prompt TEXT (text-to-3D)")
-    from .export import SAVE_EXTENSIONS, save_mesh
+    from .export import SAVE_EXTENSIONS, mesh_files, save_mesh
 
     out = Path(args.out)
     if out.suffix.lower() not in SAVE_EXTENSIONS:
-        raise InputError(f"--out must end in {' or '.join(SAVE_EXTENSIONS)} (got '{out.name}')")
-    _check_output_folder(out, "--out")
+        raise InputError(f"--out must end in {' or '.join(SAVE_EXTENSIONS)} (got '{shown(out.name)}')")
+    for path in mesh_files(out):
+        check_output(path, "--out")
     ply = Path(args.save_ply) if args.save_ply else None
     if ply is not None:
         if ply.suffix.lower() != ".ply":
-            raise InputError(f"--save-ply must end in .ply (got '{ply.name}'): it writes the 3D Gaussians as a 3DGS PLY")
-        _check_output_folder(ply, "--save-ply")
+            raise InputError(f"--save-ply must end in .ply (got '{shown(ply.name)}'): it writes the 3D Gaussians as a 3DGS PLY")
+        check_output(ply, "--save-ply")
     views_dir = Path(args.save_views) if args.save_views else None
     if views_dir is not None:
-        if views_dir.exists() and not views_dir.is_dir():
-            raise InputError(f"--save-views {views_dir} is a file, not a folder: choose a folder")
-        _check_output_folder(views_dir, "--save-views")
-    if args.iterations is not None and args.iterations < 0:
-        raise InputError(f"--iterations must be 0 or more (got {args.iterations})")
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise InputError(f"--seed must be between 0 and 2^63 - 1 (got {args.seed})")
+        check_output(views_dir, "--save-views", folder=True)
+    inputs = [Path(args.image)] if args.image else []
+    refuse_overwriting([*mesh_files(out), *([ply] if ply else [])], inputs)
     if args.preset is not None and args.preset not in PRESET_NAMES:
-        raise InputError(f"unknown --preset {args.preset!r}: use one of {', '.join(PRESET_NAMES)}")
+        raise InputError(f"unknown --preset '{shown(args.preset, 40)}': use one of {', '.join(PRESET_NAMES)}")
 
     import torch
 
     from .mv_loading import load_model
     from .pipeline import STAGES, generate
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda, but PyTorch sees no CUDA GPU: use --device cpu (slow) or install a CUDA build of PyTorch")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
 
     # With a local diffusers folder the kind is known before loading: inputs are checked first.
     kind = _peek_kind(args.model)
-    inputs = _generate_inputs(args, kind, device) if kind else None
+    peeked = _generate_inputs(args, kind, device) if kind else None
     if kind is None and args.image is not None:  # a hub id or a checkpoint: check the image before the download / load
         _read_rgba(Path(args.image))
     if sys.stderr.isatty():  # like the progress bars: feedback for a person waiting, nothing in logs / pipes
         print(f"loading {args.model} ...", file=sys.stderr)
     with _quiet_model_loading():
         model = load_model(args.model, device=device, dtype=dtype, download_dir=args.download_dir)
-    preset, condition = inputs if inputs and kind == model.kind else _generate_inputs(args, model.kind, device)
+    preset, condition = peeked if peeked and kind == model.kind else _generate_inputs(args, model.kind, device)
+    if views_dir is not None:
+        refuse_overwriting([views_dir / name for name in _view_names(preset.sir.cameras.num_views)], inputs)
     print(f"generating with {model.display_name} ({model.kind}): preset {preset.name}{' (tiny)' if args.tiny else ''}, "
           f"{preset.sir.iterations} iteration{'' if preset.sir.iterations == 1 else 's'}, seed {preset.sir.seed}, "
           f"{'with' if preset.refine_texture else 'without'} texture refinement, on {device} ({str(model.dtype).removeprefix('torch.')})",
@@ -326,7 +406,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     progress, close_bars = _stage_progress()
     try:
-        result = generate(model, condition, preset, mesh=True, progress=progress)
+        result = generate(model, condition, preset, mesh=True, progress=progress, cancel=args.stop)
     finally:
         close_bars()
     mesh, gaussians = result.mesh, result.gaussians
@@ -336,13 +416,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     gaussians.check_finite("the generated Gaussians")
 
     written = []
-    if ply is not None:
-        gaussians.save_ply(ply)
-        written.append(f"{ply} ({gaussians.num} Gaussians)")
-    if views_dir is not None:
-        n = _save_views(result, views_dir)
-        written.append(f"{views_dir}/ ({n} PNGs: init_XX = initial views, target_XX = last SIR targets)")
-    path = save_mesh(mesh, out)  # the main output last: once it exists, the run is complete
+    with atomic_outputs():  # all outputs or none; the main one is asked for first, so it is moved in last
+        path = save_mesh(mesh, out)
+        if ply is not None:
+            gaussians.save_ply(ply)
+            written.append(f"{ply} ({gaussians.num} Gaussians)")
+        if views_dir is not None:
+            n = _save_views(result, views_dir)
+            written.append(f"{views_dir}/ ({n} PNGs: init_XX = initial views, target_XX = last SIR targets)")
     written.append(f"{path}")
 
     stage_times = ", ".join(f"{s} {result.timings[s]:.1f} s" for s in STAGES if s in result.timings)
@@ -355,8 +436,31 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(f"wrote {line}")
 
 
+def _seed_option(parser: argparse.ArgumentParser, default: int | None, default_text: str) -> None:
+    parser.add_argument("--seed", type=_whole(*SEEDS, "2^63-1"), default=default,
+                        help=f"random seed of every stage, 0..2^63-1 (default {default_text})")
+
+
+def _device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=_device, default="auto", metavar="{auto,cpu,cuda}",
+                        help="auto (CUDA if available), cpu or cuda; cuda is refused where PyTorch sees no GPU (default auto)")
+
+
+def _image_size_option(parser: argparse.ArgumentParser, default: int | None, what: str) -> None:
+    lo, hi = IMAGE_SIZE
+    default_text = default or f"the images' own size, which must then be at most {hi}"
+    parser.add_argument("--resolution", type=_whole(lo, hi), default=default, metavar="PX",
+                        help=f"{what}, {lo}..{hi} pixels (default {default_text})")
+
+
+def _steps_option(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument("--steps", type=_whole(*STEPS), default=default, help=f"optimiser steps, {STEPS[0]}..{STEPS[1]} (default {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microdreamer", description="MicroDreamer: fast 3D Gaussian reconstruction and generation.")
+    p = _Parser(prog="microdreamer", description="MicroDreamer: fast 3D Gaussian reconstruction and generation. Every bad "
+                "input ends in one 'error:' line and exit code 2 with no file written; Ctrl-C, SIGTERM and SIGHUP remove "
+                "the unfinished outputs and exit with 128 + the signal number.")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser(
@@ -367,9 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "MVDream (--prompt). Progress bars go to stderr (when it is a terminal), the summary to stdout.")
     g.add_argument("--image", metavar="PATH", help="input image for image-to-3D: an RGBA PNG of the object on a transparent "
                    "background (the alpha is the mask); re-centred to fill 80%% of the frame")
-    g.add_argument("--prompt", metavar="TEXT", help="text prompt: required by MVDream, optional for ImageDream (may be "
+    g.add_argument("--prompt", metavar="TEXT", type=_text, help="text prompt: required by MVDream, optional for ImageDream (may be "
                    "empty), ignored by Stable Zero123. Give --image, --prompt or both")
-    g.add_argument("--negative-prompt", metavar="TEXT", default=None,
+    g.add_argument("--negative-prompt", metavar="TEXT", type=_text, default=None,
                    help="negative prompt (default: the paper's 'ugly, bad anatomy, ...' for MVDream/ImageDream, none for Stable Zero123)")
     g.add_argument("--model", required=True, metavar="PATH_OR_HUB_ID",
                    help="a diffusers folder, a single-file MVDream/ImageDream checkpoint (.safetensors/.pt/.ckpt/.pth/.bin) or a hub id "
@@ -378,19 +482,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", metavar="NAME", default=None,
                    help=f"{', '.join(PRESET_NAMES)} (default: the preset of the loaded model's kind)")
     g.add_argument("--out", required=True, help="output mesh: .glb (texture embedded) or .obj (+ .mtl + .png)")
-    g.add_argument("--seed", type=int, default=None, help="random seed of every stage (default: the preset's, 0)")
-    g.add_argument("--iterations", type=int, default=None, metavar="K", help="SIR iterations K (default: the preset's: 20 zero123, 30 imagedream/mvdream; 2 with --tiny)")
+    _seed_option(g, None, "the preset's, 0")
+    g.add_argument("--iterations", type=_whole(*ITERATIONS), default=None, metavar="K",
+                   help=f"SIR iterations K, {ITERATIONS[0]}..{ITERATIONS[1]} (default: the preset's: 20 zero123, 30 imagedream/mvdream; 2 with --tiny)")
     g.add_argument("--save-ply", metavar="PATH", default=None, help="also write the 3D Gaussians as a standard 3DGS .ply")
     g.add_argument("--save-views", metavar="DIR", default=None,
                    help="also write the initial multi-view samples (init_XX.png) and the last SIR targets (target_XX.png) into DIR (created if missing)")
-    g.add_argument("--elevation", type=float, default=0.0, metavar="DEG",
-                   help="camera elevation of the input image in degrees, negative = from above (default 0): the SIR cameras "
-                        "are drawn around it and Stable Zero123 is conditioned on it")
+    g.add_argument("--elevation", type=_degrees, default=0.0, metavar="DEG",
+                   help=f"camera elevation of the input image in degrees, {ELEVATION[0]:g}..{ELEVATION[1]:g}, negative = from above "
+                        "(default 0): the SIR cameras are drawn around it and Stable Zero123 is conditioned on it")
     g.add_argument("--uv-charts", choices=("quality", "fast"), default=None,
                    help="uv unwrapping settings: quality (xatlas' defaults, the preset's) or fast (no chart refinement, "
                         "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)")
     g.add_argument("--no-refine", action="store_true", help="skip the texture refinement (stage 2): the mesh keeps its baked texture")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto (CUDA if available), cpu or cuda (default auto)")
+    _device_option(g)
     g.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="model weights' precision (default auto: fp16 on CUDA, fp32 on CPU)")
     g.add_argument("--download-dir", metavar="DIR", default=None,
@@ -404,47 +509,100 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="fit 3D Gaussians to posed RGBA views (transforms.json)")
     r.add_argument("views_dir", help="folder with transforms.json and RGBA PNGs (NeRF-synthetic layout, OpenGL c2w)")
     r.add_argument("--out", required=True, help="output .ply (standard 3DGS layout)")
-    r.add_argument("--steps", type=int, default=500, help="optimiser steps (default 500)")
-    r.add_argument("--resolution", type=int, default=None, help="square working resolution (default: the images' own)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    _steps_option(r, 500)
+    _image_size_option(r, None, "square working resolution")
+    _seed_option(r, 0, "0")
+    _device_option(r)
     r.set_defaults(func=cmd_reconstruct)
 
     x = sub.add_parser("mesh", help="extract a textured mesh (.glb/.obj) from 3D Gaussians (.ply)")
     x.add_argument("model", help="3D Gaussian .ply (standard 3DGS layout, e.g. from `reconstruct`)")
     x.add_argument("--out", required=True, help="output .glb (texture embedded) or .obj (+ .mtl + .png)")
-    x.add_argument("--resolution", type=int, default=128, help="density grid samples per axis for marching cubes (default 128)")
-    x.add_argument("--faces", type=int, default=50_000, help="decimate to at most this many triangles, 0 = keep all (default 50000)")
-    x.add_argument("--texture-size", type=int, default=1024, help="square texture size in pixels (default 1024)")
+    x.add_argument("--resolution", type=_whole(*GRID_SIZE), default=128, metavar="N",
+                   help=f"density grid samples per axis for marching cubes, {GRID_SIZE[0]}..{GRID_SIZE[1]} (default 128)")
+    x.add_argument("--faces", type=_whole(*FACES), default=50_000,
+                   help=f"decimate to at most this many triangles, {FACES[0]}..{FACES[1]}, 0 = keep all (default 50000)")
+    x.add_argument("--texture-size", type=_whole(*TEXTURE_SIZE), default=1024, metavar="PX",
+                   help=f"square texture size, {TEXTURE_SIZE[0]}..{TEXTURE_SIZE[1]} pixels (default 1024)")
     x.add_argument("--no-texture", action="store_true", help="skip uv unwrapping and baking: vertex colours only (much faster)")
     x.set_defaults(func=cmd_mesh)
 
     d = sub.add_parser("render", help="render a .ply or .glb/.obj model from the cameras of a transforms.json")
     d.add_argument("model", help=".ply (3D Gaussians) or .glb/.gltf/.obj (mesh)")
     d.add_argument("--cameras", required=True, help="transforms.json (or its folder) giving the cameras")
-    d.add_argument("--out", required=True, help="output folder: transforms.json + images/r_<i>.png (RGBA)")
-    d.add_argument("--resolution", type=int, default=None, help="square image size (default: that of the camera file's images)")
+    d.add_argument("--out", required=True, help="output folder: transforms.json + images/r_<i>.png (RGBA); refused where it "
+                   "would overwrite the model or the camera file's own files")
+    _image_size_option(d, None, "square image size")
     d.set_defaults(func=cmd_render)
 
     m = sub.add_parser("demo", help="the embedded default: build a textured object in code, render it, reconstruct it, export a textured GLB")
-    m.add_argument("--out", default="microdreamer_demo", help="output folder (default ./microdreamer_demo)")
-    m.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
-    m.add_argument("--resolution", type=int, default=128, help="view size (default 128)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", default="microdreamer_demo", help="output folder, created in an existing folder (default ./microdreamer_demo)")
+    _steps_option(m, 300)
+    _image_size_option(m, 128, "square view size")
+    _seed_option(m, 0, "0")
+    _device_option(m)
     m.set_defaults(func=cmd_demo)
     return p
 
 
+class _Stopped(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) handled like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """While active, SIGINT, SIGTERM and SIGHUP raise :class:`_Stopped` in the main thread, so the
+    outputs being written are removed as on Ctrl-C; later signals are ignored while the run
+    unwinds. Calling the object is the ``cancel`` hook of the long computations: true once a
+    signal came, so a run stops at its next step even where library code swallowed the
+    exception. Signals the caller ignores (``nohup``) stay ignored; the previous handlers are
+    restored at the end."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def _stop(self, signum, _frame) -> None:
+        self.signum = self.signum or signum
+        for s in self._previous:
+            signal.signal(s, signal.SIG_IGN)
+        raise _Stopped(signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+                s = getattr(signal, name, None)
+                if s is not None and signal.getsignal(s) is not signal.SIG_IGN:
+                    self._previous[s] = signal.getsignal(s)
+                    signal.signal(s, self._stop)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit code (0, 2 for bad input, 128 + N after signal N)."""
+    stop = _StopSignals()
     try:
-        args.func(args)
+        with stop:
+            args = build_parser().parse_args(argv)
+            args.stop = stop
+            args.func(args)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {shown(e, 1000)}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Cancelled):
-        print("interrupted: no output was written for the unfinished step", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Cancelled) as e:
+        signum = getattr(e, "signum", None) or stop.signum or signal.SIGINT
+        print(f"error: interrupted by {signal.Signals(signum).name}: no output was written for the unfinished step", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

@@ -91,11 +91,13 @@ def evaluate_reconstruction(
     novel_cameras: Cameras,
     config: ReconstructConfig,
     progress=None,
+    cancel=None,
 ) -> Evaluation:
-    """Reconstruct ``model`` from ``train_cameras`` and score it on ``novel_cameras``."""
+    """Reconstruct ``model`` from ``train_cameras`` and score it on ``novel_cameras``
+    (``progress`` and ``cancel`` as in :func:`~.reconstruct.reconstruct`)."""
     train = PosedViews(render_rgba(model, train_cameras), train_cameras)
     truth = PosedViews(render_rgba(model, novel_cameras), novel_cameras)
-    result = reconstruct(train, config, progress=progress)
+    result = reconstruct(train, config, progress=progress, cancel=cancel)
     pred = PosedViews(render_rgba(result.gaussians, novel_cameras), novel_cameras)
     report = EvalReport(
         psnr_db=psnr(pred.rgb_on(config.background), truth.rgb_on(config.background)),

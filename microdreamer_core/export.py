@@ -36,13 +36,13 @@ mesh: ``v`` (with ``r g b`` appended for vertex colours, the common extension), 
 convention (v up, the same as ours), ``vn`` and ``f v/vt/vn`` (1-based, one index per vertex
 since our attributes are per vertex).
 
-All outputs are written atomically: to temporary names beside the target, then renamed (the OBJ
-last, so a reader never finds an OBJ whose MTL or PNG is missing). Any failure leaves no new file.
+All outputs are written all-or-nothing (:func:`~.errors.atomic_outputs`): to temporary names
+beside the targets, then renamed together (the OBJ last, so a reader never finds an OBJ whose MTL
+or PNG is missing). Any failure leaves no new file; OS errors become one-line input errors.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -52,10 +52,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError, atomic_path
-from .mesh import Mesh, linear_to_srgb, mesh_from_trimesh, mesh_to_trimesh, srgb_to_linear, vertex_normals
+from .errors import InputError, atomic_outputs, atomic_path, shown
+from .mesh import (
+    Mesh,
+    linear_to_srgb,
+    mesh_from_trimesh,
+    mesh_to_trimesh,
+    srgb_to_linear,
+    vertex_normals,
+)
 
-__all__ = ["save_glb", "save_obj", "save_mesh", "glb_bytes", "mesh_to_trimesh",
+__all__ = ["save_glb", "save_obj", "save_mesh", "mesh_files", "glb_bytes", "mesh_to_trimesh",
            "mesh_from_trimesh", "SAVE_EXTENSIONS", "ROUGHNESS", "srgb_to_linear", "linear_to_srgb"]
 
 SAVE_EXTENSIONS = (".glb", ".obj")
@@ -76,17 +83,14 @@ def _np(t) -> np.ndarray | None:
 
 def _check_mesh(mesh: Mesh, path: Path) -> None:
     if not isinstance(mesh, Mesh):
-        raise InputError(f"expected a microdreamer Mesh to write to {path.name}, got {type(mesh).__name__}")
-    if mesh.num_faces == 0 or mesh.num_vertices == 0:
-        raise InputError(f"the mesh is empty (0 faces), nothing to write to {path}: check the extraction "
-                         "settings (the Gaussians may be empty or the density threshold too high)")
-    faces = mesh.faces
-    if int(faces.min()) < 0 or int(faces.max()) >= mesh.num_vertices:
-        raise InputError(f"the mesh has face indices outside 0..{mesh.num_vertices - 1}; it cannot be written to {path.name}")
-    for name in ("vertices", "uvs", "vertex_colors", "normals", "texture"):
-        value = getattr(mesh, name)
-        if value is not None and not bool(torch.isfinite(value).all()):
-            raise InputError(f"the mesh's {name} contain NaN or infinite values; it cannot be written to {path.name}")
+        raise InputError(f"expected a microdreamer Mesh to write to {shown(path.name)}, got {type(mesh).__name__}")
+    mesh.check(f"the mesh to write to {shown(path.name)}")
+
+
+def mesh_files(path: str | os.PathLike) -> list[Path]:
+    """Every file :func:`save_mesh` may write for ``path``: the .glb, or the .obj with its .mtl and .png."""
+    path = Path(path)
+    return [path, path.with_suffix(".mtl"), path.with_suffix(".png")] if path.suffix.lower() == ".obj" else [path]
 
 
 def _unit_normals(mesh: Mesh) -> np.ndarray:
@@ -110,18 +114,6 @@ def _texture_png(texture: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
-
-
-@contextlib.contextmanager
-def _writing(path: Path):
-    """Turn OS errors while writing ``path`` into an InputError that names the path and the fix."""
-    try:
-        yield
-    except InputError:
-        raise
-    except OSError as e:
-        reason = e.strerror or str(e)
-        raise InputError(f"cannot write {path}: {reason}; choose an output path in a folder you can write to") from e
 
 
 # ----------------------------------------------------------------------------------------
@@ -234,7 +226,7 @@ def save_glb(mesh: Mesh, path: str | os.PathLike, extras: dict | None = None) ->
     path = Path(path)
     _check_mesh(mesh, path)
     data = glb_bytes(mesh, extras)
-    with _writing(path), atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
 
@@ -257,8 +249,7 @@ def save_obj(mesh: Mesh, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     _check_mesh(mesh, path)
-    mtl_path = path.with_suffix(".mtl")
-    png_path = path.with_suffix(".png")
+    _, mtl_path, png_path = mesh_files(path)
     textured = mesh.has_texture
 
     v = _np(mesh.vertices).astype(np.float64)
@@ -280,12 +271,10 @@ def save_obj(mesh: Mesh, path: str | os.PathLike) -> Path:
         f_text = "usemtl material0\n" + f_text
     obj_text = header + v_text + vt_text + n_text + f_text
 
-    with _writing(path), contextlib.ExitStack() as stack:
-        # Contexts exit in reverse order: the PNG is renamed first, the OBJ last.
-        obj_tmp = stack.enter_context(atomic_path(path))
+    with atomic_outputs() as out:
+        obj_tmp = out.file(path)  # asked for first: moved into place last
         if textured:
-            mtl_tmp = stack.enter_context(atomic_path(mtl_path))
-            png_tmp = stack.enter_context(atomic_path(png_path))
+            mtl_tmp, png_tmp = out.file(mtl_path), out.file(png_path)
             png_tmp.write_bytes(_texture_png(mesh.texture))
             mtl_tmp.write_text(
                 f"# written by {GENERATOR}\nnewmtl material0\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 10\n"

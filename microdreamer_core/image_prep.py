@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import InputError
+from .images import check_images, check_masks
 
 __all__ = ["recenter_rgba", "reference_from_batch", "rgb_alpha_at"]
 
@@ -22,14 +23,15 @@ def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fil
     taken as the object (square-padded with white)."""
     if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4):
         raise InputError(f"image has shape {tuple(rgb.shape)}; expected one (H, W, 3) RGB image")
+    if int(size) != size or size < 1:
+        raise InputError(f"the canvas size must be a whole number of pixels, at least 1 (got {size})")
+    check_images(rgb[None], "the image")
     if alpha is None:
         alpha = rgb[..., 3] if rgb.shape[-1] == 4 else torch.ones(rgb.shape[:2])
     rgb = rgb[..., :3].float()
-    alpha = alpha.float()
+    alpha = check_masks(alpha, "the mask")[0].float()
     if alpha.shape != rgb.shape[:2]:
         alpha = F.interpolate(alpha[None, None], rgb.shape[:2], mode="bilinear", align_corners=False)[0, 0]
-    if not (torch.isfinite(rgb).all() and torch.isfinite(alpha).all()):
-        raise InputError("image or mask contains NaN or infinite values: check the nodes that produced them")
     ys, xs = torch.nonzero(alpha > 0.5, as_tuple=True)
     if len(ys) == 0:
         raise InputError("the mask is empty (no foreground pixel): remove the background so the object is opaque, or check the mask is not inverted")
@@ -48,11 +50,10 @@ def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fil
 def reference_from_batch(images: Tensor, mask: Tensor | None = None, invert_mask: bool = False, size: int = 256) -> Tensor:
     """The first image of an (B, H, W, 3|4) batch with its (B, H, W) coverage mask (1 = object;
     ``invert_mask`` for masks that are 1 on the background), re-centred by :func:`recenter_rgba`."""
-    if images.ndim != 4 or images.shape[-1] not in (3, 4):
-        raise InputError(f"image has shape {tuple(images.shape)}; expected a batch (B, H, W, 3)")
+    images = check_images(images, "the image")
     alpha = None
     if mask is not None:
-        m = (mask[0] if mask.ndim == 3 else mask).cpu().float()
+        m = check_masks(mask, "the mask")[0].cpu().float()
         alpha = 1.0 - m if invert_mask else m
     return recenter_rgba(images[0].cpu(), alpha, size)
 

@@ -27,6 +27,10 @@ vertex colours; nothing -> grey 0.5. The parts are then combined:
   textured part's image at its vertex uvs (loses detail between vertices but never fails).
 
 Face colours are kept exact by giving every face its own three vertices.
+
+Any file that cannot be read this way (corrupt, truncated, empty, no triangles, face indices out
+of range, NaN coordinates, a texture over the pixel limit of :mod:`.images`) is refused with one
+:class:`~.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from .errors import InputError, shown
+from .images import check_pixels, pixel_guard
 
 __all__ = ["Mesh", "load_mesh", "normalize_to_unit_sphere", "vertex_normals", "SUPPORTED_EXTENSIONS"]
 
@@ -61,22 +68,22 @@ class Mesh:
         self.vertices = torch.as_tensor(self.vertices, dtype=torch.float32)
         self.faces = torch.as_tensor(self.faces, dtype=torch.int64, device=self.vertices.device)
         if self.vertices.ndim != 2 or self.vertices.shape[-1] != 3:
-            raise ValueError(f"vertices must be (V, 3), got {tuple(self.vertices.shape)}")
+            raise InputError(f"vertices must be (V, 3), got {tuple(self.vertices.shape)}")
         if self.faces.ndim != 2 or self.faces.shape[-1] != 3:
-            raise ValueError(f"faces must be (F, 3), got {tuple(self.faces.shape)}")
+            raise InputError(f"faces must be (F, 3), got {tuple(self.faces.shape)}")
         for name, width in (("uvs", 2), ("vertex_colors", 3), ("normals", 3)):
             value = getattr(self, name)
             if value is not None:
                 value = torch.as_tensor(value, dtype=torch.float32, device=self.vertices.device)
                 if value.shape != (len(self.vertices), width):
-                    raise ValueError(f"{name} must be ({len(self.vertices)}, {width}), got {tuple(value.shape)}")
+                    raise InputError(f"{name} must be ({len(self.vertices)}, {width}), got {tuple(value.shape)}")
                 setattr(self, name, value)
         if self.texture is not None:
             self.texture = torch.as_tensor(self.texture, dtype=torch.float32, device=self.vertices.device)
             if self.texture.ndim != 3:
-                raise ValueError(f"texture must be (Ht, Wt, C), got {tuple(self.texture.shape)}")
+                raise InputError(f"texture must be (Ht, Wt, C), got {tuple(self.texture.shape)}")
             if self.uvs is None:
-                raise ValueError("a texture needs uvs")
+                raise InputError("a texture needs uvs")
 
     # --- basic properties --------------------------------------------------------------
     @property
@@ -118,6 +125,17 @@ class Mesh:
         """Set ``normals`` to :func:`vertex_normals` of the current geometry and return self."""
         self.normals = vertex_normals(self.vertices, self.faces)
         return self
+
+    def check(self, what: str = "the mesh") -> None:
+        """Refuse an empty mesh, face indices outside the vertices and NaN or infinite values."""
+        if self.num_faces == 0 or self.num_vertices == 0:
+            raise InputError(f"{what} is empty (0 faces): give a mesh with triangles")
+        if int(self.faces.min()) < 0 or int(self.faces.max()) >= self.num_vertices:
+            raise InputError(f"{what} has face indices outside 0..{self.num_vertices - 1}: the file or the step that made it is broken")
+        for name in ("vertices", "uvs", "vertex_colors", "normals", "texture"):
+            value = getattr(self, name)
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise InputError(f"{what} has NaN or infinite {name}: the file or the step that made it is broken")
 
     def vertex_colors_or_grey(self) -> Tensor:
         """(V, 3) vertex colours, or uniform grey when the mesh has none."""
@@ -167,7 +185,9 @@ def _as_unit_rgba(color) -> np.ndarray | None:
 
 
 def _image_to_array(image) -> np.ndarray:
-    """PIL image (any mode) -> (H, W, 3) float32 in [0, 1], alpha dropped."""
+    """PIL image (any mode) -> (H, W, 3) float32 in [0, 1], alpha dropped; its size is checked
+    against the pixel limit before it is decoded."""
+    check_pixels(image.size, "a texture of the mesh")
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
@@ -355,24 +375,30 @@ def load_mesh(path: str | Path) -> Mesh:
     """Load a .glb/.gltf/.obj file as one world-space :class:`Mesh` with vertex normals.
 
     See the module docstring for how scenes, materials and several textures are combined.
-    Raises ``ValueError`` for a missing file, an unsupported extension or a file without triangles.
+    Raises :class:`~.errors.InputError` (a ``ValueError``) for a missing file, an unsupported
+    extension and any file that is not a readable triangle mesh.
     """
     import trimesh
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"mesh file not found: {path}")
+        raise InputError(f"mesh file not found: {shown(path)}")
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
-        raise ValueError(f"unsupported mesh format {ext or '(none)'!r} for {path.name}; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+        raise InputError(f"unsupported mesh format '{shown(ext or '(none)')}' for {shown(path.name)}; "
+                         f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
     try:
-        scene = trimesh.load(str(path), force="scene")
+        with pixel_guard(f"a texture of {path.name}"):
+            parts = _scene_parts(trimesh.load(str(path), force="scene"))
+            mesh = _merge_parts(parts) if parts else None
+    except InputError:
+        raise
     except Exception as exc:  # trimesh raises many exception types for corrupt files
-        raise ValueError(f"could not read mesh file {path}: {exc}") from exc
-    parts = _scene_parts(scene)
-    if not parts:
-        raise ValueError(f"{path} contains no triangles")
-    mesh = _merge_parts(parts)
+        raise InputError(f"could not read mesh file {shown(path)} ({type(exc).__name__}: {shown(exc, 120)}): "
+                         "check that it is a valid .glb/.gltf/.obj") from None
+    if mesh is None:
+        raise InputError(f"{shown(path)} contains no triangles")
+    mesh.check(f"mesh file {shown(path)}")
     return mesh.compute_vertex_normals()
 
 
@@ -435,7 +461,7 @@ def mesh_from_trimesh(geometry) -> Mesh:
     elif isinstance(geometry, trimesh.Trimesh):
         parts = [_part_from_trimesh(geometry)] if len(geometry.faces) else []
     else:
-        raise ValueError(f"expected a trimesh.Trimesh or trimesh.Scene, got {type(geometry).__name__}")
+        raise InputError(f"expected a trimesh.Trimesh or trimesh.Scene, got {type(geometry).__name__}")
     if not parts:
-        raise ValueError("the trimesh geometry contains no triangles")
+        raise InputError("the trimesh geometry contains no triangles")
     return _merge_parts(parts).compute_vertex_normals()

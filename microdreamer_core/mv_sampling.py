@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .errors import InputError, check_cancel
+from .images import check_images
 from .mv_models import Condition, MultiViewModel, Prepared
 from .schedules import DDIMSchedule, inversion_t1
 
@@ -55,8 +56,7 @@ def to_bchw(images: Tensor) -> Tensor:
         images = images.permute(0, 3, 1, 2)
     if images.shape[1] != 3:
         raise InputError(f"images have shape {tuple(images.shape)}; expected RGB (V, H, W, 3)")
-    if not torch.isfinite(images).all():
-        raise InputError("images contain NaN or infinite values: check the node that produced them")
+    check_images(images.permute(0, 2, 3, 1), "the images")
     return images.float().clamp(0, 1)
 
 
@@ -73,12 +73,15 @@ def _setup(model: MultiViewModel, condition: Condition | Prepared, cameras: Came
     the guidance / eta (the model's paper values where ``None``)."""
     gs = model.defaults.guidance_scale if guidance_scale is None else guidance_scale
     eta = model.defaults.eta if eta is None else eta
+    if not 0 <= int(seed) < 2**64:  # what torch.Generator takes
+        raise InputError(f"seed must be between 0 and 2^64 - 1 (got {seed})")
+    schedule = DDIMSchedule(num_inference_steps=steps)
     prepared = _prepare(model, condition, cameras, image_size)
-    return prepared, DDIMSchedule(num_inference_steps=steps), torch.Generator().manual_seed(seed), gs, eta
+    return prepared, schedule, torch.Generator().manual_seed(int(seed)), gs, eta
 
 
 def _latent_shape(model: MultiViewModel, views: int, size: int) -> tuple[int, int, int, int]:
-    if size % model.vae_factor:
+    if size < model.vae_factor or size % model.vae_factor:
         raise InputError(f"image size {size} is not a multiple of {model.vae_factor}; use 256 (the models' training size)")
     return (views, model.unet.config.get("out_channels", 4), size // model.vae_factor, size // model.vae_factor)
 

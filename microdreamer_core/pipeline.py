@@ -24,6 +24,7 @@ from torch import Tensor
 from .errors import InputError, check_cancel
 from .gaussians import Gaussians
 from .image_prep import recenter_rgba
+from .images import check_images, check_masks
 from .mesh import Mesh
 from .mv_models import DEFAULT_NEGATIVE_PROMPT, Condition, MultiViewModel
 from .presets import Preset, get_preset
@@ -57,6 +58,8 @@ def make_condition(
     needs a prompt; ``negative_prompt`` None = the paper's negative prompt for the text models.
     ``model_kind`` None: for whichever model comes later (a prompt, an image, or both).
     """
+    if not -89.0 <= float(elevation) <= 89.0:  # NaN fails too
+        raise InputError(f"elevation must be between -89 and 89 degrees (got {elevation})")
     if model_kind is None:
         if image is None and not prompt.strip():
             raise InputError("nothing to condition on: write a prompt (text-to-3D) or connect an image and its mask (image-to-3D)")
@@ -69,12 +72,13 @@ def make_condition(
         return Condition(prompt=prompt, negative_prompt=negative_prompt)
     if image is None:
         raise InputError(f"the {model_kind} model is image-to-3D: give an input image (RGBA, or IMAGE + MASK)")
-    img = image[0] if image.ndim == 4 else image
-    if img.ndim != 3 or img.shape[-1] not in (3, 4):
-        raise InputError(f"image has shape {tuple(image.shape)}; expected (H, W, 3|4) or a batch (B, H, W, 3|4)")
+    img = check_images(image[None] if image.ndim == 3 else image, "the input image")[0]
     alpha = None
     if mask is not None:
-        m = (mask[0] if mask.ndim == 3 else mask).float().cpu()
+        m = check_masks(mask, "the mask")[0].float().cpu()
+        if m.shape != img.shape[:2]:
+            raise InputError(f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {img.shape[1]}x{img.shape[0]}: connect "
+                             "the mask that belongs to the image (LoadImage gives a 64x64 empty mask for images without alpha)")
         alpha = 1.0 - m if invert_mask else m
     elif img.shape[-1] == 4:
         alpha = img[..., 3].float().cpu()

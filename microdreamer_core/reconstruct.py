@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .densify import DensifyConfig, DensifyStrategy
-from .errors import InputError, check_cancel
+from .errors import InputError, check_cancel, shown
 from .gaussians import Gaussians, init_ball
 from .views import PosedViews
 
@@ -82,10 +82,18 @@ class ReconstructResult:
     densify_history: list[dict]
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` (CUDA when available) or a torch device name; an unknown name, or CUDA where
+    PyTorch sees no GPU, is refused with the fix."""
+    if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown device '{shown(device)}': use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda, but PyTorch sees no CUDA GPU: use cpu (slow) or auto, or install a CUDA build of PyTorch")
+    return dev
 
 
 class GaussianFitter:
@@ -192,9 +200,11 @@ def _reconstruct(views, config, gaussians, progress, cancel) -> ReconstructResul
     cfg = config or ReconstructConfig()
     if cfg.steps < 0:
         raise InputError(f"steps must be >= 0, got {cfg.steps}")
+    if not isinstance(views, PosedViews):
+        raise InputError(f"reconstruct needs PosedViews (images with their cameras), got {type(views).__name__}")
     _check_views(views)
     device = resolve_device(cfg.device)
-    if cfg.resolution:
+    if cfg.resolution is not None:
         views = views.resized(cfg.resolution)
     cams = views.cameras.to(device)
     cams = Cameras(_plain(cams.c2w), _plain(cams.fovy), cams.width, cams.height, cams.near, cams.far)

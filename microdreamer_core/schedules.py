@@ -17,6 +17,8 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from .errors import InputError
+
 __all__ = ["DDIMSchedule", "sir_t2_schedule", "inversion_t1", "sir_iteration_nfes", "SIRStepCounts"]
 
 
@@ -29,6 +31,10 @@ class DDIMSchedule:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     steps_offset: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
+            raise InputError(f"the DDIM grid needs 1 to {self.num_train_timesteps} steps (got {self.num_inference_steps})")
 
     @cached_property
     def alphas_cumprod(self) -> Tensor:

@@ -5,13 +5,14 @@ Only this package imports ComfyUI; ``microdreamer_core`` never does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import comfy.model_management
 import comfy.utils
 import folder_paths
+
+from microdreamer_core.paths import confined
 
 
 def progress_hook(total: int) -> Callable[[int, int], None]:
@@ -34,12 +35,19 @@ def torch_device() -> str:
     return str(comfy.model_management.get_torch_device())
 
 
-def resolve_input_path(path: str) -> Path:
-    """An absolute path as is; a relative one against ComfyUI's input directory (``~`` expanded)."""
-    p = Path(os.path.expanduser(path.strip()))
-    if not p.is_absolute():
-        p = Path(folder_paths.get_input_directory()) / p
-    return p
+INPUT_FOLDER = "ComfyUI's input folder"
+"""How messages name the folder inputs are confined to (never its absolute path)."""
+
+
+def input_root() -> Path:
+    """ComfyUI's input directory: everything a node reads by name is confined to it."""
+    return Path(folder_paths.get_input_directory())
+
+
+def input_path(name: str, what: str = "the path") -> Path:
+    """``name`` resolved inside ComfyUI's input directory (symlinks included), or the one
+    :class:`InputError` of :func:`microdreamer_core.paths.confined` when it leads outside."""
+    return confined(input_root(), name, what, INPUT_FOLDER)
 
 
 def output_file(filename_prefix: str, extension: str) -> tuple[Path, dict]:

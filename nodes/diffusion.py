@@ -13,7 +13,7 @@ from comfy_api.latest import io
 from microdreamer_core.cameras import CAMERA_PRESETS, sample_orbit_cameras
 from microdreamer_core.errors import InputError
 from microdreamer_core.image_prep import reference_from_batch
-from microdreamer_core.mv_loading import HUB_IDS, SINGLE_FILE_SUFFIXES, load_model
+from microdreamer_core.mv_loading import HUB_IDS, MAX_HUB_DOWNLOAD_BYTES, SINGLE_FILE_SUFFIXES, check_repo_id, load_from_hub, load_model
 from microdreamer_core.mv_models import DEFAULT_NEGATIVE_PROMPT, Condition, MultiViewModel
 from microdreamer_core.mv_sampling import refine_views, sample
 from microdreamer_core.schedules import DDIMSchedule
@@ -47,8 +47,7 @@ def model_choices() -> list[str]:
 
 
 def _locate(name: str) -> str:
-    if name.startswith(HUB_PREFIX):
-        return name[len(HUB_PREFIX) :]
+    """The path of a listed model folder or file (the names ComfyUI validated against the list)."""
     for root in folder_paths.get_folder_paths(MODELS_FOLDER):
         if (Path(root) / name).exists():
             return str(Path(root) / name)
@@ -75,17 +74,34 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
                 io.Combo.Input("dtype", options=list(DTYPES), default="auto",
                                tooltip="auto: fp16 on CUDA, fp32 on CPU. fp32 reproduces the authors' numerics exactly."),
                 io.String.Input("hub_id", default="", optional=True,
-                                tooltip="Another hub repo in the diffusers layout (owner/name); overrides 'model' when set."),
+                                tooltip=(f"Another hub repo in the diffusers layout, as owner/name (no paths: local models go "
+                                         f"into models/{MODELS_FOLDER}); overrides 'model' when set. Only an MVDream, "
+                                         f"ImageDream or Stable Zero123 repo is downloaded, only the files it loads, at most "
+                                         f"{MAX_HUB_DOWNLOAD_BYTES // 10**9} GB.")),
             ],
             outputs=[MDMultiViewModel.Output("mv_model", display_name="mv_model")],
         )
 
     @classmethod
+    def validate_inputs(cls, hub_id=None):
+        if hub_id is None or (isinstance(hub_id, str) and not hub_id.strip()):
+            return True
+        try:
+            check_repo_id(hub_id.strip() if isinstance(hub_id, str) else hub_id)
+        except InputError as e:
+            return str(e)
+        return True
+
+    @classmethod
     def execute(cls, model: str, dtype: str, hub_id: str = "") -> io.NodeOutput:
-        source = hub_id.strip() or _locate(model)
         download_dir = folder_paths.get_folder_paths(MODELS_FOLDER)[0]
-        loaded = load_model(source, device=torch_device(), dtype=DTYPES[dtype], download_dir=download_dir)
-        return io.NodeOutput(loaded)
+        device, dt = torch_device(), DTYPES[dtype]
+        repo = hub_id.strip() if isinstance(hub_id, str) else hub_id
+        if not repo and model.startswith(HUB_PREFIX):
+            repo = model[len(HUB_PREFIX):]
+        if repo:  # a hub repo id only, never a local path (checked before anything is looked at)
+            return io.NodeOutput(load_from_hub(check_repo_id(repo), device=device, dtype=dt, download_dir=download_dir))
+        return io.NodeOutput(load_model(_locate(model), device=device, dtype=dt, download_dir=download_dir))
 
 
 def _condition(prompt: str, negative_prompt: str, image, mask, invert_mask: bool, reference_elevation: float,

@@ -1,35 +1,72 @@
-"""Loading posed views (NeRF-synthetic transforms.json) into ComfyUI images, masks and cameras."""
+"""Loading posed views (NeRF-synthetic transforms.json) into ComfyUI images, masks and cameras.
+
+Everything the node reads is confined to ComfyUI's input directory, as core LoadImage is: the
+views folder, its transforms.json and every frame image must resolve (symlinks included) inside
+it (:func:`microdreamer_core.paths.confined`), and errors never show a path outside it.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from comfy_api.latest import io
 
+from microdreamer_core.errors import InputError, shown
+from microdreamer_core.paths import folders_holding, is_inside
 from microdreamer_core.views import load_transforms
 
 from . import _comfy
 from .types import MDCameras
 
+VIEWS_FILE = "transforms.json"
+DEFAULT_VIEWS = "microdreamer_demo_views"
+"""The views folder the example workflow selects (under ComfyUI/input)."""
+
+
+def views_folders() -> list[str]:
+    """Sub-folders of ComfyUI's input directory that hold a transforms.json (the node's list)."""
+    return folders_holding(_comfy.input_root(), VIEWS_FILE)
+
+
+def views_json(path) -> Path:
+    """The real path of the transforms.json the node reads for ``path`` (a folder in ComfyUI's
+    input directory, or a .json file there), or one :class:`InputError` line."""
+    if not isinstance(path, str) or not path:
+        raise InputError(f"choose a views folder: a folder in {_comfy.INPUT_FOLDER} holding {VIEWS_FILE} and its RGBA PNGs")
+    found = _comfy.input_path(path, "the views folder")
+    if found.is_dir():
+        found = _comfy.input_path(found / VIEWS_FILE, VIEWS_FILE)
+    if not found.is_file():
+        raise InputError(f"no views folder '{shown(path)}' with a {VIEWS_FILE} in {_comfy.INPUT_FOLDER}: put the folder "
+                         f"({VIEWS_FILE} and its RGBA PNGs) there, refresh the node list (R) and pick it")
+    return found
+
 
 class MicroDreamerLoadPosedViews(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
+        folders = views_folders()
         return io.Schema(
             node_id="MicroDreamerLoadPosedViews",
             display_name="Load Posed Views (transforms.json)",
             category="MicroDreamer/inputs",
             description=(
-                "Loads RGBA views and their cameras from a NeRF-synthetic folder: transforms.json "
-                "(camera_angle_x + frames with file_path and an OpenGL camera-to-world transform_matrix) "
-                "next to the RGBA PNGs it names. Outputs the colour channels as IMAGE (not composited), "
-                "the alpha as MASK (1 = object) and the cameras, one per view in file order."
+                "Loads RGBA views and their cameras from a NeRF-synthetic folder in ComfyUI's input folder: "
+                "transforms.json (camera_angle_x + frames with file_path and an OpenGL camera-to-world "
+                "transform_matrix) next to the RGBA PNGs it names. Outputs the colour channels as IMAGE (not "
+                "composited), the alpha as MASK (1 = object) and the cameras, one per view in file order. "
+                "Only files inside ComfyUI's input folder are read."
             ),
             inputs=[
-                io.String.Input(
+                io.Combo.Input(
                     "path",
-                    default="microdreamer_demo_views",
+                    options=folders,
+                    default=DEFAULT_VIEWS if DEFAULT_VIEWS in folders else None,
                     tooltip=(
-                        "Folder holding transforms.json, or the .json file itself. A relative path is "
-                        "resolved against ComfyUI's input directory; absolute paths are used as is."
+                        "A folder in ComfyUI's input folder holding transforms.json and the RGBA PNGs it names "
+                        "(sub-folders up to 3 levels deep are listed). Put a views folder there (or upload its "
+                        "files into a subfolder) and press R to refresh the list. The json and every image must "
+                        "lie inside the input folder: paths leading out of it are refused."
                     ),
                 ),
             ],
@@ -41,20 +78,36 @@ class MicroDreamerLoadPosedViews(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, path: str) -> str:
-        # Re-run when any file in the views folder or its direct subfolders (images/) changes.
-        root = _comfy.resolve_input_path(path)
-        folder = root if root.is_dir() else root.parent
+    def validate_inputs(cls, path=None):
+        # Replaces ComfyUI's "value in list" check (as core LoadImage's does): any folder inside
+        # the input folder that holds a transforms.json is accepted, nothing outside it.
+        if path is None:  # linked from another node: checked when it runs
+            return True
+        try:
+            views_json(path)
+        except InputError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, path) -> str:
+        # Re-run when any file in the views folder or its direct subfolders (images/) changes;
+        # only files inside the input folder are looked at.
+        try:
+            folder = views_json(path).parent
+        except InputError as e:
+            return str(e)
+        root = _comfy.input_root()
         stats = []
-        for entry in [folder, *(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []:
+        for entry in [folder, *(p for p in sorted(folder.iterdir()) if p.is_dir() and is_inside(root, p))]:
             for f in sorted(entry.iterdir()):
-                if f.is_file():
+                if f.is_file() and is_inside(root, f):
                     st = f.stat()
-                    stats.append(f"{f}:{st.st_mtime_ns}:{st.st_size}")
+                    stats.append(f"{f.relative_to(folder)}:{st.st_mtime_ns}:{st.st_size}")
         return "|".join(stats)
 
     @classmethod
     def execute(cls, path: str) -> io.NodeOutput:
-        views = load_transforms(_comfy.resolve_input_path(path))
+        views = load_transforms(views_json(path), root=_comfy.input_root())
         images = views.images.float().cpu()
         return io.NodeOutput(images[..., :3].contiguous(), images[..., 3].contiguous(), views.cameras)

@@ -379,11 +379,14 @@ def test_node_errors_name_the_problem_and_the_fix(server: ComfyServer):
     err = _execution_error(server.wait_history(server.queue(prompt), timeout=60))
     assert err["node_id"] == "4" and "3 elevations but 6 azimuths" in err["exception_message"], err
 
-    # A views folder that does not exist.
+    # A views folder that is not there: refused when queued (the node's validation), naming the fix.
     prompt = small_prompt(seed=5, prefix="missing/x")
     prompt["1"]["inputs"]["path"] = "no_such_views_folder"
-    err = _execution_error(server.wait_history(server.queue(prompt), timeout=60))
-    assert err["node_id"] == "1" and "transforms.json" in err["exception_message"], err
+    status, body = server.post_prompt(prompt)
+    assert status == 400 and list(body["node_errors"]) == ["1"], body
+    (error,) = body["node_errors"]["1"]["errors"]
+    assert error["type"] == "custom_validation_failed" and "transforms.json" in error["details"], error
+    assert "refresh the node list (R) and pick it" in error["details"], error
 
 
 # --- multi-view diffusion nodes -------------------------------------------------------------------

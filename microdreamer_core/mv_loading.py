@@ -428,13 +428,23 @@ def _text_encoder_from_checkpoint(sd: dict[str, Tensor]):
     return model
 
 
+# What a single-file checkpoint takes from the hub, per component: the files it loads and no more
+# (those repos also hold .bin, fp16 and OpenCLIP copies of the same weights, several GB each).
+SINGLE_FILE_HUB_FILES: dict[str | None, list[str]] = {
+    "tokenizer": ["tokenizer/*.json", "tokenizer/*.txt"],
+    "text_encoder": ["text_encoder/config.json", "text_encoder/model.safetensors"],
+    None: ["config.json", "preprocessor_config.json", "model.safetensors"],  # the OpenCLIP ViT-H/14 image encoder
+}
+
+
 def _resolve_source(value: str | os.PathLike | None, hub_id: str, subfolder: str | None, download_dir: str | os.PathLike | None, what: str) -> Path:
-    """A local folder for a component: the given path, or the hub download of ``hub_id``."""
+    """A local folder for a component: the given path, or the hub download of ``hub_id`` limited to
+    the files the component loads (:data:`SINGLE_FILE_HUB_FILES`)."""
     if value is not None and Path(value).exists():
         path = Path(value)
         return path / subfolder if subfolder and (path / subfolder).is_dir() else path
-    repo = str(value) if value is not None else hub_id
-    folder = download(repo, download_dir, allow_patterns=[f"{subfolder}/*"] if subfolder else None, what=what)
+    repo = check_repo_id(str(value)) if value is not None else hub_id
+    folder = download(repo, download_dir, allow_patterns=SINGLE_FILE_HUB_FILES[subfolder], what=what)
     return folder / subfolder if subfolder else folder
 
 

@@ -228,3 +228,29 @@ def test_offline_hub_says_where_to_put_the_files(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"put the files in .*owner--name, then select that folder"):
         load_from_hub("owner/name", download_dir=tmp_path)
     assert not (tmp_path / "owner--name").exists()
+
+
+def test_single_file_components_download_only_the_files_they_load(tmp_path, monkeypatch):
+    """A single-file checkpoint's tokenizer, text encoder and image encoder come from repos that
+    also hold .bin, fp16 and OpenCLIP copies of the same weights: only the loaded files come down."""
+    from microdreamer_core.mv_loading import CLIP_H_HUB_ID, SD21_HUB_ID, _resolve_source
+
+    sd21 = {"model_index.json": b"{}", "unet/diffusion_pytorch_model.safetensors": b"x" * 64,
+            "tokenizer/vocab.json": b"{}", "tokenizer/merges.txt": b"#", "tokenizer/tokenizer_config.json": b"{}",
+            "text_encoder/config.json": b"{}", "text_encoder/model.safetensors": b"x" * 64,
+            "text_encoder/pytorch_model.bin": b"x" * 64, "text_encoder/model.fp16.safetensors": b"x" * 64}
+    hub = FakeHub(sd21).install(monkeypatch)
+    tok = _resolve_source(None, SD21_HUB_ID, "tokenizer", tmp_path, "the tokenizer")
+    te = _resolve_source(None, SD21_HUB_ID, "text_encoder", tmp_path, "the text encoder")
+    assert sorted(p.name for p in tok.iterdir()) == ["merges.txt", "tokenizer_config.json", "vocab.json"]
+    assert sorted(p.name for p in te.iterdir()) == ["config.json", "model.safetensors"]
+    assert not (tmp_path / SD21_HUB_ID.replace("/", "--") / "unet").exists()
+    assert all(p is not None for p in hub.downloads())
+
+    clip = {"config.json": b"{}", "preprocessor_config.json": b"{}", "model.safetensors": b"x" * 64,
+            "pytorch_model.bin": b"x" * 64, "open_clip_pytorch_model.bin": b"x" * 64, "open_clip_model.safetensors": b"x" * 64}
+    FakeHub(clip).install(monkeypatch)
+    enc = _resolve_source(None, CLIP_H_HUB_ID, None, tmp_path, "the image encoder")
+    assert sorted(p.name for p in enc.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    with pytest.raises(InputError, match="owner/name"):  # a value that is neither a local folder nor a repo id
+        _resolve_source("missing/../folder/x", SD21_HUB_ID, "tokenizer", tmp_path, "the tokenizer")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ from .errors import (
     InputError,
     atomic_outputs,
     check_output,
+    open_outputs,
     refuse_overwriting,
     shown,
 )
@@ -545,6 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupted_line(signum: int) -> str:
+    return f"error: interrupted by {signal.Signals(signum).name}: no output was written for the unfinished step"
+
+
 class _Stopped(KeyboardInterrupt):
     """A stop signal (SIGINT, SIGTERM, SIGHUP) handled like Ctrl-C."""
 
@@ -559,20 +565,37 @@ class _StopSignals:
     unwinds. Calling the object is the ``cancel`` hook of the long computations: true once a
     signal came, so a run stops at its next step even where library code swallowed the
     exception. Signals the caller ignores (``nohup``) stay ignored; the previous handlers are
-    restored at the end."""
+    restored at the end.
 
-    def __init__(self) -> None:
+    Last resort: if the run has not unwound ``grace`` seconds after the signal (the exception
+    landed where it was swallowed between steps, or where a lock stays held), a watchdog thread
+    removes the temporary outputs of the open all-or-nothing blocks, prints the same line and
+    ends the process with the same exit code."""
+
+    def __init__(self, grace: float = 20.0) -> None:
         self.signum: int | None = None
+        self.grace = grace
         self._previous: dict = {}
+        self._unwound = threading.Event()
 
     def __call__(self) -> bool:
         return self.signum is not None
 
     def _stop(self, signum, _frame) -> None:
-        self.signum = self.signum or signum
+        if self.signum is None:
+            self.signum = signum
+            threading.Thread(target=self._last_resort, args=(open_outputs(),), daemon=True).start()
         for s in self._previous:
             signal.signal(s, signal.SIG_IGN)
         raise _Stopped(signum)
+
+    def _last_resort(self, outputs) -> None:
+        if self._unwound.wait(self.grace):
+            return
+        for out in reversed(outputs):
+            out.discard()
+        print(_interrupted_line(self.signum), file=sys.stderr, flush=True)
+        os._exit(128 + self.signum)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -584,6 +607,7 @@ class _StopSignals:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._unwound.set()
         for s, handler in self._previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
@@ -601,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, Cancelled) as e:
         signum = getattr(e, "signum", None) or stop.signum or signal.SIGINT
-        print(f"error: interrupted by {signal.Signals(signum).name}: no output was written for the unfinished step", file=sys.stderr)
+        print(_interrupted_line(signum), file=sys.stderr)
         return 128 + signum
     return 0
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["MicroDreamerError", "InputError", "Cancelled", "check_cancel", "shown", "check_output", "output_error",
-           "refuse_overwriting", "Outputs", "atomic_outputs", "atomic_path"]
+           "refuse_overwriting", "Outputs", "atomic_outputs", "atomic_path", "open_outputs"]
 
 
 class MicroDreamerError(Exception):
@@ -182,7 +182,8 @@ class Outputs:
         return Path(tmp)
 
     # --- the end of the block --------------------------------------------------------------
-    def _discard(self) -> None:
+    def discard(self) -> None:
+        """Remove every temporary output of this block (nothing is moved into place)."""
         for s in reversed(self.staged):
             _remove(s.tmp)
         self.staged.clear()
@@ -252,6 +253,12 @@ class Outputs:
 _active = threading.local()
 
 
+def open_outputs() -> list[Outputs]:
+    """The all-or-nothing blocks open in the calling thread, outermost first: what a last-resort
+    clean-up from another thread must :meth:`Outputs.discard` (see the CLI's stop signals)."""
+    return list(_active.__dict__.get("stack", []))
+
+
 @contextlib.contextmanager
 def atomic_outputs() -> Iterator[Outputs]:
     """Write several outputs all-or-nothing: ``with atomic_outputs() as out: write(out.file(p))``.
@@ -274,7 +281,7 @@ def atomic_outputs() -> Iterator[Outputs]:
     except OSError as e:
         raise output_error(out._display(e.filename, stack), e) from e
     finally:
-        out._discard()
+        out.discard()
         stack.remove(out)
 
 

@@ -746,3 +746,44 @@ def test_atomic_outputs_are_all_or_nothing(tmp_path):
     assert (tmp_path / "old.txt").read_text() == "new"
     assert sorted(p.name for p in (tmp_path / "result" / "views").rglob("*")) == ["images", "r_0.png", "transforms.json"]
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary or backup file left
+
+
+_SWALLOWING_RUN = """
+import sys, time
+from pathlib import Path
+from microdreamer_core.cli import _StopSignals
+from microdreamer_core.errors import atomic_outputs
+
+with _StopSignals(grace=1.0):
+    with atomic_outputs() as out:
+        out.file(Path(sys.argv[1]) / "m.ply").write_bytes(b"half-written")
+        print("ready", flush=True)
+        while True:  # code that swallows every exception, the stop included, and never checks cancel
+            try:
+                time.sleep(0.05)
+            except BaseException:
+                pass
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_swallowed_stop_still_ends_the_process_cleanly(tmp_path, signum):
+    """The last resort: when the run cannot unwind, the watchdog removes the temporary outputs,
+    prints the one line and exits with 128 + the signal number."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _SWALLOWING_RUN, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        assert [p.name for p in out.iterdir()][0].startswith(".m.ply.")  # the temporary output exists
+        start = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signum and time.monotonic() - start < 15
+    assert signal.Signals(signum).name in _error_line(err) and "Traceback" not in err
+    assert not list(out.iterdir())

@@ -41,7 +41,7 @@ from _common import ROOT, commit  # noqa: E402
 
 _BUILD = """
 import sys, torch
-from microdreamer_core.mv_loading import build_random_model, save_diffusers_folder
+from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
 model = build_random_model(sys.argv[1], "full", seed=0, dtype=getattr(torch, sys.argv[2]))
 save_diffusers_folder(model, sys.argv[3])
 """
@@ -50,7 +50,7 @@ _BUILD_SINGLE = """
 import sys
 sys.path.insert(0, sys.argv[3])  # tests/: the single-file writer the tests use
 from safetensors.torch import save_file
-from microdreamer_core.mv_loading import load_model
+from microdreamer_core.diffusion.loading import load_model
 from single_file_layout import to_single_file
 model = load_model(sys.argv[1])
 model.image_encoder = None  # not part of the original checkpoints
@@ -65,7 +65,7 @@ if os.environ.get("BENCH_HIDE_ACCELERATE"):
     sys.modules["accelerate"] = None  # as if not installed (what this project had before it depended on it)
 t0 = time.perf_counter()
 import torch, microdreamer_core
-from microdreamer_core.mv_loading import load_model
+from microdreamer_core.diffusion.loading import load_model
 t1 = time.perf_counter()
 extra = {"tokenizer": sys.argv[2] + "/tokenizer", "image_encoder": sys.argv[2] + "/image_encoder"} if len(sys.argv) > 2 else {}
 model = load_model(sys.argv[1], **extra)

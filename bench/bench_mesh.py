@@ -19,10 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from microdreamer_core.demo_object import make_demo_mesh  # noqa: E402
-from microdreamer_core.gaussians import Gaussians  # noqa: E402
-from microdreamer_core.mesh_extract import ExtractConfig, extract_mesh, gaussians_on_surface  # noqa: E402
-from microdreamer_core.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
+from microdreamer_core.eval.demo_object import make_demo_mesh  # noqa: E402
+from microdreamer_core.scene.gaussians import Gaussians  # noqa: E402
+from microdreamer_core.meshing.extract import ExtractConfig, extract_mesh, gaussians_on_surface  # noqa: E402
+from microdreamer_core.meshing.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
 
 
 def main() -> None:

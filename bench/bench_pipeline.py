@@ -6,7 +6,7 @@ the shapes they make are meaningless). Stage times are CUDA-synchronised wall-cl
     python bench/bench_pipeline.py --preset all --size tiny                      # CPU smoke (CI-size)
     python bench/bench_pipeline.py --preset all --size full --device cuda        # a lent GPU, paper sizes
 
-``--size tiny`` shrinks each preset with :func:`microdreamer_core.pipeline.tiny_preset`;
+``--size tiny`` shrinks each preset with :func:`microdreamer_core.pipeline.generate.tiny_preset`;
 ``--size full`` keeps the paper's values (K iterations, 256 px, 512 px texture stage, 1024
 texture, 50k faces). One warm-up run (1 iteration, no mesh) precedes the timed run. Prints one
 JSON line per preset and appends it to ``--jsonl`` when given.
@@ -23,12 +23,12 @@ import time
 import torch
 
 from _common import commit, input_image
-from microdreamer_core.mv_loading import build_random_model
-from microdreamer_core.pipeline import generate, make_condition, tiny_preset
-from microdreamer_core.sir import run_sir
-from microdreamer_core.texture import gaussians_to_mesh
-from microdreamer_core.texture_refine import refine_texture
-from microdreamer_core.presets import PRESETS, get_preset
+from microdreamer_core.diffusion.loading import build_random_model
+from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
+from microdreamer_core.pipeline.sir import run_sir
+from microdreamer_core.meshing.texture import gaussians_to_mesh
+from microdreamer_core.pipeline.texture_refine import refine_texture
+from microdreamer_core.pipeline.presets import PRESETS, get_preset
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

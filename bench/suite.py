@@ -16,7 +16,7 @@ perf_counter on CPU), for the ``--preset`` (zero123 by default: the issue's head
   preset's views at its resolution; ``densification``: one densify-and-prune edit;
   ``mesh_extract`` (density grid, marching cubes, decimation), ``uv_unwrap`` (quality and fast
   chart settings), ``bake``, ``texture_refine``, ``glb_write``;
-* ``pipeline``: the whole :func:`microdreamer_core.pipeline.generate` (SIR, mesh, texture stage);
+* ``pipeline``: the whole :func:`microdreamer_core.pipeline.generate.generate` (SIR, mesh, texture stage);
   plus the Gaussian count after each SIR iteration;
 * ``sds``: DreamGaussian-style score distillation built from the same model, renderer, cameras,
   learning rates and densification (``--sds-steps``, 500 by default as in DreamGaussian), against
@@ -57,19 +57,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import commit, input_image  # noqa: E402
-from microdreamer_core.cameras import sample_orbit_cameras  # noqa: E402
-from microdreamer_core.export import save_glb  # noqa: E402
-from microdreamer_core.gaussians import init_ball  # noqa: E402
-from microdreamer_core.mesh_extract import ExtractConfig, extract_mesh  # noqa: E402
-from microdreamer_core.mv_loading import build_random_model  # noqa: E402
-from microdreamer_core.mv_sampling import refine_views, sample  # noqa: E402
-from microdreamer_core.pipeline import generate, make_condition, tiny_preset  # noqa: E402
-from microdreamer_core.presets import PRESETS, get_preset  # noqa: E402
-from microdreamer_core.reconstruct import GaussianFitter  # noqa: E402
-from microdreamer_core.sds import SDSConfig, run_sds  # noqa: E402
-from microdreamer_core.sir import _sync, run_sir  # noqa: E402
-from microdreamer_core.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
-from microdreamer_core.texture_refine import refine_texture  # noqa: E402
+from microdreamer_core.scene.cameras import sample_orbit_cameras  # noqa: E402
+from microdreamer_core.io.export import save_glb  # noqa: E402
+from microdreamer_core.scene.gaussians import init_ball  # noqa: E402
+from microdreamer_core.meshing.extract import ExtractConfig, extract_mesh  # noqa: E402
+from microdreamer_core.diffusion.loading import build_random_model  # noqa: E402
+from microdreamer_core.diffusion.sampling import refine_views, sample  # noqa: E402
+from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset  # noqa: E402
+from microdreamer_core.pipeline.presets import PRESETS, get_preset  # noqa: E402
+from microdreamer_core.fit.reconstruct import GaussianFitter  # noqa: E402
+from microdreamer_core.pipeline.sds import SDSConfig, run_sds  # noqa: E402
+from microdreamer_core.pipeline.sir import _sync, run_sir  # noqa: E402
+from microdreamer_core.meshing.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
+from microdreamer_core.pipeline.texture_refine import refine_texture  # noqa: E402
 
 DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

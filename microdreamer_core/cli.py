@@ -29,7 +29,7 @@ from .errors import (
 )
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj")
-PRESET_NAMES = ("zero123", "imagedream", "mvdream")  # microdreamer_core.presets.PRESETS (kept import-free for --help)
+PRESET_NAMES = ("zero123", "imagedream", "mvdream")  # microdreamer_core.pipeline.presets.PRESETS (kept import-free for --help)
 IMAGE_KINDS = ("zero123", "imagedream")
 
 # The documented limits of the options (README, "Limits"); the same option means the same in every command.
@@ -88,7 +88,7 @@ def _device(text: str) -> str:
     """An argparse type: one of DEVICES, CUDA only where PyTorch sees a GPU."""
     if text not in DEVICES:
         raise argparse.ArgumentTypeError(f"unknown device '{shown(text, 40)}': use {', '.join(DEVICES)}")
-    from .reconstruct import resolve_device
+    from .fit.reconstruct import resolve_device
 
     try:
         resolve_device(text)
@@ -128,8 +128,8 @@ def _check_size(width: int, height: int, what: str) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
-    from .reconstruct import ReconstructConfig, reconstruct
-    from .views import load_transforms
+    from .fit.reconstruct import ReconstructConfig, reconstruct
+    from .scene.views import load_transforms
 
     out = Path(args.out)
     if out.suffix.lower() != ".ply":
@@ -148,7 +148,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def load_model(path: Path):
     """A Gaussian PLY or a mesh file, chosen by extension."""
-    from .gaussians import Gaussians
+    from .scene.gaussians import Gaussians
 
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -156,15 +156,15 @@ def load_model(path: Path):
     if suffix == ".ply":
         return Gaussians.load_ply(path)
     if suffix in MESH_SUFFIXES:
-        from .mesh import load_mesh
+        from .scene.mesh import load_mesh
 
         return load_mesh(path)
     raise InputError(f"unknown model type '{shown(suffix or path.name)}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh")
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    from .evaluation import render_rgba
-    from .views import (
+    from .eval.protocol import render_rgba
+    from .scene.views import (
         PosedViews,
         load_cameras,
         save_transforms,
@@ -185,9 +185,9 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_mesh(args: argparse.Namespace) -> None:
-    from .export import SAVE_EXTENSIONS, mesh_files, save_mesh
-    from .gaussians import Gaussians
-    from .texture import gaussians_to_mesh
+    from .io.export import SAVE_EXTENSIONS, mesh_files, save_mesh
+    from .scene.gaussians import Gaussians
+    from .meshing.texture import gaussians_to_mesh
 
     model, out = Path(args.model), Path(args.out)
     if model.suffix.lower() != ".ply":
@@ -213,7 +213,7 @@ def cmd_mesh(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .eval.demo import run_demo
 
     check_output(Path(args.out), "--out", folder=True)
     run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device,
@@ -274,7 +274,7 @@ def _quiet_model_loading():
 
 def _read_rgba(path: Path):
     """The --image as (H, W, 4) float in [0, 1]; its alpha must separate the object from the background."""
-    from .images import read_rgba
+    from .io.images import read_rgba
 
     image = read_rgba(path, "--image", need_alpha="image-to-3D needs the object's mask; remove the background first and "
                                                   "save an RGBA PNG with a transparent background")
@@ -289,7 +289,7 @@ def _read_rgba(path: Path):
 
 def _peek_kind(source: str) -> str | None:
     """The model kind of a local diffusers folder, read from its unet/config.json (cheap), else None."""
-    from .mv_loading import detect_folder_kind
+    from .diffusion.loading import detect_folder_kind
 
     path = Path(source)
     return detect_folder_kind(path) if path.is_dir() else None
@@ -299,9 +299,9 @@ def _generate_inputs(args: argparse.Namespace, kind: str, device: str):
     """The preset (with the command-line overrides) and the condition for a ``kind`` model."""
     import dataclasses
 
-    from .mv_models import MODEL_CLASSES
-    from .pipeline import make_condition, tiny_preset
-    from .presets import get_preset
+    from .diffusion.models import MODEL_CLASSES
+    from .pipeline.generate import make_condition, tiny_preset
+    from .pipeline.presets import get_preset
 
     name = args.preset or kind
     preset = tiny_preset(name) if args.tiny else get_preset(name)
@@ -361,7 +361,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     # Everything that can be checked without the model is checked first: loading takes a while.
     if args.image is None and args.prompt is None:
         raise InputError("nothing to generate from: give --image PATH (image-to-3D) and/or --prompt TEXT (text-to-3D)")
-    from .export import SAVE_EXTENSIONS, mesh_files, save_mesh
+    from .io.export import SAVE_EXTENSIONS, mesh_files, save_mesh
 
     out = Path(args.out)
     if out.suffix.lower() not in SAVE_EXTENSIONS:
@@ -383,8 +383,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     import torch
 
-    from .mv_loading import load_model
-    from .pipeline import STAGES, generate
+    from .diffusion.loading import load_model
+    from .pipeline.generate import STAGES, generate
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]

@@ -12,7 +12,7 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
-from microdreamer_core.paths import confined
+from microdreamer_core.io.paths import confined
 
 
 def progress_hook(total: int) -> Callable[[int, int], None]:
@@ -46,7 +46,7 @@ def input_root() -> Path:
 
 def input_path(name: str, what: str = "the path") -> Path:
     """``name`` resolved inside ComfyUI's input directory (symlinks included), or the one
-    :class:`InputError` of :func:`microdreamer_core.paths.confined` when it leads outside."""
+    :class:`InputError` of :func:`microdreamer_core.io.paths.confined` when it leads outside."""
     return confined(input_root(), name, what, INPUT_FOLDER)
 
 

@@ -7,8 +7,8 @@ import inspect
 import torch
 from comfy_api.latest import io
 
-from microdreamer_core.export import save_glb
-from microdreamer_core.texture import UV_CHARTS, gaussians_to_mesh
+from microdreamer_core.io.export import save_glb
+from microdreamer_core.meshing.texture import UV_CHARTS, gaussians_to_mesh
 
 from . import _comfy
 from .types import MDGaussians, MDMesh

@@ -8,10 +8,10 @@ import torch
 from comfy_api.latest import io
 
 from microdreamer_core.errors import InputError
-from microdreamer_core.presets import PRESETS, get_preset
-from microdreamer_core.reconstruct import ReconstructConfig, reconstruct
-from microdreamer_core.sir import run_sir
-from microdreamer_core.views import PosedViews
+from microdreamer_core.pipeline.presets import PRESETS, get_preset
+from microdreamer_core.fit.reconstruct import ReconstructConfig, reconstruct
+from microdreamer_core.pipeline.sir import run_sir
+from microdreamer_core.scene.views import PosedViews
 
 from . import _comfy
 from .types import MDCameras, MDCondition, MDGaussians, MDMultiViewModel

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from microdreamer_core.splat import gaussians_to_splat, splat_to_gaussians
+from microdreamer_core.scene.splat import gaussians_to_splat, splat_to_gaussians
 
 from .types import MDGaussians
 

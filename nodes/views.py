@@ -2,7 +2,7 @@
 
 Everything the node reads is confined to ComfyUI's input directory, as core LoadImage is: the
 views folder, its transforms.json and every frame image must resolve (symlinks included) inside
-it (:func:`microdreamer_core.paths.confined`), and errors never show a path outside it.
+it (:func:`microdreamer_core.io.paths.confined`), and errors never show a path outside it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from microdreamer_core.errors import InputError, shown
-from microdreamer_core.paths import folders_holding, is_inside
-from microdreamer_core.views import load_transforms
+from microdreamer_core.io.paths import folders_holding, is_inside
+from microdreamer_core.scene.views import load_transforms
 
 from . import _comfy
 from .types import MDCameras

@@ -212,8 +212,8 @@ def render_demo_views(cams):
 
     import torch
 
-    from microdreamer_core.gaussian_render import rasterize_gaussians
-    from microdreamer_core.gaussians import Gaussians, rgb_to_sh0
+    from microdreamer_core.render.gaussians import rasterize_gaussians
+    from microdreamer_core.scene.gaussians import Gaussians, rgb_to_sh0
 
     means = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.15, 0.0], [-0.2, -0.2, 0.2]])
     colors = torch.tensor([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3], [0.2, 0.3, 0.9]])
@@ -239,8 +239,8 @@ def render_demo_views(cams):
 
 def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> Path:
     """Render a small posed-views data set (three coloured Gaussian blobs) into ``folder``."""
-    from microdreamer_core.cameras import orbit_cameras
-    from microdreamer_core.views import PosedViews, save_transforms
+    from microdreamer_core.scene.cameras import orbit_cameras
+    from microdreamer_core.scene.views import PosedViews, save_transforms
 
     azimuths = [i * 360.0 / num_views for i in range(num_views)]
     elevations = [(-20.0 if i % 2 else 15.0) for i in range(num_views)]
@@ -255,7 +255,7 @@ def write_view_pngs(paths: list[Path], azimuths: list[float], elevation: float =
     import numpy as np
     from PIL import Image
 
-    from microdreamer_core.cameras import orbit_cameras
+    from microdreamer_core.scene.cameras import orbit_cameras
 
     rgba = render_demo_views(orbit_cameras([elevation] * len(azimuths), azimuths, radius, resolution))
     rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # composited on white

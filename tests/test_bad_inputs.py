@@ -26,12 +26,12 @@ import pytest
 import torch
 from PIL import Image
 
-from microdreamer_core.cameras import Cameras, orbit_cameras
+from microdreamer_core.scene.cameras import Cameras, orbit_cameras
 from microdreamer_core.cli import main
 from microdreamer_core.errors import InputError, atomic_outputs, shown
-from microdreamer_core.gaussians import init_ball
-from microdreamer_core.mesh import Mesh
-from microdreamer_core.views import PosedViews, save_transforms
+from microdreamer_core.scene.gaussians import init_ball
+from microdreamer_core.scene.mesh import Mesh
+from microdreamer_core.scene.views import PosedViews, save_transforms
 
 EYE = np.eye(4).tolist()
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -205,7 +205,7 @@ def env(tmp_path_factory) -> dict[str, str]:
     ply.write(str(nan_ply))
     p["nan_ply"] = nan_ply
     # A GLB whose embedded texture claims 12000 x 12000 pixels.
-    from microdreamer_core import export
+    from microdreamer_core.io import export
 
     textured = Mesh(torch.rand(3, 3), torch.tensor([[0, 1, 2]]), uvs=torch.rand(3, 2), texture=torch.rand(4, 4, 3))
     real, export._texture_png = export._texture_png, lambda _t: _png_header(12000, 12000)
@@ -518,7 +518,7 @@ def test_demo_on_a_full_disk(env, full_disk, capsys):
 
 @pytest.mark.slow
 def test_generate_on_a_full_disk_writes_neither_ply_nor_mesh(env, full_disk, tmp_path_factory, capsys):
-    from microdreamer_core.mv_loading import build_random_model, save_diffusers_folder
+    from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
 
     model = tmp_path_factory.mktemp("tiny_imagedream")
     save_diffusers_folder(build_random_model("imagedream", "tiny", seed=0), model)
@@ -626,14 +626,14 @@ def test_stop_signals_end_a_run_cleanly(env, tmp_path, command, started, signum)
 # The library's node-level entry points given empty or degenerate inputs
 # ---------------------------------------------------------------------------------------------
 def _library_cases():
-    from microdreamer_core.image_prep import recenter_rgba, reference_from_batch
-    from microdreamer_core.images import read_rgba
-    from microdreamer_core.mesh_render import render_mesh
-    from microdreamer_core.mv_sampling import to_bchw
-    from microdreamer_core.pipeline import make_condition
-    from microdreamer_core.reconstruct import ReconstructConfig, reconstruct
-    from microdreamer_core.schedules import DDIMSchedule
-    from microdreamer_core.views import load_cameras
+    from microdreamer_core.pipeline.image_prep import recenter_rgba, reference_from_batch
+    from microdreamer_core.io.images import read_rgba
+    from microdreamer_core.render.mesh import render_mesh
+    from microdreamer_core.diffusion.sampling import to_bchw
+    from microdreamer_core.pipeline.generate import make_condition
+    from microdreamer_core.fit.reconstruct import ReconstructConfig, reconstruct
+    from microdreamer_core.diffusion.schedules import DDIMSchedule
+    from microdreamer_core.scene.views import load_cameras
 
     cams = orbit_cameras([0.0], [0.0], 2.0, 8)
     views = PosedViews(torch.rand(1, 8, 8, 4), cams)

@@ -42,7 +42,7 @@ def test_tiny_suite_runs_and_every_measurement_is_above_its_floor(tmp_path):
     assert len(rows["pipeline"]["gaussians_per_iteration"]) == 2
     assert rows["sds"]["nfe"] == 8
     # the SDS comparison runs SIR with the paper's Adam schedule (init steps + 15 per iteration)
-    from microdreamer_core.presets import get_preset
+    from microdreamer_core.pipeline.presets import get_preset
 
     paper = get_preset("zero123").sir
     assert rows["sir_gaussians"]["iterations"] == 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from microdreamer_core.cameras import (
+from microdreamer_core.scene.cameras import (
     CAMERA_PRESETS, Cameras, front_camera, orbit_cameras, orbit_pose, relative_elevation_range, sample_orbit_cameras,
 )
 
@@ -37,7 +37,7 @@ def test_cameras_look_at_the_origin_and_are_rotations():
 def test_straight_down_view_is_finite():
     c2w = orbit_pose(torch.tensor(-90.0), torch.tensor(0.0), 2.0)
     c2w_exact = torch.eye(4)
-    from microdreamer_core.cameras import look_at
+    from microdreamer_core.scene.cameras import look_at
     R = look_at(torch.tensor([0.0, 2.0, 0.0]), torch.zeros(3))
     assert torch.isfinite(R).all() and torch.allclose(R @ R.T, torch.eye(3), atol=1e-6)
     assert torch.isfinite(c2w).all() and not torch.equal(c2w, c2w_exact)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from microdreamer_core.cameras import orbit_cameras
+from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.cli import main
-from microdreamer_core.gaussians import Gaussians, init_ball
-from microdreamer_core.views import PosedViews, load_transforms, save_transforms
+from microdreamer_core.scene.gaussians import Gaussians, init_ball
+from microdreamer_core.scene.views import PosedViews, load_transforms, save_transforms
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_bad_inputs_give_one_line_and_no_output(views_dir, tmp_path, capsys):
 
 
 def test_interrupt_leaves_no_partial_file(views_dir, tmp_path, monkeypatch, capsys):
-    import microdreamer_core.reconstruct as rec
+    import microdreamer_core.fit.reconstruct as rec
 
     calls = {"n": 0}
     real_step = rec.GaussianFitter.step
@@ -151,7 +151,7 @@ PROMPTS = {"zero123": None, "imagedream": "", "mvdream": "a yellow rubber duck"}
 def tiny_model_dir(tmp_path_factory):
     """``tiny_model_dir(kind)``: a tiny random model of ``kind`` saved as a diffusers folder, built
     once per module (on first use, so a run that needs one kind builds only that one)."""
-    from microdreamer_core.mv_loading import build_random_model, save_diffusers_folder
+    from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
 
     built = {}
 
@@ -221,7 +221,7 @@ def test_generate_same_seed_gives_byte_identical_files(tiny_model_dir, blob_png,
 
 
 def test_generate_bad_inputs_fail_fast_with_one_line(tiny_model_dir, blob_png, tmp_path, capsys, monkeypatch):
-    from microdreamer_core import mv_loading
+    from microdreamer_core.diffusion import loading as mv_loading
 
     zero123, mvdream, imagedream = (tiny_model_dir(k) for k in ("zero123", "mvdream", "imagedream"))
     capsys.readouterr()  # what building the models printed
@@ -263,7 +263,7 @@ def test_generate_bad_inputs_fail_fast_with_one_line(tiny_model_dir, blob_png, t
 
 def test_generate_help_matches_the_code(capsys):
     from microdreamer_core.cli import PRESET_NAMES
-    from microdreamer_core.presets import PRESETS
+    from microdreamer_core.pipeline.presets import PRESETS
 
     assert PRESET_NAMES == tuple(PRESETS)
     with pytest.raises(SystemExit) as exc:

@@ -23,7 +23,7 @@ from comfy_server import (
     write_view_pngs,
 )
 
-from microdreamer_core.mv_loading import HUB_IDS
+from microdreamer_core.diffusion.loading import HUB_IDS
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -132,7 +132,7 @@ def server(comfyui_server: ComfyServer) -> ComfyServer:
 
 def write_tiny_models(folder) -> None:
     """Tiny random MVDream / ImageDream / Stable Zero123 in the diffusers layout users download."""
-    from microdreamer_core.mv_loading import build_random_model, save_diffusers_folder
+    from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
 
     for name, kind in TINY_MODELS.items():
         if not (folder / name / "unet" / "config.json").is_file():
@@ -220,9 +220,9 @@ def test_example_workflow_ui_and_api_twin_agree(object_info: dict, ui_path: Path
 def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     from gltf_validator import assert_valid
 
-    from microdreamer_core.gaussians import Gaussians
-    from microdreamer_core.mesh import load_mesh
-    from microdreamer_core.views import load_transforms
+    from microdreamer_core.scene.gaussians import Gaussians
+    from microdreamer_core.scene.mesh import load_mesh
+    from microdreamer_core.scene.views import load_transforms
 
     prefix = f"e2e/{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
@@ -527,7 +527,7 @@ def check_glb(path: Path, name: str) -> None:
     size of the object (without masks the fit must not fill the views with background)."""
     from gltf_validator import assert_valid
 
-    from microdreamer_core.mesh import load_mesh
+    from microdreamer_core.scene.mesh import load_mesh
 
     report = assert_valid(path)
     assert report["info"]["generator"] == "microdreamer" and report["info"]["hasTextures"], report["info"]

@@ -11,8 +11,8 @@ import importlib.util
 import pytest
 import torch
 
-from microdreamer_core.cameras import orbit_cameras
-from microdreamer_core.gaussians import init_ball
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.scene.gaussians import init_ball
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
@@ -40,8 +40,8 @@ def test_gsplat_matches_torch_backend():
 @needs_cuda
 @pytest.mark.skipif(importlib.util.find_spec("nvdiffrast") is None, reason="nvdiffrast is not installed (pip install diffrp-nvdiffrast)")
 def test_nvdiffrast_matches_torch_backend():
-    from microdreamer_core.demo_object import make_demo_mesh
-    from microdreamer_core.mesh_render import render_mesh
+    from microdreamer_core.eval.demo_object import make_demo_mesh
+    from microdreamer_core.render.mesh import render_mesh
 
     mesh = make_demo_mesh(texture_size=128).to("cuda")
     cams = orbit_cameras([-30.0, 0.0, 20.0], [0.0, 120.0, 240.0], 2.0, 256).to("cuda")

@@ -13,18 +13,18 @@ import pytest
 import torch
 from gltf_validator import assert_valid
 
-from microdreamer_core.cameras import orbit_cameras
-from microdreamer_core.demo_object import make_demo_mesh
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.eval.demo_object import make_demo_mesh
 from microdreamer_core.errors import InputError
-from microdreamer_core.export import (
+from microdreamer_core.io.export import (
     linear_to_srgb,
     save_glb,
     save_mesh,
     save_obj,
     srgb_to_linear,
 )
-from microdreamer_core.mesh import Mesh, load_mesh, mesh_from_trimesh, mesh_to_trimesh
-from microdreamer_core.mesh_render import render_mesh
+from microdreamer_core.scene.mesh import Mesh, load_mesh, mesh_from_trimesh, mesh_to_trimesh
+from microdreamer_core.render.mesh import render_mesh
 
 
 def _quantised(t: torch.Tensor) -> torch.Tensor:
@@ -274,7 +274,7 @@ def test_empty_mesh_and_unknown_format_raise_input_error(tmp_path, textured):
 # ---------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def gaussian_ply(tmp_path_factory) -> Path:
-    from microdreamer_core.mesh_extract import gaussians_on_surface
+    from microdreamer_core.meshing.extract import gaussians_on_surface
 
     path = tmp_path_factory.mktemp("ply") / "model.ply"
     gaussians_on_surface(make_demo_mesh(texture_size=64), num=4000).save_ply(path)

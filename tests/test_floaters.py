@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from microdreamer_core.cameras import orbit_cameras
-from microdreamer_core.floaters import FloaterFilterConfig, floater_candidates, remove_floaters
-from microdreamer_core.gaussians import Gaussians, rgb_to_sh0
-from microdreamer_core.reconstruct import GaussianFitter
-from microdreamer_core.sir import SIRConfig
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.fit.floaters import FloaterFilterConfig, floater_candidates, remove_floaters
+from microdreamer_core.scene.gaussians import Gaussians, rgb_to_sh0
+from microdreamer_core.fit.reconstruct import GaussianFitter
+from microdreamer_core.pipeline.sir import SIRConfig
 
 SMALL = FloaterFilterConfig(resolution=96)
 

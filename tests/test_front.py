@@ -14,9 +14,9 @@ import torch
 from test_cameras import _authors_get_camera, _reference_front_vector
 from tiny_models import KINDS, blob_rgba, condition_for
 
-from microdreamer_core.cameras import front_camera, orbit_cameras
-from microdreamer_core.mv_sampling import sample
-from microdreamer_core.pipeline import generate, make_condition, tiny_preset
+from microdreamer_core.scene.cameras import front_camera, orbit_cameras
+from microdreamer_core.diffusion.sampling import sample
+from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
 
 
 def _unet_cameras(model, run) -> list[torch.Tensor]:
@@ -80,7 +80,7 @@ def test_pipeline_keeps_the_reference_view_at_azimuth_0(kind, models):
 
 def test_condition_for_zero123_is_relative_to_the_front():
     """Stable Zero123 sees our front camera as 'no rotation' (d_azimuth 0, d_elevation 0)."""
-    from microdreamer_core.mv_models import Zero123Model
+    from microdreamer_core.diffusion.models import Zero123Model
 
     rel = Zero123Model.relative_camera(front_camera(-20.0), -20.0)
     assert torch.allclose(rel[0, :3], torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)

@@ -1,4 +1,4 @@
-"""Tests for microdreamer_core.gaussian_render (torch backend on CPU; gsplat only for its errors)."""
+"""Tests for microdreamer_core.render.gaussians (torch backend on CPU; gsplat only for its errors)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-import microdreamer_core.gaussian_render as gr
-from microdreamer_core.cameras import orbit_cameras
-from microdreamer_core.gaussian_render import (
+import microdreamer_core.render.gaussians as gr
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.render.gaussians import (
     RenderOutput,
     eval_sh,
     project_gaussians,

@@ -7,9 +7,9 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from microdreamer_core.densify import DensifyConfig, DensifyStrategy, edit_parameters
+from microdreamer_core.fit.densify import DensifyConfig, DensifyStrategy, edit_parameters
 from microdreamer_core.errors import InputError
-from microdreamer_core.gaussians import SH_C0, Gaussians, init_ball, knn_scales
+from microdreamer_core.scene.gaussians import SH_C0, Gaussians, init_ball, knn_scales
 
 
 def test_init_ball_matches_the_paper():

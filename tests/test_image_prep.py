@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from microdreamer_core.errors import InputError
-from microdreamer_core.image_prep import recenter_rgba
+from microdreamer_core.pipeline.image_prep import recenter_rgba
 
 
 def test_object_is_centred_and_fills_eighty_percent():

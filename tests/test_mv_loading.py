@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from microdreamer_core.errors import InputError
-from microdreamer_core.mv_loading import build_random_model, load_model, save_diffusers_folder
-from microdreamer_core.mv_models import Condition
-from microdreamer_core.mv_sampling import sample
-from microdreamer_core.mv_unet import MultiViewUNetModel
-from microdreamer_core.cameras import orbit_cameras
+from microdreamer_core.diffusion.loading import build_random_model, load_model, save_diffusers_folder
+from microdreamer_core.diffusion.models import Condition
+from microdreamer_core.diffusion.sampling import sample
+from microdreamer_core.diffusion.unet import MultiViewUNetModel
+from microdreamer_core.scene.cameras import orbit_cameras
 
 SIZE = 32
 # what the published ashawkey/{mvdream-sd2.1,imagedream-ipmv}-diffusers unet/config.json carry
@@ -136,7 +136,7 @@ def built(monkeypatch):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPVisionModel, CLIPVisionModelWithProjection
 
-    from microdreamer_core.mv_models import CLIPCameraProjection
+    from microdreamer_core.diffusion.models import CLIPCameraProjection
 
     seen: list[tuple[str, bool]] = []
     for cls in (MultiViewUNetModel, UNet2DConditionModel, AutoencoderKL, CLIPTextModel, CLIPVisionModel,

@@ -1,4 +1,4 @@
-"""Confinement of user-given paths to one folder (microdreamer_core.paths) and the confined views
+"""Confinement of user-given paths to one folder (microdreamer_core.io.paths) and the confined views
 loader (``load_transforms(..., root=...)``): what the Load Posed Views node relies on."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from microdreamer_core.cameras import orbit_cameras
+from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.errors import InputError
-from microdreamer_core.paths import confined, folders_holding, is_inside
-from microdreamer_core.views import PosedViews, load_transforms, save_transforms
+from microdreamer_core.io.paths import confined, folders_holding, is_inside
+from microdreamer_core.scene.views import PosedViews, load_transforms, save_transforms
 
 
 @pytest.fixture

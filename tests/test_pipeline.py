@@ -7,14 +7,14 @@ import dataclasses
 import pytest
 import torch
 
-from microdreamer_core.cameras import orbit_cameras
+from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.errors import Cancelled, InputError
-from microdreamer_core.export import glb_bytes
-from microdreamer_core.pipeline import generate, make_condition, tiny_preset
-from microdreamer_core.presets import PRESETS, get_preset
-from microdreamer_core.sir import SIRConfig, run_sir
-from microdreamer_core.texture_refine import TextureRefineConfig, refine_texture
-from microdreamer_core.views import PosedViews
+from microdreamer_core.io.export import glb_bytes
+from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
+from microdreamer_core.pipeline.presets import PRESETS, get_preset
+from microdreamer_core.pipeline.sir import SIRConfig, run_sir
+from microdreamer_core.pipeline.texture_refine import TextureRefineConfig, refine_texture
+from microdreamer_core.scene.views import PosedViews
 
 from tiny_models import KINDS, blob_rgba, condition_for  # tests/ is on sys.path
 
@@ -79,7 +79,7 @@ def test_same_seed_same_glb_and_other_seed_differs(models):
 
 
 def test_texture_refinement_fits_the_targets_for_every_kind(models):
-    from microdreamer_core.mesh_extract import gaussians_on_surface  # noqa: F401  (module imports cleanly)
+    from microdreamer_core.meshing.extract import gaussians_on_surface  # noqa: F401  (module imports cleanly)
 
     base = generate(models["zero123"], condition_for("zero123"), dataclasses.replace(tiny_preset("zero123"), refine_texture=False))
     assert base.texture is None
@@ -166,7 +166,7 @@ def test_condition_and_preset_errors_name_the_fix(models):
 
 def test_reference_view_camera_follows_the_input_elevation():
     """The reference loss renders from the photo's camera, which Zero123 is conditioned on."""
-    from microdreamer_core.sir import _reference_targets
+    from microdreamer_core.pipeline.sir import _reference_targets
 
     for elevation in (0.0, -20.0):
         cond = make_condition("zero123", image=blob_rgba(), elevation=elevation)

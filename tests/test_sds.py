@@ -1,4 +1,4 @@
-"""The SDS baseline (microdreamer_core.sds) with tiny random models: NFEs, gradients through the
+"""The SDS baseline (microdreamer_core.pipeline.sds) with tiny random models: NFEs, gradients through the
 VAE encoder, determinism, cancel, the timestep schedule and the settings shared with SIR."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import dataclasses
 import pytest
 import torch
 
-from microdreamer_core.densify import DensifyConfig
+from microdreamer_core.fit.densify import DensifyConfig
 from microdreamer_core.errors import Cancelled
-from microdreamer_core.gaussians import init_ball
-from microdreamer_core.mv_loading import build_random_model
-from microdreamer_core.pipeline import tiny_preset
-from microdreamer_core.schedules import DDIMSchedule
-from microdreamer_core.sds import SDSConfig, run_sds, sds_timestep, sds_weight
+from microdreamer_core.scene.gaussians import init_ball
+from microdreamer_core.diffusion.loading import build_random_model
+from microdreamer_core.pipeline.generate import tiny_preset
+from microdreamer_core.diffusion.schedules import DDIMSchedule
+from microdreamer_core.pipeline.sds import SDSConfig, run_sds, sds_timestep, sds_weight
 
 from tiny_models import KINDS, condition_for  # tests/ is on sys.path
 

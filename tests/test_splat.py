@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from microdreamer_core.cameras import Cameras, orbit_cameras
+from microdreamer_core.scene.cameras import Cameras, orbit_cameras
 from microdreamer_core.errors import InputError
-from microdreamer_core.gaussians import SH_C0, Gaussians
-from microdreamer_core.splat import flip_yz, gaussians_to_splat, splat_to_gaussians
+from microdreamer_core.scene.gaussians import SH_C0, Gaussians
+from microdreamer_core.scene.splat import flip_yz, gaussians_to_splat, splat_to_gaussians
 
 _FLIP = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 
@@ -71,7 +71,7 @@ def test_splat_layout_activations_and_frame():
     # base colour keeps ComfyUI's reading: rgb = 0.5 + SH_C0 * DC
     assert torch.allclose((0.5 + SH_C0 * s.sh[0, :, 0]).clamp(0, 1), g.base_colors())
     # the rotation is the turned one: R' = diag(1,-1,-1) R
-    from microdreamer_core.gaussian_render import quat_to_rotmat
+    from microdreamer_core.render.gaussians import quat_to_rotmat
 
     r = quat_to_rotmat(g.normalized_quats())
     r2 = quat_to_rotmat(s.rotations[0])

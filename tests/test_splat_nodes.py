@@ -52,7 +52,7 @@ _SCRIPT = textwrap.dedent(
     out = {"ids": ids}
     if stand_in == "1":
         from md_pack.nodes.splat import MicroDreamerGaussiansToSplat as To, MicroDreamerSplatToGaussians as From
-        from microdreamer_core.gaussians import init_ball
+        from microdreamer_core.scene.gaussians import init_ball
         for node in (To, From):  # the V3 machinery validates and serialises the schema
             info = node.GET_NODE_INFO_V1()
             out[node.__name__] = {"input": list(info["input"]["required"]), "output": list(info["output"])}

@@ -9,12 +9,12 @@ import dataclasses
 import pytest
 import torch
 
-from microdreamer_core.cameras import orbit_cameras
-from microdreamer_core.mesh import Mesh
-from microdreamer_core.mesh_render import render_mesh
-from microdreamer_core.mv_models import Condition
-from microdreamer_core.pipeline import make_condition
-from microdreamer_core.texture_refine import (
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.scene.mesh import Mesh
+from microdreamer_core.render.mesh import render_mesh
+from microdreamer_core.diffusion.models import Condition
+from microdreamer_core.pipeline.generate import make_condition
+from microdreamer_core.pipeline.texture_refine import (
     TextureRefineConfig,
     fit_texture,
     front_mask,

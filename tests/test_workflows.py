@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from microdreamer_core.mv_loading import HUB_IDS
-from microdreamer_core.presets import PRESETS, MeshConfig
-from microdreamer_core.texture_refine import TextureRefineConfig
+from microdreamer_core.diffusion.loading import HUB_IDS
+from microdreamer_core.pipeline.presets import PRESETS, MeshConfig
+from microdreamer_core.pipeline.texture_refine import TextureRefineConfig
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))

@@ -1,0 +1,1 @@
+"""Multi-view diffusion: DDIM schedules, the multi-view UNet, the models, sampling and loading."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the reconstruction protocol, the embedded demo object and demo run."""

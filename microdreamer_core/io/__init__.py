@@ -1,0 +1,1 @@
+"""Every disk format and safe writing: images, transforms.json, PLY, mesh files, GLB/OBJ export."""

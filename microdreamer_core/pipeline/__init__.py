@@ -1,0 +1,1 @@
+"""The method: conditions, SIR (and the SDS baseline), texture refinement, presets, generate()."""

@@ -1,0 +1,1 @@
+"""Differentiable rasterisers: Gaussians and triangle meshes, pure-torch references and CUDA backends."""

@@ -1,0 +1,1 @@
+"""The things the pipeline works on: cameras, posed views, Gaussians, meshes, splat interchange."""

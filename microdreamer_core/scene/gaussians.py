@@ -1,0 +1,233 @@
+"""3D Gaussians: the parameter container, the paper's initialisation and standard 3DGS PLY I/O.
+
+Parameters are stored *raw*, exactly as the 3DGS PLY layout stores them, and activated on use:
+positions as is, log-scales (exp), unnormalised wxyz quaternions (normalise), opacity logits
+(sigmoid) and real spherical-harmonic colour coefficients, DC term ``sh0`` apart from the rest
+``shN`` (colour = 0.5 + SH, so all-zero coefficients are mid grey).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cameras import Cameras
+from ..errors import InputError, atomic_path
+
+__all__ = ["Gaussians", "SH_C0", "rgb_to_sh0", "init_ball", "knn_scales"]
+
+SH_C0 = 0.28209479177387814
+"""Zeroth real spherical-harmonic basis constant: colour = 0.5 + SH_C0 * sh0."""
+
+
+def rgb_to_sh0(rgb: Tensor) -> Tensor:
+    """DC SH coefficient that renders as ``rgb``."""
+    return (rgb - 0.5) / SH_C0
+
+
+@dataclass
+class Gaussians:
+    """A set of N 3D Gaussians (raw parameters; see the module docstring).
+
+    Attributes:
+        means: (N, 3) centres.
+        scales: (N, 3) log standard deviations along the local axes.
+        quats: (N, 4) rotations as wxyz quaternions, not necessarily normalised.
+        opacities: (N,) opacity logits.
+        sh0: (N, 1, 3) DC colour coefficients.
+        shN: (N, K, 3) higher-order SH coefficients, K = (degree + 1)^2 - 1 (0 for degree 0).
+    """
+
+    means: Tensor
+    scales: Tensor
+    quats: Tensor
+    opacities: Tensor
+    sh0: Tensor
+    shN: Tensor
+
+    PARAMS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0]
+        expect = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "opacities": (n,), "sh0": (n, 1, 3)}
+        for name, shape in expect.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"Gaussians.{name} must be {shape}, got {tuple(getattr(self, name).shape)}")
+        k = self.shN.shape[1] if self.shN.ndim == 3 else -1
+        if self.shN.shape[0] != n or k not in (0, 3, 8, 15) or self.shN.shape[-1] != 3:
+            raise ValueError(f"Gaussians.shN must be (N, K, 3) with K in 0/3/8/15, got {tuple(self.shN.shape)}")
+
+    # --- views of the parameters --------------------------------------------------------
+    @property
+    def num(self) -> int:
+        return self.means.shape[0]
+
+    def __len__(self) -> int:
+        return self.num
+
+    @property
+    def sh_degree(self) -> int:
+        return int(round(math.sqrt(self.shN.shape[1] + 1))) - 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    def params(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def activated_scales(self) -> Tensor:
+        return torch.exp(self.scales)
+
+    def activated_opacities(self) -> Tensor:
+        return torch.sigmoid(self.opacities)
+
+    def normalized_quats(self) -> Tensor:
+        return torch.nn.functional.normalize(self.quats, dim=-1)
+
+    def sh_coeffs(self) -> Tensor:
+        """(N, (degree+1)^2, 3) all SH coefficients."""
+        return torch.cat([self.sh0, self.shN], dim=1)
+
+    def base_colors(self) -> Tensor:
+        """(N, 3) view-independent colour (the DC term)."""
+        return (0.5 + SH_C0 * self.sh0[:, 0]).clamp(0.0, 1.0)
+
+    # --- whole-set operations -----------------------------------------------------------
+    def map(self, fn) -> "Gaussians":
+        """A new set with ``fn`` applied to every parameter tensor."""
+        return Gaussians(**{name: fn(t) for name, t in self.params().items()})
+
+    def detach(self) -> "Gaussians":
+        return self.map(lambda t: t.detach().clone())
+
+    def to(self, device) -> "Gaussians":
+        return self.map(lambda t: t.to(device))
+
+    def __getitem__(self, mask: Tensor) -> "Gaussians":
+        """Subset by boolean mask or index tensor."""
+        return self.map(lambda t: t[mask])
+
+    def check_finite(self, what: str = "Gaussian model") -> None:
+        """Raise :class:`InputError` if any parameter is NaN or infinite."""
+        for name, t in self.params().items():
+            if not torch.isfinite(t).all():
+                raise InputError(f"{what} has NaN or infinite values in '{name}': the file or run that produced it is broken")
+
+    def render(self, cameras: Cameras, background=(1.0, 1.0, 1.0), backend: str = "auto"):
+        """Render from ``cameras``; returns :class:`~microdreamer_core.render.gaussians.RenderOutput`."""
+        from ..render.gaussians import rasterize_gaussians
+
+        cams = cameras.to(self.device)
+        bg = torch.as_tensor(background, dtype=torch.float32, device=self.device)
+        return rasterize_gaussians(
+            self.means, self.normalized_quats(), self.activated_scales(), self.activated_opacities(),
+            self.sh_coeffs(), cams.w2c_opencv(), cams.intrinsics(), cams.width, cams.height,
+            background=bg, near=cams.near, far=cams.far, sh_degree=self.sh_degree, backend=backend,
+        )
+
+    # --- PLY I/O ------------------------------------------------------------------------
+    def save_ply(self, path: str | Path) -> Path:
+        """Write the standard 3DGS PLY (x y z nx ny nz f_dc_* f_rest_* opacity scale_* rot_*), atomically."""
+        from plyfile import PlyData, PlyElement
+
+        self.check_finite("refusing to save: the Gaussian model")
+        g = self.detach().to("cpu")
+        n, k = g.num, g.shN.shape[1]
+        rest = g.shN.transpose(1, 2).reshape(n, 3 * k)  # channel-major, as the reference PLY stores it
+        columns = [g.means, torch.zeros(n, 3), g.sh0[:, 0], rest, g.opacities[:, None], g.scales, g.quats]
+        names = (
+            ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+            + [f"f_rest_{i}" for i in range(3 * k)]
+            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+        )
+        data = torch.cat(columns, dim=1).numpy().astype(np.float32)
+        vertex = np.empty(n, dtype=[(name, "f4") for name in names])
+        for i, name in enumerate(names):
+            vertex[name] = data[:, i]
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp))
+        return path
+
+    @classmethod
+    def load_ply(cls, path: str | Path) -> "Gaussians":
+        """Read a standard 3DGS PLY (any SH degree 0-3)."""
+        from plyfile import PlyData
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no Gaussian PLY at {path}: check the path")
+        try:
+            ply = PlyData.read(str(path), mmap=False)  # no memory map: the file may be replaced while in use
+            v = ply["vertex"]
+        except Exception as e:  # plyfile raises assorted errors for non-PLY input
+            raise InputError(f"{path.name} is not a readable PLY file ({type(e).__name__}: {e})") from None
+        props = {p.name for p in v.properties}
+        need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
+        missing = [p for p in need if p not in props]
+        if missing:
+            raise InputError(
+                f"{path.name} is not a 3D Gaussian splatting PLY (missing {', '.join(missing)}): "
+                "expected the standard 3DGS layout (x y z f_dc_* f_rest_* opacity scale_* rot_*)"
+            )
+        n_rest = len([p for p in props if p.startswith("f_rest_")])
+        if n_rest % 3 or n_rest // 3 not in (0, 3, 8, 15):
+            raise InputError(f"{path.name} has {n_rest} f_rest_* columns; expected 0, 9, 24 or 45 (SH degree 0-3)")
+
+        def col(*names: str) -> Tensor:
+            return torch.from_numpy(np.stack([np.asarray(v[name], dtype=np.float32) for name in names], axis=1))
+
+        n, k = len(v.data), n_rest // 3
+        rest = col(*[f"f_rest_{i}" for i in range(n_rest)]) if k else torch.zeros(n, 0)
+        g = cls(
+            means=col("x", "y", "z"),
+            scales=col("scale_0", "scale_1", "scale_2"),
+            quats=col("rot_0", "rot_1", "rot_2", "rot_3"),
+            opacities=col("opacity")[:, 0],
+            sh0=col("f_dc_0", "f_dc_1", "f_dc_2")[:, None],
+            shN=rest.reshape(n, 3, k).transpose(1, 2).contiguous(),
+        )
+        g.check_finite(f"{path.name}")
+        return g
+
+
+def knn_scales(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
+    """(N,) sqrt of the mean squared distance of each point to its ``k`` nearest neighbours."""
+    out = []
+    for start in range(0, points.shape[0], chunk):
+        d2 = torch.cdist(points[start : start + chunk], points).square()
+        nearest = d2.topk(k + 1, dim=1, largest=False).values[:, 1:]  # drop the point itself
+        out.append(nearest.mean(dim=1))
+    return torch.cat(out).clamp(min=1e-7).sqrt()
+
+
+def init_ball(
+    num: int = 5000,
+    radius: float = 0.5,
+    opacity: float = 0.1,
+    color: float = 0.5,
+    sh_degree: int = 0,
+    generator: torch.Generator | None = None,
+) -> Gaussians:
+    """The paper's initialisation: points uniform in a ball, isotropic kNN scales, identity
+    rotations, a uniform grey colour and a low opacity."""
+    direction = torch.nn.functional.normalize(torch.randn(num, 3, generator=generator), dim=-1)
+    r = radius * torch.rand(num, 1, generator=generator).pow(1.0 / 3.0)  # uniform in volume
+    means = direction * r
+    log_scale = torch.log(knn_scales(means))[:, None].expand(num, 3).clone()
+    quats = torch.zeros(num, 4)
+    quats[:, 0] = 1.0
+    return Gaussians(
+        means=means,
+        scales=log_scale,
+        quats=quats,
+        opacities=torch.full((num,), math.log(opacity / (1.0 - opacity))),
+        sh0=rgb_to_sh0(torch.full((num, 1, 3), color)),
+        shN=torch.zeros(num, (sh_degree + 1) ** 2 - 1, 3),
+    )

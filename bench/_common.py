@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from microdreamer_core.scene.views import load_rgba
+from microdreamer_core.io.transforms import load_rgba
 
 ROOT = Path(__file__).resolve().parents[1]
 DUCK_PHOTO = "24_wild2_yellow_duck_rgba.png"

@@ -19,9 +19,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from microdreamer_core.eval.protocol import DUCK_RADIUS, evaluate_reconstruction, novel_eval_cameras, zero123_train_cameras  # noqa: E402
-from microdreamer_core.scene.mesh import load_mesh, normalize_to_unit_sphere  # noqa: E402
+from microdreamer_core.eval.protocol import (  # noqa: E402
+    DUCK_RADIUS,
+    evaluate_reconstruction,
+    novel_eval_cameras,
+    zero123_train_cameras,
+)
 from microdreamer_core.fit.reconstruct import ReconstructConfig  # noqa: E402
+from microdreamer_core.scene.mesh import normalize_to_unit_sphere
+from microdreamer_core.io.mesh_files import load_mesh
 
 
 def main() -> None:

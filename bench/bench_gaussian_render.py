@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.render.gaussians import rasterize_gaussians
+from microdreamer_core.scene.cameras import orbit_cameras
 
 
 def make_scene(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -20,8 +20,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microdreamer_core.eval.demo_object import make_demo_mesh  # noqa: E402
-from microdreamer_core.scene.gaussians import Gaussians  # noqa: E402
-from microdreamer_core.meshing.extract import ExtractConfig, extract_mesh, gaussians_on_surface  # noqa: E402
+from microdreamer_core.io.ply import load_ply
+from microdreamer_core.meshing.extract import (  # noqa: E402
+    ExtractConfig,
+    extract_mesh,
+    gaussians_on_surface,
+)
 from microdreamer_core.meshing.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
 
 
@@ -35,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.ply:
-        gaussians, source = Gaussians.load_ply(args.ply), Path(args.ply).name
+        gaussians, source = load_ply(args.ply), Path(args.ply).name
     else:
         gaussians, source = gaussians_on_surface(make_demo_mesh(256), args.num, normal_scale=0.015), "synthetic"
     for res in args.resolutions:

@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 from microdreamer_core.diffusion.loading import build_random_model
 from microdreamer_core.diffusion.models import Condition
 from microdreamer_core.diffusion.sampling import refine_views
+from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 
 
 def timed(fn, device: torch.device) -> float:

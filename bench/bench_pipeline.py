@@ -21,14 +21,15 @@ import platform
 import time
 
 import torch
-
 from _common import commit, input_image
+
 from microdreamer_core.diffusion.loading import build_random_model
-from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
-from microdreamer_core.pipeline.sir import run_sir
 from microdreamer_core.meshing.texture import gaussians_to_mesh
-from microdreamer_core.pipeline.texture_refine import refine_texture
+from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
 from microdreamer_core.pipeline.presets import PRESETS, get_preset
+from microdreamer_core.pipeline.sir import run_sir
+from microdreamer_core.pipeline.texture_refine import refine_texture
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,10 +13,11 @@ import sys
 import time
 
 import torch
-from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
+
+import microdreamer_core.diffusion.models as mm
 from microdreamer_core.diffusion.loading import build_random_model
 from microdreamer_core.diffusion.models import Condition
-import microdreamer_core.diffusion.models as mm
+from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 
 size = sys.argv[1] if len(sys.argv) > 1 else "tiny"
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 7

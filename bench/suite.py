@@ -57,19 +57,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import commit, input_image  # noqa: E402
-from microdreamer_core.scene.cameras import sample_orbit_cameras  # noqa: E402
-from microdreamer_core.io.export import save_glb  # noqa: E402
-from microdreamer_core.scene.gaussians import init_ball  # noqa: E402
-from microdreamer_core.meshing.extract import ExtractConfig, extract_mesh  # noqa: E402
+
 from microdreamer_core.diffusion.loading import build_random_model  # noqa: E402
 from microdreamer_core.diffusion.sampling import refine_views, sample  # noqa: E402
+from microdreamer_core.fit.reconstruct import GaussianFitter  # noqa: E402
+from microdreamer_core.io.export import save_glb  # noqa: E402
+from microdreamer_core.meshing.extract import ExtractConfig, extract_mesh  # noqa: E402
+from microdreamer_core.meshing.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
 from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset  # noqa: E402
 from microdreamer_core.pipeline.presets import PRESETS, get_preset  # noqa: E402
-from microdreamer_core.fit.reconstruct import GaussianFitter  # noqa: E402
 from microdreamer_core.pipeline.sds import SDSConfig, run_sds  # noqa: E402
 from microdreamer_core.pipeline.sir import _sync, run_sir  # noqa: E402
-from microdreamer_core.meshing.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
 from microdreamer_core.pipeline.texture_refine import refine_texture  # noqa: E402
+from microdreamer_core.scene.cameras import sample_orbit_cameras  # noqa: E402
+from microdreamer_core.scene.gaussians import init_ball  # noqa: E402
 
 DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

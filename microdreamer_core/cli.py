@@ -3,7 +3,7 @@
 Every user error ends in one line on stderr, ``error: <the problem>: <the fix>``, exit code 2, and
 no new file: option values are checked against the ranges shown in ``--help`` as they are parsed,
 outputs are checked before any slow work and written all-or-nothing
-(:func:`~.errors.atomic_outputs`), and OS errors while writing name the output and the problem.
+(:func:`~.io.outputs.atomic_outputs`), and OS errors while writing name the output and the problem.
 Ctrl-C, SIGTERM and SIGHUP stop a run alike: the temporary files are removed, one line is printed
 and the exit code is 128 + the signal number (130, 143, 129).
 """
@@ -18,15 +18,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import (
-    Cancelled,
-    InputError,
-    atomic_outputs,
-    check_output,
-    open_outputs,
-    refuse_overwriting,
-    shown,
-)
+from .errors import Cancelled, InputError, shown
+from .io.outputs import atomic_outputs, check_output, open_outputs, refuse_overwriting
+from .io.ply import load_ply, save_ply
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj")
 PRESET_NAMES = ("zero123", "imagedream", "mvdream")  # microdreamer_core.pipeline.presets.PRESETS (kept import-free for --help)
@@ -129,7 +123,7 @@ def _check_size(width: int, height: int, what: str) -> None:
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from .fit.reconstruct import ReconstructConfig, reconstruct
-    from .scene.views import load_transforms
+    from .io.transforms import load_transforms
 
     out = Path(args.out)
     if out.suffix.lower() != ".ply":
@@ -142,21 +136,20 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     print(f"reconstructing from {len(views)} views ({views.cameras.width}x{views.cameras.height}"
           f"{f' -> {args.resolution}' if args.resolution else ''}), {args.steps} steps", file=sys.stderr)
     result = reconstruct(views, cfg, progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
-    result.gaussians.save_ply(out)
+    save_ply(result.gaussians, out)
     print(f"wrote {out} ({result.gaussians.num} Gaussians, {result.seconds:.1f} s)")
 
 
 def load_model(path: Path):
     """A Gaussian PLY or a mesh file, chosen by extension."""
-    from .scene.gaussians import Gaussians
 
     suffix = path.suffix.lower()
     if not path.is_file():
         raise InputError(f"model file {shown(path)} does not exist: check the path")
     if suffix == ".ply":
-        return Gaussians.load_ply(path)
+        return load_ply(path)
     if suffix in MESH_SUFFIXES:
-        from .scene.mesh import load_mesh
+        from .io.mesh_files import load_mesh
 
         return load_mesh(path)
     raise InputError(f"unknown model type '{shown(suffix or path.name)}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh")
@@ -164,13 +157,8 @@ def load_model(path: Path):
 
 def cmd_render(args: argparse.Namespace) -> None:
     from .eval.protocol import render_rgba
-    from .scene.views import (
-        PosedViews,
-        load_cameras,
-        save_transforms,
-        transforms_files,
-        transforms_inputs,
-    )
+    from .scene.views import PosedViews
+    from .io.transforms import load_cameras, save_transforms, transforms_files, transforms_inputs
 
     out, model_path = Path(args.out), Path(args.model)
     check_output(out, "--out", folder=True)
@@ -186,7 +174,6 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 def cmd_mesh(args: argparse.Namespace) -> None:
     from .io.export import SAVE_EXTENSIONS, mesh_files, save_mesh
-    from .scene.gaussians import Gaussians
     from .meshing.texture import gaussians_to_mesh
 
     model, out = Path(args.model), Path(args.out)
@@ -199,7 +186,7 @@ def cmd_mesh(args: argparse.Namespace) -> None:
     for path in mesh_files(out):  # fail before minutes of work, not after
         check_output(path, "--out")
     refuse_overwriting(mesh_files(out), [model])
-    gaussians = Gaussians.load_ply(model)
+    gaussians = load_ply(model)
     bake = not args.no_texture
     print(f"extracting a mesh from {gaussians.num} Gaussians (grid {args.resolution}, <= {args.faces} faces"
           f"{f', {args.texture_size} px texture' if bake else ', vertex colours'})", file=sys.stderr)
@@ -421,7 +408,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     with atomic_outputs():  # all outputs or none; the main one is asked for first, so it is moved in last
         path = save_mesh(mesh, out)
         if ply is not None:
-            gaussians.save_ply(ply)
+            save_ply(gaussians, ply)
             written.append(f"{ply} ({gaussians.num} Gaussians)")
         if views_dir is not None:
             n = _save_views(result, views_dir)

@@ -10,7 +10,11 @@ from .diffusion import (
     register_models_folder,
 )
 from .generate import MicroDreamerCondition, MicroDreamerRefineTexture
-from .mesh import MicroDreamerExtractMesh, MicroDreamerMeshToComfyMesh, MicroDreamerSaveGLB
+from .mesh import (
+    MicroDreamerExtractMesh,
+    MicroDreamerMeshToComfyMesh,
+    MicroDreamerSaveGLB,
+)
 from .reconstruct import MicroDreamerSIRReconstruct3DGS
 from .save import MicroDreamerSaveGaussians
 from .splat import SPLAT_NODES, splat_available

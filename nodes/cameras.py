@@ -7,8 +7,12 @@ import dataclasses
 import torch
 from comfy_api.latest import io
 
-from microdreamer_core.scene.cameras import CAMERA_PRESETS, orbit_cameras, sample_orbit_cameras
 from microdreamer_core.errors import InputError
+from microdreamer_core.scene.cameras import (
+    CAMERA_PRESETS,
+    orbit_cameras,
+    sample_orbit_cameras,
+)
 
 from .types import MDCameras
 

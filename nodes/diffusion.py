@@ -10,13 +10,24 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
-from microdreamer_core.errors import InputError
-from microdreamer_core.pipeline.image_prep import reference_from_batch
-from microdreamer_core.diffusion.loading import HUB_IDS, MAX_HUB_DOWNLOAD_BYTES, SINGLE_FILE_SUFFIXES, check_repo_id, load_from_hub, load_model
-from microdreamer_core.diffusion.models import DEFAULT_NEGATIVE_PROMPT, Condition, MultiViewModel
+from microdreamer_core.diffusion.loading import (
+    HUB_IDS,
+    MAX_HUB_DOWNLOAD_BYTES,
+    SINGLE_FILE_SUFFIXES,
+    check_repo_id,
+    load_from_hub,
+    load_model,
+)
+from microdreamer_core.diffusion.models import (
+    DEFAULT_NEGATIVE_PROMPT,
+    Condition,
+    MultiViewModel,
+)
 from microdreamer_core.diffusion.sampling import refine_views, sample
 from microdreamer_core.diffusion.schedules import DDIMSchedule
+from microdreamer_core.errors import InputError
+from microdreamer_core.pipeline.image_prep import reference_from_batch
+from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 
 from ._comfy import cancel_hook, progress_hook, torch_device
 from .types import MDCameras, MDMultiViewModel

@@ -9,7 +9,10 @@ from comfy_api.latest import io
 
 from microdreamer_core.diffusion.models import DEFAULT_NEGATIVE_PROMPT, MultiViewModel
 from microdreamer_core.pipeline.generate import make_condition
-from microdreamer_core.pipeline.texture_refine import TextureRefineConfig, refine_texture
+from microdreamer_core.pipeline.texture_refine import (
+    TextureRefineConfig,
+    refine_texture,
+)
 
 from . import _comfy
 from .types import MDCondition, MDMesh, MDMultiViewModel

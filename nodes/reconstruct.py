@@ -8,8 +8,8 @@ import torch
 from comfy_api.latest import io
 
 from microdreamer_core.errors import InputError
-from microdreamer_core.pipeline.presets import PRESETS, get_preset
 from microdreamer_core.fit.reconstruct import ReconstructConfig, reconstruct
+from microdreamer_core.pipeline.presets import PRESETS, get_preset
 from microdreamer_core.pipeline.sir import run_sir
 from microdreamer_core.scene.views import PosedViews
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from microdreamer_core.io.ply import save_ply
+
 from . import _comfy
 from .types import MDGaussians
 
@@ -32,5 +34,5 @@ class MicroDreamerSaveGaussians(io.ComfyNode):
     @classmethod
     def execute(cls, gaussians, filename_prefix: str) -> io.NodeOutput:
         path, entry = _comfy.output_file(filename_prefix, "ply")
-        gaussians.save_ply(path)
+        save_ply(gaussians, path)
         return io.NodeOutput(ui={"3d": [entry]})

@@ -13,7 +13,7 @@ from comfy_api.latest import io
 
 from microdreamer_core.errors import InputError, shown
 from microdreamer_core.io.paths import folders_holding, is_inside
-from microdreamer_core.scene.views import load_transforms
+from microdreamer_core.io.transforms import load_transforms
 
 from . import _comfy
 from .types import MDCameras

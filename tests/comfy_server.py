@@ -240,7 +240,8 @@ def render_demo_views(cams):
 def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> Path:
     """Render a small posed-views data set (three coloured Gaussian blobs) into ``folder``."""
     from microdreamer_core.scene.cameras import orbit_cameras
-    from microdreamer_core.scene.views import PosedViews, save_transforms
+    from microdreamer_core.scene.views import PosedViews
+    from microdreamer_core.io.transforms import save_transforms
 
     azimuths = [i * 360.0 / num_views for i in range(num_views)]
     elevations = [(-20.0 if i % 2 else 15.0) for i in range(num_views)]

@@ -19,8 +19,9 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="module")
 def models():
     """One tiny random-weight model per kind (inputs for them: tests/tiny_models.py)."""
-    from microdreamer_core.diffusion.loading import build_random_model
     from tiny_models import KINDS
+
+    from microdreamer_core.diffusion.loading import build_random_model
 
     return {k: build_random_model(k, "tiny", seed=0) for k in KINDS}
 
@@ -52,7 +53,8 @@ def duck_mesh():
     if not DUCK.is_file():
         pytest.skip(f"real test data not found at {DUCK}: put the shared/ folder beside the repo")
     from microdreamer_core.eval.protocol import DUCK_RADIUS
-    from microdreamer_core.scene.mesh import load_mesh, normalize_to_unit_sphere
+    from microdreamer_core.scene.mesh import normalize_to_unit_sphere
+    from microdreamer_core.io.mesh_files import load_mesh
 
     return normalize_to_unit_sphere(load_mesh(DUCK), DUCK_RADIUS)
 
@@ -63,7 +65,11 @@ def duck_evaluation(duck_mesh):
     scored on the 8 novel views; computed once per session."""
     import os
 
-    from microdreamer_core.eval.protocol import evaluate_reconstruction, novel_eval_cameras, zero123_train_cameras
+    from microdreamer_core.eval.protocol import (
+        evaluate_reconstruction,
+        novel_eval_cameras,
+        zero123_train_cameras,
+    )
     from microdreamer_core.fit.reconstruct import ReconstructConfig
 
     steps = int(os.environ.get("MICRODREAMER_DUCK_STEPS", "500"))

@@ -9,9 +9,8 @@ mappings are checked against diffusers' converters in ``test_ldm_layout.py``.
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from ldm_layout import clip_text_to_open_clip, vae_to_ldm
+from torch import Tensor
 
 
 def to_single_file(model) -> dict[str, Tensor]:

@@ -26,12 +26,16 @@ import pytest
 import torch
 from PIL import Image
 
-from microdreamer_core.scene.cameras import Cameras, orbit_cameras
 from microdreamer_core.cli import main
-from microdreamer_core.errors import InputError, atomic_outputs, shown
+from microdreamer_core.errors import InputError, shown
+from microdreamer_core.io.outputs import atomic_outputs
+from microdreamer_core.io.ply import save_ply
+from microdreamer_core.render.gaussians import render_gaussians
+from microdreamer_core.scene.cameras import Cameras, orbit_cameras
 from microdreamer_core.scene.gaussians import init_ball
 from microdreamer_core.scene.mesh import Mesh
-from microdreamer_core.scene.views import PosedViews, save_transforms
+from microdreamer_core.scene.views import PosedViews
+from microdreamer_core.io.transforms import save_transforms
 
 EYE = np.eye(4).tolist()
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -81,10 +85,10 @@ def env(tmp_path_factory) -> dict[str, str]:
     g.sh0[:] = torch.tensor([1.5, -1.0, -1.0])
     cams = orbit_cameras([-20.0, 10.0] * 3, [0, 60, 120, 180, 240, 300], 2.0, 16)
     with torch.no_grad():
-        out = g.render(cams, (0.0, 0.0, 0.0))
+        out = render_gaussians(g, cams, (0.0, 0.0, 0.0))
     p["views"] = root / "views"
     save_transforms(PosedViews(torch.cat([(out.rgb / out.alpha.clamp(min=1e-4)).clamp(0, 1), out.alpha], -1), cams), p["views"])
-    p["ply"] = g.save_ply(root / "ball.ply")
+    p["ply"] = save_ply(g, root / "ball.ply")
     import trimesh
 
     trimesh.creation.box(extents=(0.6, 0.6, 0.6)).export(root / "box.glb")
@@ -197,7 +201,7 @@ def env(tmp_path_factory) -> dict[str, str]:
         p[name.replace(".", "_")] = root / name
     nan_ply = root / "nan.ply"
     g2 = init_ball(10, generator=torch.Generator().manual_seed(0))
-    g2.save_ply(nan_ply)
+    save_ply(g2, nan_ply)
     from plyfile import PlyData
 
     ply = PlyData.read(str(nan_ply), mmap=False)
@@ -518,7 +522,10 @@ def test_demo_on_a_full_disk(env, full_disk, capsys):
 
 @pytest.mark.slow
 def test_generate_on_a_full_disk_writes_neither_ply_nor_mesh(env, full_disk, tmp_path_factory, capsys):
-    from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
+    from microdreamer_core.diffusion.loading import (
+        build_random_model,
+        save_diffusers_folder,
+    )
 
     model = tmp_path_factory.mktemp("tiny_imagedream")
     save_diffusers_folder(build_random_model("imagedream", "tiny", seed=0), model)
@@ -626,14 +633,17 @@ def test_stop_signals_end_a_run_cleanly(env, tmp_path, command, started, signum)
 # The library's node-level entry points given empty or degenerate inputs
 # ---------------------------------------------------------------------------------------------
 def _library_cases():
-    from microdreamer_core.pipeline.image_prep import recenter_rgba, reference_from_batch
-    from microdreamer_core.io.images import read_rgba
-    from microdreamer_core.render.mesh import render_mesh
     from microdreamer_core.diffusion.sampling import to_bchw
-    from microdreamer_core.pipeline.generate import make_condition
-    from microdreamer_core.fit.reconstruct import ReconstructConfig, reconstruct
     from microdreamer_core.diffusion.schedules import DDIMSchedule
-    from microdreamer_core.scene.views import load_cameras
+    from microdreamer_core.fit.reconstruct import ReconstructConfig, reconstruct
+    from microdreamer_core.io.images import read_rgba
+    from microdreamer_core.pipeline.generate import make_condition
+    from microdreamer_core.pipeline.image_prep import (
+        recenter_rgba,
+        reference_from_batch,
+    )
+    from microdreamer_core.render.mesh import render_mesh
+    from microdreamer_core.io.transforms import load_cameras
 
     cams = orbit_cameras([0.0], [0.0], 2.0, 8)
     views = PosedViews(torch.rand(1, 8, 8, 4), cams)
@@ -674,7 +684,7 @@ def _library_cases():
         ("reconstruct-resolution-negative", lambda: reconstruct(views, ReconstructConfig(steps=1, resolution=-3)), "resolution"),
         ("reconstruct-device-unknown", lambda: reconstruct(views, ReconstructConfig(steps=1, device="tpu")), "unknown device"),
         ("reconstruct-not-views", lambda: reconstruct(torch.rand(1, 8, 8, 4)), "PosedViews"),
-        ("gaussians-render-width-zero", lambda: init_ball(10).render(cams.with_resolution(0, 8)), "at least 1x1"),
+        ("gaussians-render-width-zero", lambda: render_gaussians(init_ball(10), cams.with_resolution(0, 8)), "at least 1x1"),
         ("render-mesh-singular", lambda: render_mesh(box, Cameras(torch.zeros(1, 4, 4), 0.8, 8, 8)), "singular"),
         ("sampling-empty-views", lambda: to_bchw(torch.zeros(0, 8, 8, 3)), "empty batch"),
         ("sampling-0x0-views", lambda: to_bchw(torch.zeros(2, 0, 0, 3)), "0x0"),
@@ -752,7 +762,7 @@ _SWALLOWING_RUN = """
 import sys, time
 from pathlib import Path
 from microdreamer_core.cli import _StopSignals
-from microdreamer_core.errors import atomic_outputs
+from microdreamer_core.io.outputs import atomic_outputs
 
 with _StopSignals(grace=1.0):
     with atomic_outputs() as out:

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from microdreamer_core.scene.cameras import (
-    CAMERA_PRESETS, Cameras, front_camera, orbit_cameras, orbit_pose, relative_elevation_range, sample_orbit_cameras,
+    CAMERA_PRESETS,
+    Cameras,
+    front_camera,
+    orbit_cameras,
+    orbit_pose,
+    relative_elevation_range,
+    sample_orbit_cameras,
 )
 
 

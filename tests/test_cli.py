@@ -9,10 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.cli import main
-from microdreamer_core.scene.gaussians import Gaussians, init_ball
-from microdreamer_core.scene.views import PosedViews, load_transforms, save_transforms
+from microdreamer_core.io.ply import load_ply, save_ply
+from microdreamer_core.render.gaussians import render_gaussians
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.scene.gaussians import init_ball
+from microdreamer_core.scene.views import PosedViews
+from microdreamer_core.io.transforms import load_transforms, save_transforms
 
 
 @pytest.fixture
@@ -23,7 +26,7 @@ def views_dir(tmp_path):
     g.sh0[:] = torch.tensor([1.5, -1.0, -1.0])
     cams = orbit_cameras([-20.0, 10.0] * 3, [0, 60, 120, 180, 240, 300], 2.0, 32)
     with torch.no_grad():
-        out = g.render(cams, (0.0, 0.0, 0.0))
+        out = render_gaussians(g, cams, (0.0, 0.0, 0.0))
     rgb = out.rgb / out.alpha.clamp(min=1e-4)
     save_transforms(PosedViews(torch.cat([rgb.clamp(0, 1), out.alpha], -1), cams), tmp_path / "views")
     return tmp_path / "views"
@@ -39,7 +42,7 @@ def test_reconstruct_and_render_roundtrip(views_dir, tmp_path, capsys):
     out = tmp_path / "model.ply"
     assert main(["reconstruct", str(views_dir), "--out", str(out), "--steps", "40", "--seed", "1"]) == 0
     assert "wrote" in capsys.readouterr().out
-    g = Gaussians.load_ply(out)
+    g = load_ply(out)
     assert g.num > 0
     assert main(["render", str(out), "--cameras", str(views_dir / "transforms.json"), "--out", str(tmp_path / "r")]) == 0
     rendered = load_transforms(tmp_path / "r")
@@ -55,7 +58,7 @@ def test_reconstruct_and_render_roundtrip(views_dir, tmp_path, capsys):
 
 def test_render_with_resolution_override(views_dir, tmp_path):
     g = init_ball(50, generator=torch.Generator().manual_seed(0))
-    g.save_ply(tmp_path / "g.ply")
+    save_ply(g, tmp_path / "g.ply")
     assert main(["render", str(tmp_path / "g.ply"), "--cameras", str(views_dir), "--out", str(tmp_path / "r"), "--resolution", "24"]) == 0
     assert load_transforms(tmp_path / "r").images.shape == (6, 24, 24, 4)
 
@@ -78,7 +81,7 @@ def test_bad_inputs_give_one_line_and_no_output(views_dir, tmp_path, capsys):
     assert "unknown model type" in _error_line(capsys)
 
     g = init_ball(10, generator=torch.Generator().manual_seed(0))
-    g.save_ply(tmp_path / "nan.ply")
+    save_ply(g, tmp_path / "nan.ply")
     from plyfile import PlyData
     ply = PlyData.read(str(tmp_path / "nan.ply"), mmap=False)
     ply["vertex"]["x"][0] = np.nan
@@ -151,7 +154,10 @@ PROMPTS = {"zero123": None, "imagedream": "", "mvdream": "a yellow rubber duck"}
 def tiny_model_dir(tmp_path_factory):
     """``tiny_model_dir(kind)``: a tiny random model of ``kind`` saved as a diffusers folder, built
     once per module (on first use, so a run that needs one kind builds only that one)."""
-    from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
+    from microdreamer_core.diffusion.loading import (
+        build_random_model,
+        save_diffusers_folder,
+    )
 
     built = {}
 
@@ -198,7 +204,7 @@ def test_generate_writes_a_valid_glb_ply_and_views(kind, tiny_model_dir, blob_pn
     start = [line for line in cap.err.splitlines() if line.startswith("generating with")]
     assert len(start) == 1 and f"({kind})" in start[0] and "(tiny)" in start[0] and "seed 3" in start[0] and "on cpu" in start[0], cap.err
     assert_valid(out)
-    g = Gaussians.load_ply(ply)
+    g = load_ply(ply)
     assert g.num > 0 and torch.isfinite(g.means).all()
     assert f"Gaussians: {g.num}" in cap.out and "NFEs: " in cap.out and "triangles" in cap.out and f"wrote {out}" in cap.out
     n_views = 6 if kind == "zero123" else 4

@@ -24,6 +24,8 @@ from comfy_server import (
 )
 
 from microdreamer_core.diffusion.loading import HUB_IDS
+from microdreamer_core.io.ply import load_ply
+from microdreamer_core.render.gaussians import render_gaussians
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -132,7 +134,10 @@ def server(comfyui_server: ComfyServer) -> ComfyServer:
 
 def write_tiny_models(folder) -> None:
     """Tiny random MVDream / ImageDream / Stable Zero123 in the diffusers layout users download."""
-    from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
+    from microdreamer_core.diffusion.loading import (
+        build_random_model,
+        save_diffusers_folder,
+    )
 
     for name, kind in TINY_MODELS.items():
         if not (folder / name / "unet" / "config.json").is_file():
@@ -220,9 +225,8 @@ def test_example_workflow_ui_and_api_twin_agree(object_info: dict, ui_path: Path
 def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     from gltf_validator import assert_valid
 
-    from microdreamer_core.scene.gaussians import Gaussians
-    from microdreamer_core.scene.mesh import load_mesh
-    from microdreamer_core.scene.views import load_transforms
+    from microdreamer_core.io.mesh_files import load_mesh
+    from microdreamer_core.io.transforms import load_transforms
 
     prefix = f"e2e/{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
@@ -240,10 +244,10 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     path = server.base / "output" / files[0]["subfolder"] / files[0]["filename"]
     assert path.is_file() and path.stat().st_size > 0
 
-    gaussians = Gaussians.load_ply(path)
+    gaussians = load_ply(path)
     assert gaussians.num > 0
     cams = load_transforms(server.base / "input" / DEMO_VIEWS).cameras
-    alpha = gaussians.render(cams[:2], backend="torch").alpha
+    alpha = render_gaussians(gaussians, cams[:2], backend="torch").alpha
     assert float(alpha.max()) > 0.5, "the reconstruction renders empty"
 
     status, body = server.request("GET", "/view?filename={}&subfolder={}&type=output".format(
@@ -527,7 +531,7 @@ def check_glb(path: Path, name: str) -> None:
     size of the object (without masks the fit must not fill the views with background)."""
     from gltf_validator import assert_valid
 
-    from microdreamer_core.scene.mesh import load_mesh
+    from microdreamer_core.io.mesh_files import load_mesh
 
     report = assert_valid(path)
     assert report["info"]["generator"] == "microdreamer" and report["info"]["hasTextures"], report["info"]

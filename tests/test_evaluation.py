@@ -2,10 +2,14 @@
 
 import torch
 
-from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.eval.demo_object import make_demo_mesh
-from microdreamer_core.eval.protocol import novel_eval_cameras, render_rgba, zero123_train_cameras
 from microdreamer_core.eval.metrics import mask_iou, psnr
+from microdreamer_core.eval.protocol import (
+    novel_eval_cameras,
+    render_rgba,
+    zero123_train_cameras,
+)
+from microdreamer_core.scene.cameras import orbit_cameras
 
 
 def test_mesh_ground_truth_is_antialiased_and_consistent():

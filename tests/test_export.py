@@ -13,9 +13,8 @@ import pytest
 import torch
 from gltf_validator import assert_valid
 
-from microdreamer_core.scene.cameras import orbit_cameras
-from microdreamer_core.eval.demo_object import make_demo_mesh
 from microdreamer_core.errors import InputError
+from microdreamer_core.eval.demo_object import make_demo_mesh
 from microdreamer_core.io.export import (
     linear_to_srgb,
     save_glb,
@@ -23,8 +22,11 @@ from microdreamer_core.io.export import (
     save_obj,
     srgb_to_linear,
 )
-from microdreamer_core.scene.mesh import Mesh, load_mesh, mesh_from_trimesh, mesh_to_trimesh
+from microdreamer_core.io.ply import save_ply
 from microdreamer_core.render.mesh import render_mesh
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.scene.mesh import Mesh
+from microdreamer_core.io.mesh_files import load_mesh, mesh_from_trimesh, mesh_to_trimesh
 
 
 def _quantised(t: torch.Tensor) -> torch.Tensor:
@@ -277,7 +279,7 @@ def gaussian_ply(tmp_path_factory) -> Path:
     from microdreamer_core.meshing.extract import gaussians_on_surface
 
     path = tmp_path_factory.mktemp("ply") / "model.ply"
-    gaussians_on_surface(make_demo_mesh(texture_size=64), num=4000).save_ply(path)
+    save_ply(gaussians_on_surface(make_demo_mesh(texture_size=64), num=4000), path)
     return path
 
 

@@ -14,9 +14,9 @@ import torch
 from test_cameras import _authors_get_camera, _reference_front_vector
 from tiny_models import KINDS, blob_rgba, condition_for
 
-from microdreamer_core.scene.cameras import front_camera, orbit_cameras
 from microdreamer_core.diffusion.sampling import sample
 from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
+from microdreamer_core.scene.cameras import front_camera, orbit_cameras
 
 
 def _unet_cameras(model, run) -> list[torch.Tensor]:

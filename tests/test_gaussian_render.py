@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import microdreamer_core.render.gaussians as gr
-from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.render.gaussians import (
     RenderOutput,
     eval_sh,
@@ -16,6 +15,7 @@ from microdreamer_core.render.gaussians import (
     rasterize_gaussians,
     sh_to_color,
 )
+from microdreamer_core.scene.cameras import orbit_cameras
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199

@@ -7,8 +7,13 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from microdreamer_core.fit.densify import DensifyConfig, DensifyStrategy, edit_parameters
 from microdreamer_core.errors import InputError
+from microdreamer_core.fit.densify import (
+    DensifyConfig,
+    DensifyStrategy,
+    edit_parameters,
+)
+from microdreamer_core.io.ply import load_ply, save_ply
 from microdreamer_core.scene.gaussians import SH_C0, Gaussians, init_ball, knn_scales
 
 
@@ -44,8 +49,8 @@ def _random_gaussians(n=50, degree=2):
 @pytest.mark.parametrize("degree", [0, 1, 3])
 def test_ply_roundtrip(tmp_path, degree):
     g = _random_gaussians(degree=degree)
-    path = g.save_ply(tmp_path / "g.ply")
-    h = Gaussians.load_ply(path)
+    path = save_ply(g, tmp_path / "g.ply")
+    h = load_ply(path)
     for name in Gaussians.PARAMS:
         assert torch.equal(getattr(g, name), getattr(h, name)), name
     assert not list(tmp_path.glob(".*.tmp"))  # no temp file left behind
@@ -53,7 +58,7 @@ def test_ply_roundtrip(tmp_path, degree):
 
 def test_ply_layout_is_the_standard_3dgs_one(tmp_path):
     g = _random_gaussians(n=3, degree=1)
-    ply = PlyData.read(str(g.save_ply(tmp_path / "g.ply")))
+    ply = PlyData.read(str(save_ply(g, tmp_path / "g.ply")))
     names = [p.name for p in ply["vertex"].properties]
     assert names == (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(9)]
                      + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
@@ -75,7 +80,7 @@ def test_load_a_ply_written_by_another_tool(tmp_path):
     arr["rot_0"] = 1.0
     arr["opacity"] = 2.0
     PlyData([PlyElement.describe(arr, "vertex")]).write(str(tmp_path / "inria.ply"))
-    g = Gaussians.load_ply(tmp_path / "inria.ply")
+    g = load_ply(tmp_path / "inria.ply")
     assert g.num == n and g.sh_degree == 0
     assert torch.allclose(g.base_colors()[0], torch.tensor([1.0, 0.5, 0.5]))
     assert g.activated_opacities()[0] == pytest.approx(1 / (1 + math.exp(-2)), rel=1e-6)
@@ -83,26 +88,26 @@ def test_load_a_ply_written_by_another_tool(tmp_path):
 
 def test_ply_errors(tmp_path):
     with pytest.raises(InputError, match="no Gaussian PLY"):
-        Gaussians.load_ply(tmp_path / "missing.ply")
+        load_ply(tmp_path / "missing.ply")
     (tmp_path / "junk.ply").write_bytes(b"not a ply at all")
     with pytest.raises(InputError, match="not a readable PLY"):
-        Gaussians.load_ply(tmp_path / "junk.ply")
+        load_ply(tmp_path / "junk.ply")
     arr = np.zeros(2, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     PlyData([PlyElement.describe(arr, "vertex")]).write(str(tmp_path / "points.ply"))
     with pytest.raises(InputError, match="not a 3D Gaussian splatting PLY"):
-        Gaussians.load_ply(tmp_path / "points.ply")
+        load_ply(tmp_path / "points.ply")
     g = _random_gaussians(degree=0)
-    g.save_ply(tmp_path / "nan.ply")
+    save_ply(g, tmp_path / "nan.ply")
     ply = PlyData.read(str(tmp_path / "nan.ply"), mmap=False)
     ply["vertex"]["opacity"][3] = np.nan
     ply.write(str(tmp_path / "nan.ply"))
     with pytest.raises(InputError, match="NaN"):
-        Gaussians.load_ply(tmp_path / "nan.ply")
+        load_ply(tmp_path / "nan.ply")
     # refusing to save NaN leaves no file
     bad = g.map(lambda t: t.clone())
     bad.means[0, 0] = float("nan")
     with pytest.raises(InputError, match="NaN"):
-        bad.save_ply(tmp_path / "out.ply")
+        save_ply(bad, tmp_path / "out.ply")
     assert not (tmp_path / "out.ply").exists()
 
 

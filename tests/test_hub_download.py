@@ -16,7 +16,6 @@ import huggingface_hub
 import pytest
 
 from microdreamer_core.diffusion import loading as mv_loading
-from microdreamer_core.errors import InputError
 from microdreamer_core.diffusion.loading import (
     MAX_HUB_DOWNLOAD_BYTES,
     build_random_model,
@@ -26,6 +25,7 @@ from microdreamer_core.diffusion.loading import (
     load_model,
     save_diffusers_folder,
 )
+from microdreamer_core.errors import InputError
 
 GOOD_IDS = ["ashawkey/imagedream-ipmv-diffusers", "a/b", "Owner_1/name.v2", "_x/y_", "x" * 96 + "/" + "y" * 96]
 BAD_IDS = [
@@ -233,7 +233,11 @@ def test_offline_hub_says_where_to_put_the_files(tmp_path, monkeypatch):
 def test_single_file_components_download_only_the_files_they_load(tmp_path, monkeypatch):
     """A single-file checkpoint's tokenizer, text encoder and image encoder come from repos that
     also hold .bin, fp16 and OpenCLIP copies of the same weights: only the loaded files come down."""
-    from microdreamer_core.diffusion.loading import CLIP_H_HUB_ID, SD21_HUB_ID, _resolve_source
+    from microdreamer_core.diffusion.loading import (
+        CLIP_H_HUB_ID,
+        SD21_HUB_ID,
+        _resolve_source,
+    )
 
     sd21 = {"model_index.json": b"{}", "unet/diffusion_pytorch_model.safetensors": b"x" * 64,
             "tokenizer/vocab.json": b"{}", "tokenizer/merges.txt": b"#", "tokenizer/tokenizer_config.json": b"{}",

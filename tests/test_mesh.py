@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from microdreamer_core.scene.cameras import Cameras, orbit_cameras
 from microdreamer_core.eval.demo_object import make_demo_mesh
-from microdreamer_core.scene.mesh import Mesh, load_mesh, normalize_to_unit_sphere
 from microdreamer_core.render.mesh import interpolate, rasterize, render_mesh, texture
+from microdreamer_core.scene.cameras import Cameras, orbit_cameras
+from microdreamer_core.scene.mesh import Mesh, normalize_to_unit_sphere
+from microdreamer_core.io.mesh_files import load_mesh
 
 DUCK = Path(__file__).resolve().parents[2] / "shared" / "assets" / "Duck.glb"
 

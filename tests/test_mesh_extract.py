@@ -16,8 +16,6 @@ import pytest
 import torch
 
 from microdreamer_core.errors import InputError
-from microdreamer_core.render.gaussians import quat_to_rotmat
-from microdreamer_core.scene.gaussians import Gaussians, rgb_to_sh0
 from microdreamer_core.meshing.extract import (
     SIGMA_CUTOFF,
     ExtractConfig,
@@ -27,7 +25,15 @@ from microdreamer_core.meshing.extract import (
     gaussians_on_surface,
     signed_volume,
 )
-from microdreamer_core.meshing.texture import BakeConfig, bake_texture, dilate, unwrap_uv
+from microdreamer_core.meshing.texture import (
+    BakeConfig,
+    bake_texture,
+    dilate,
+    unwrap_uv,
+)
+from microdreamer_core.render.gaussians import quat_to_rotmat
+from microdreamer_core.scene.gaussians import Gaussians, rgb_to_sh0
+
 
 def _gaussians(means, log_scales, quats, opacity, colors) -> Gaussians:
     n = len(means)
@@ -202,10 +208,10 @@ def test_dilate_fills_only_around_the_mask():
 
 def test_bake_reproduces_a_known_model():
     """Gaussians laid on the textured demo object: extract + unwrap + bake must render like them."""
-    from microdreamer_core.scene.cameras import orbit_cameras
     from microdreamer_core.eval.demo_object import make_demo_mesh
-    from microdreamer_core.eval.protocol import render_rgba
     from microdreamer_core.eval.metrics import psnr
+    from microdreamer_core.eval.protocol import render_rgba
+    from microdreamer_core.scene.cameras import orbit_cameras
 
     demo = make_demo_mesh(128)
     g = gaussians_on_surface(demo, 12000, normal_scale=0.01)
@@ -250,8 +256,8 @@ def chamfer_distance(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("charts", ["quality", "fast"])
 def test_duck_mesh_quality(duck_mesh, duck_evaluation, tmp_path, charts):
-    from microdreamer_core.eval.protocol import novel_eval_cameras, render_rgba
     from microdreamer_core.eval.metrics import mask_iou, psnr
+    from microdreamer_core.eval.protocol import novel_eval_cameras, render_rgba
 
     duck, gaussians = duck_mesh, duck_evaluation.result.gaussians
     times = {}
@@ -286,8 +292,9 @@ def test_duck_mesh_quality(duck_mesh, duck_evaluation, tmp_path, charts):
 
     # The Duck's GLB is standards-valid and reloads with its texture and uvs.
     from gltf_validator import assert_valid
+
     from microdreamer_core.io.export import save_glb
-    from microdreamer_core.scene.mesh import load_mesh
+    from microdreamer_core.io.mesh_files import load_mesh
 
     path = save_glb(mesh, tmp_path / "duck.glb")
     assert_valid(path)

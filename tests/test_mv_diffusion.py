@@ -9,12 +9,24 @@ from collections import Counter
 import pytest
 import torch
 
-from microdreamer_core.scene.cameras import CAMERA_PRESETS, orbit_cameras, sample_orbit_cameras
-from microdreamer_core.errors import InputError
-from microdreamer_core.diffusion.loading import build_random_model, load_model, save_diffusers_folder
+from microdreamer_core.diffusion.loading import (
+    build_random_model,
+    load_model,
+    save_diffusers_folder,
+)
 from microdreamer_core.diffusion.models import Condition
 from microdreamer_core.diffusion.sampling import hybrid_forward, refine_views, sample
-from microdreamer_core.diffusion.schedules import DDIMSchedule, sir_iteration_nfes, sir_t2_schedule
+from microdreamer_core.diffusion.schedules import (
+    DDIMSchedule,
+    sir_iteration_nfes,
+    sir_t2_schedule,
+)
+from microdreamer_core.errors import InputError
+from microdreamer_core.scene.cameras import (
+    CAMERA_PRESETS,
+    orbit_cameras,
+    sample_orbit_cameras,
+)
 
 SIZE = 32  # image size of the tiny tests (latents 16x16 with the tiny 2-level VAE)
 KINDS = ["mvdream", "imagedream", "zero123"]

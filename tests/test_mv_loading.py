@@ -13,11 +13,15 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from microdreamer_core.errors import InputError
-from microdreamer_core.diffusion.loading import build_random_model, load_model, save_diffusers_folder
+from microdreamer_core.diffusion.loading import (
+    build_random_model,
+    load_model,
+    save_diffusers_folder,
+)
 from microdreamer_core.diffusion.models import Condition
 from microdreamer_core.diffusion.sampling import sample
 from microdreamer_core.diffusion.unet import MultiViewUNetModel
+from microdreamer_core.errors import InputError
 from microdreamer_core.scene.cameras import orbit_cameras
 
 SIZE = 32
@@ -134,7 +138,11 @@ def built(monkeypatch):
     ``meta`` device when its constructor returned (the light path) or real (built, maybe randomly
     initialised, then overwritten)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPVisionModel, CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPTextModel,
+        CLIPVisionModel,
+        CLIPVisionModelWithProjection,
+    )
 
     from microdreamer_core.diffusion.models import CLIPCameraProjection
 

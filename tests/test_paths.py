@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.errors import InputError
 from microdreamer_core.io.paths import confined, folders_holding, is_inside
-from microdreamer_core.scene.views import PosedViews, load_transforms, save_transforms
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.scene.views import PosedViews
+from microdreamer_core.io.transforms import load_transforms, save_transforms
 
 
 @pytest.fixture

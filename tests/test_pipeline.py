@@ -6,17 +6,20 @@ import dataclasses
 
 import pytest
 import torch
+from microdreamer_core.render.gaussians import render_gaussians
+from tiny_models import KINDS, blob_rgba, condition_for  # tests/ is on sys.path
 
-from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.errors import Cancelled, InputError
 from microdreamer_core.io.export import glb_bytes
 from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
 from microdreamer_core.pipeline.presets import PRESETS, get_preset
 from microdreamer_core.pipeline.sir import SIRConfig, run_sir
-from microdreamer_core.pipeline.texture_refine import TextureRefineConfig, refine_texture
+from microdreamer_core.pipeline.texture_refine import (
+    TextureRefineConfig,
+    refine_texture,
+)
+from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.scene.views import PosedViews
-
-from tiny_models import KINDS, blob_rgba, condition_for  # tests/ is on sys.path
 
 
 def test_presets_hold_the_papers_schedules():
@@ -104,7 +107,7 @@ def test_reference_loss_pulls_the_front_view_to_the_input(models):
     for w in (0.0, 0.3):
         sir = dataclasses.replace(base, reference_rgb_weight=w, reference_mask_weight=w / 30)
         g = run_sir(models["zero123"], cond, sir).gaussians
-        front = g.render(orbit_cameras([0.0], [0.0], 2.0, 32)).rgb[0]
+        front = render_gaussians(g, orbit_cameras([0.0], [0.0], 2.0, 32)).rgb[0]
         target = torch.nn.functional.interpolate(cond.image.permute(2, 0, 1)[None], (32, 32), mode="bilinear", antialias=True)[0].permute(1, 2, 0)
         target = target[..., :3] * target[..., 3:] + 1 - target[..., 3:]
         errors[w] = float((front - target).abs().mean())

@@ -5,7 +5,12 @@ import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 
-from microdreamer_core.diffusion.schedules import DDIMSchedule, inversion_t1, sir_iteration_nfes, sir_t2_schedule
+from microdreamer_core.diffusion.schedules import (
+    DDIMSchedule,
+    inversion_t1,
+    sir_iteration_nfes,
+    sir_t2_schedule,
+)
 
 DIFFUSERS_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                         timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, prediction_type="epsilon",

@@ -7,16 +7,15 @@ import dataclasses
 
 import pytest
 import torch
-
-from microdreamer_core.fit.densify import DensifyConfig
-from microdreamer_core.errors import Cancelled
-from microdreamer_core.scene.gaussians import init_ball
-from microdreamer_core.diffusion.loading import build_random_model
-from microdreamer_core.pipeline.generate import tiny_preset
-from microdreamer_core.diffusion.schedules import DDIMSchedule
-from microdreamer_core.pipeline.sds import SDSConfig, run_sds, sds_timestep, sds_weight
-
 from tiny_models import KINDS, condition_for  # tests/ is on sys.path
+
+from microdreamer_core.diffusion.loading import build_random_model
+from microdreamer_core.diffusion.schedules import DDIMSchedule
+from microdreamer_core.errors import Cancelled
+from microdreamer_core.fit.densify import DensifyConfig
+from microdreamer_core.pipeline.generate import tiny_preset
+from microdreamer_core.pipeline.sds import SDSConfig, run_sds, sds_timestep, sds_weight
+from microdreamer_core.scene.gaussians import init_ball
 
 STEPS = 4
 

@@ -8,10 +8,8 @@ import dataclasses
 
 import pytest
 import torch
+from tiny_models import blob_rgba, condition_for  # tests/ is on sys.path
 
-from microdreamer_core.scene.cameras import orbit_cameras
-from microdreamer_core.scene.mesh import Mesh
-from microdreamer_core.render.mesh import render_mesh
 from microdreamer_core.diffusion.models import Condition
 from microdreamer_core.pipeline.generate import make_condition
 from microdreamer_core.pipeline.texture_refine import (
@@ -22,8 +20,9 @@ from microdreamer_core.pipeline.texture_refine import (
     refine_texture,
     texture_logit,
 )
-
-from tiny_models import blob_rgba, condition_for  # tests/ is on sys.path
+from microdreamer_core.render.mesh import render_mesh
+from microdreamer_core.scene.cameras import orbit_cameras
+from microdreamer_core.scene.mesh import Mesh
 
 BLOCK = 8  # texels per cube face, per side; the faces sit in a 3 x 2 grid of blocks
 # (outward normal, texture block (row, column)) of each face

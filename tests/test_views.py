@@ -8,9 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from microdreamer_core.errors import InputError
+from microdreamer_core.io.outputs import atomic_path
 from microdreamer_core.scene.cameras import orbit_cameras
-from microdreamer_core.errors import InputError, atomic_path
-from microdreamer_core.scene.views import PosedViews, load_cameras, load_transforms, save_transforms
+from microdreamer_core.scene.views import PosedViews
+from microdreamer_core.io.transforms import load_cameras, load_transforms, save_transforms
 
 
 def _views(n=3, size=16):

@@ -41,7 +41,14 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from .models import MODEL_CLASSES, CLIPCameraProjection, ImageDreamModel, MultiViewModel, MVDreamModel, Zero123Model
+from .models import (
+    MODEL_CLASSES,
+    CLIPCameraProjection,
+    ImageDreamModel,
+    MultiViewModel,
+    MVDreamModel,
+    Zero123Model,
+)
 from .unet import MultiViewUNetModel
 
 __all__ = [
@@ -194,7 +201,13 @@ def detect_folder_kind(folder: Path) -> str:
 def load_diffusers_folder(folder: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> MultiViewModel:
     """Load a diffusers-layout MVDream / ImageDream / Stable Zero123 folder."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel, CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextModel,
+        CLIPTokenizer,
+        CLIPVisionModel,
+        CLIPVisionModelWithProjection,
+    )
 
     folder = Path(folder)
     kind = detect_folder_kind(folder)
@@ -467,7 +480,12 @@ def load_single_file(
     """
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-    from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModel
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextModel,
+        CLIPTokenizer,
+        CLIPVisionModel,
+    )
 
     path = Path(path)
     sd = read_state_dict(path)
@@ -748,7 +766,14 @@ def build_random_model(kind: str, size: str = "tiny", seed: int = 0, device: tor
     download (speed does not depend on weight values), ``tiny`` for tests. Same classes, same
     layouts, so a tiny model saved with :func:`save_diffusers_folder` loads like a real one."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        CLIPVisionModelWithProjection,
+    )
 
     if kind not in MODEL_CLASSES:
         raise InputError(f"unknown model kind {kind!r}: use one of {', '.join(MODEL_CLASSES)}")

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..scene.cameras import Cameras
 from ..errors import InputError
+from ..scene.cameras import Cameras
 
 __all__ = [
     "Condition",

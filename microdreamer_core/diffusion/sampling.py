@@ -21,9 +21,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..scene.cameras import Cameras
 from ..errors import InputError, check_cancel
-from ..io.images import check_images
+from ..scene.images import check_images
+from ..scene.cameras import Cameras
 from .models import Condition, MultiViewModel, Prepared
 from .schedules import DDIMSchedule, inversion_t1
 

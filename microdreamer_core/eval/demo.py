@@ -3,7 +3,7 @@
 Needs no download. Writes the training views (NeRF-synthetic layout), the reconstructed Gaussians
 (standard 3DGS PLY), a textured mesh extracted from them (GLB), renders of novel views and a
 report with novel-view PSNR and mask IoU. Everything is computed first and then written
-all-or-nothing (:func:`~.errors.atomic_outputs`): a failure or an interrupt leaves no file.
+all-or-nothing (:func:`~.io.outputs.atomic_outputs`): a failure or an interrupt leaves no file.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import json
 import time
 from pathlib import Path
 
-from ..scene.cameras import orbit_cameras
-from ..errors import atomic_outputs, check_output
-from .protocol import evaluate_reconstruction, novel_eval_cameras
-from ..io.export import save_glb
 from ..fit.reconstruct import ReconstructConfig
+from ..io.export import save_glb
+from ..io.outputs import atomic_outputs, check_output
+from ..io.ply import save_ply
 from ..meshing.texture import gaussians_to_mesh
-from ..scene.views import save_transforms
+from ..scene.cameras import orbit_cameras
+from ..io.transforms import save_transforms
+from .protocol import evaluate_reconstruction, novel_eval_cameras
 
 # Training views: two rings, above and below the equator, so every side of the object is seen.
 TRAIN_ELEVATIONS = [-30.0, 15.0] * 4
@@ -57,7 +58,7 @@ def run_demo(out: Path, steps: int = 300, resolution: int = 128, seed: int = 0, 
     with atomic_outputs() as staged:
         tmp = staged.folder(out)
         save_transforms(ev.train, tmp / "views")
-        ev.result.gaussians.save_ply(tmp / "model.ply")
+        save_ply(ev.result.gaussians, tmp / "model.ply")
         save_glb(mesh, tmp / "model.glb")
         save_transforms(ev.pred, tmp / "novel_views")
         save_transforms(ev.truth, tmp / "novel_views_truth")

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..scene.cameras import Cameras, orbit_cameras, sample_orbit_cameras
-from .metrics import mask_iou, psnr
 from ..fit.reconstruct import ReconstructConfig, ReconstructResult, reconstruct
+from ..render.gaussians import render_gaussians
+from ..scene.cameras import Cameras, orbit_cameras, sample_orbit_cameras
 from ..scene.views import PosedViews
+from .metrics import mask_iou, psnr
 
 __all__ = ["render_rgba", "novel_eval_cameras", "zero123_train_cameras", "EvalReport", "Evaluation", "evaluate_reconstruction"]
 
@@ -34,7 +35,7 @@ def render_rgba(model, cameras: Cameras, background=(1.0, 1.0, 1.0), mesh_supers
 
     with torch.no_grad():
         if isinstance(model, Gaussians):
-            out = model.render(cameras, background)
+            out = render_gaussians(model, cameras, background)
             rgb, a = out.rgb, out.alpha
             bg = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
             premult = rgb - bg * (1 - a)

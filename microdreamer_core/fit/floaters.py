@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..render.gaussians import render_gaussians
 from ..scene.cameras import Cameras, orbit_cameras
 from ..scene.gaussians import SH_C0, Gaussians
 
@@ -69,8 +70,8 @@ def remove_floaters(gaussians: Gaussians, config: FloaterFilterConfig | None = N
         if not bool(candidates.any()):
             continue
         camera = orbit_cameras([float(elevation)], [float(azimuth)], cfg.radius, cfg.resolution, cfg.fovy_deg).to(g.device)
-        before = g.render(camera, backend=backend).alpha[0, ..., 0]
-        after = g[~candidates].render(camera, backend=backend).alpha[0, ..., 0]
+        before = render_gaussians(g, camera, backend=backend).alpha[0, ..., 0]
+        after = render_gaussians(g[~candidates], camera, backend=backend).alpha[0, ..., 0]
         dropped = (before - after) > cfg.alpha_drop
         index = candidates.nonzero()[:, 0]
         row, col = _centre_pixels(g.means[index], camera)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from ..scene.cameras import Cameras
-from .densify import DensifyConfig, DensifyStrategy
 from ..errors import InputError, check_cancel, shown
+from ..render.gaussians import render_gaussians
+from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians, init_ball
 from ..scene.views import PosedViews
+from .densify import DensifyConfig, DensifyStrategy
 
 if TYPE_CHECKING:
     from ..render.gaussians import RenderOutput
@@ -121,7 +122,7 @@ class GaussianFitter:
     def render(self, cameras: Cameras) -> RenderOutput:
         """Render the current Gaussians with colours clamped to [0, 1], as the reference's
         renderer returns them: colour beyond white or black earns no loss and gets no gradient."""
-        out = self.gaussians.render(cameras, self.background, self.backend)
+        out = render_gaussians(self.gaussians, cameras, self.background, self.backend)
         return dataclasses.replace(out, rgb=out.rgb.clamp(0.0, 1.0))
 
     def step(self, cameras: Cameras, target_rgb: Tensor, target_alpha: Tensor | None = None,

@@ -36,7 +36,7 @@ mesh: ``v`` (with ``r g b`` appended for vertex colours, the common extension), 
 convention (v up, the same as ours), ``vn`` and ``f v/vt/vn`` (1-based, one index per vertex
 since our attributes are per vertex).
 
-All outputs are written all-or-nothing (:func:`~.errors.atomic_outputs`): to temporary names
+All outputs are written all-or-nothing (:func:`~.io.outputs.atomic_outputs`): to temporary names
 beside the targets, then renamed together (the OBJ last, so a reader never finds an OBJ whose MTL
 or PNG is missing). Any failure leaves no new file; OS errors become one-line input errors.
 """
@@ -52,15 +52,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError, atomic_outputs, atomic_path, shown
-from ..scene.mesh import (
-    Mesh,
-    linear_to_srgb,
-    mesh_from_trimesh,
-    mesh_to_trimesh,
-    srgb_to_linear,
-    vertex_normals,
-)
+from ..errors import InputError, shown
+from ..scene.mesh import Mesh, vertex_normals
+from .mesh_files import linear_to_srgb, mesh_from_trimesh, mesh_to_trimesh, srgb_to_linear
+from .outputs import atomic_outputs, atomic_path
 
 __all__ = ["save_glb", "save_obj", "save_mesh", "mesh_files", "glb_bytes", "mesh_to_trimesh",
            "mesh_from_trimesh", "SAVE_EXTENSIONS", "ROUGHNESS", "srgb_to_linear", "linear_to_srgb"]

@@ -1,4 +1,4 @@
-"""Images in: the one place the core decodes an image file, and the checks of image tensors.
+"""Image files in: the one place the core decodes an image file.
 
 An image file is opened lazily (Pillow reads the header only) and its size is checked against
 :data:`MAX_IMAGE_PIXELS` before a single pixel is decoded, so a small file that claims a huge size
@@ -6,9 +6,7 @@ An image file is opened lazily (Pillow reads the header only) and its size is ch
 warnings become the same one-line :class:`~.errors.InputError`, and so does any other failure to
 read the file (truncated, corrupt, not an image).
 
-Image tensors handed to the library (ComfyUI IMAGE / MASK batches) go through
-:func:`check_images` / :func:`check_masks`: an empty batch, an image without pixels or NaN are
-refused with the fix instead of failing deep inside torch.
+Image tensors are checked by :mod:`microdreamer_core.scene.images`.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from torch import Tensor
 
 from ..errors import InputError, shown
 
-__all__ = ["MAX_IMAGE_PIXELS", "check_pixels", "pixel_guard", "image_size", "read_rgba", "check_images", "check_masks"]
+__all__ = ["MAX_IMAGE_PIXELS", "check_pixels", "pixel_guard", "image_size", "read_rgba"]
 
 MAX_IMAGE_PIXELS = 8192 * 8192
 """Largest image read from a file, in pixels (64 megapixels, e.g. 8192 x 8192): far above any
@@ -89,29 +87,3 @@ def read_rgba(path, what: str = "image", need_alpha: str | None = None) -> Tenso
         return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
 
     return torch.from_numpy(_read(path, what, decode).copy())
-
-
-def _check_batch(t, what: str, ndim: int, layout: str) -> Tensor:
-    if not isinstance(t, Tensor) or t.ndim != ndim or (ndim == 4 and t.shape[-1] not in (3, 4)):
-        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-        raise InputError(f"{what} must be {layout}, got {shape}")
-    if t.shape[0] == 0:
-        raise InputError(f"{what} is an empty batch (0 images): connect at least one")
-    h, w = t.shape[1:3]
-    if h == 0 or w == 0:
-        raise InputError(f"{what} are {w}x{h} pixels: an image needs at least one pixel")
-    if not bool(torch.isfinite(t).all()):
-        raise InputError(f"{what} contain NaN or infinite values: check the node or file that produced them")
-    return t
-
-
-def check_images(images, what: str = "images") -> Tensor:
-    """``images`` as a checked (B, H, W, 3|4) batch: not empty, at least one pixel, finite."""
-    return _check_batch(images, what, 4, "an image batch (B, H, W, 3)")
-
-
-def check_masks(masks, what: str = "masks") -> Tensor:
-    """``masks`` as a checked (B, H, W) batch (an (H, W) mask becomes a batch of one)."""
-    if isinstance(masks, Tensor) and masks.ndim == 2:
-        masks = masks[None]
-    return _check_batch(masks, what, 3, "a mask batch (B, H, W)")

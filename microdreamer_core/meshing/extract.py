@@ -58,9 +58,9 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..render.gaussians import quat_to_rotmat
+from ..render.mesh import texture
 from ..scene.gaussians import Gaussians
 from ..scene.mesh import Mesh, vertex_normals
-from ..render.mesh import texture
 
 __all__ = [
     "ExtractConfig",

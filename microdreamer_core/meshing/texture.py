@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..scene.cameras import Cameras, orbit_cameras
 from ..errors import InputError, check_cancel
+from ..render.gaussians import render_gaussians
+from ..render.mesh import interpolate, rasterize, render_mesh
+from ..scene.cameras import Cameras, orbit_cameras
 from ..scene.gaussians import Gaussians
 from ..scene.mesh import Mesh, vertex_normals
 from .extract import ExtractConfig, extract_mesh
-from ..render.mesh import interpolate, rasterize, render_mesh
 
 __all__ = ["gaussians_to_mesh", "unwrap_uv", "UV_CHARTS", "BakeConfig", "bake_texture", "bake_cameras", "uv_rasterize", "dilate"]
 
@@ -200,7 +201,7 @@ def _project_colors(mesh: Mesh, gaussians: Gaussians, points: Tensor, normals: T
     ones = torch.ones_like(points[:, :1])
     for start in range(0, len(cams), views_per_batch):
         c = cams[start : start + views_per_batch]
-        out = gaussians.render(c, background=(0.0, 0.0, 0.0))
+        out = render_gaussians(gaussians, c, background=(0.0, 0.0, 0.0))
         premult, alpha = out.rgb, out.alpha  # black background: rgb is premultiplied
         depth = render_mesh(mesh, c, backend="torch").depth  # (C, H, W, 1), 0 on background
 
@@ -234,7 +235,7 @@ def _fit(mesh: Mesh, gaussians: Gaussians, cams: Cameras, config: BakeConfig) ->
     """Refine ``mesh.texture`` by Adam on the MSE between mesh and Gaussian renders (on the overlap)."""
     cams = cams.with_resolution(config.fit_resolution)
     with torch.no_grad():
-        target = gaussians.render(cams, background=(0.0, 0.0, 0.0))
+        target = render_gaussians(gaussians, cams, background=(0.0, 0.0, 0.0))
         t_alpha = target.alpha
         t_rgb = target.rgb / t_alpha.clamp(min=1e-4)
     tex = mesh.texture.clone().requires_grad_(True)

@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from ..errors import InputError, check_cancel
-from ..scene.gaussians import Gaussians
-from .image_prep import recenter_rgba
-from ..io.images import check_images, check_masks
-from ..scene.mesh import Mesh
 from ..diffusion.models import DEFAULT_NEGATIVE_PROMPT, Condition, MultiViewModel
+from ..errors import InputError, check_cancel
+from ..scene.images import check_images, check_masks
+from ..meshing.texture import gaussians_to_mesh
+from ..scene.gaussians import Gaussians
+from ..scene.mesh import Mesh
+from ..scene.views import PosedViews
+from .image_prep import recenter_rgba
 from .presets import Preset, get_preset
 from .sir import IterationInfo, SIRResult, run_sir
-from ..meshing.texture import gaussians_to_mesh
 from .texture_refine import TextureRefineResult, refine_texture
-from ..scene.views import PosedViews
 
 __all__ = ["GenerateResult", "make_condition", "generate", "STAGES"]
 

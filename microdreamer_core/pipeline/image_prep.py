@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from ..io.images import check_images, check_masks
+from ..scene.images import check_images, check_masks
 
 __all__ = ["recenter_rgba", "reference_from_batch", "rgb_alpha_at"]
 

@@ -35,8 +35,8 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..scene.cameras import CAMERA_PRESETS
 from ..errors import InputError
+from ..scene.cameras import CAMERA_PRESETS
 from .sir import SIRConfig
 from .texture_refine import TextureRefineConfig
 

@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..scene.cameras import CAMERA_PRESETS, CameraPreset, sample_orbit_cameras
-from ..fit.densify import DensifyConfig
-from ..errors import InputError, check_cancel
-from ..scene.gaussians import Gaussians, init_ball
 from ..diffusion.models import Condition, MultiViewModel
-from ..fit.reconstruct import GaussianFitter, LearningRates, resolve_device
 from ..diffusion.schedules import DDIMSchedule
+from ..errors import InputError, check_cancel
+from ..fit.densify import DensifyConfig
+from ..fit.reconstruct import GaussianFitter, LearningRates, resolve_device
+from ..scene.cameras import CAMERA_PRESETS, CameraPreset, sample_orbit_cameras
+from ..scene.gaussians import Gaussians, init_ball
 from .sir import SIRConfig, _reference_targets, _sync, reference_loss
 
 __all__ = ["SDSConfig", "SDSResult", "run_sds", "sds_timestep", "sds_weight"]

@@ -31,17 +31,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..scene.cameras import CAMERA_PRESETS, CameraPreset, Cameras, front_camera, sample_orbit_cameras
-from ..fit.densify import DensifyConfig
-from ..errors import InputError, check_cancel
-from ..fit.floaters import FloaterFilterConfig, remove_floaters
-from ..scene.gaussians import Gaussians, init_ball
-from .image_prep import rgb_alpha_at
 from ..diffusion.models import Condition, MultiViewModel
 from ..diffusion.sampling import ForwardMode, refine_views, sample
-from ..fit.reconstruct import GaussianFitter, LearningRates, resolve_device
 from ..diffusion.schedules import DDIMSchedule, sir_iteration_nfes, sir_t2_schedule
+from ..errors import InputError, check_cancel
+from ..fit.densify import DensifyConfig
+from ..fit.floaters import FloaterFilterConfig, remove_floaters
+from ..fit.reconstruct import GaussianFitter, LearningRates, resolve_device
+from ..scene.cameras import (
+    CAMERA_PRESETS,
+    CameraPreset,
+    Cameras,
+    front_camera,
+    sample_orbit_cameras,
+)
+from ..scene.gaussians import Gaussians, init_ball
 from ..scene.views import PosedViews
+from .image_prep import rgb_alpha_at
 
 __all__ = ["SIRConfig", "SIRResult", "IterationInfo", "run_sir"]
 

@@ -37,15 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..scene.cameras import Cameras, front_camera, orbit_cameras
-from ..errors import InputError, check_cancel
-from .image_prep import rgb_alpha_at
-from ..scene.mesh import Mesh
-from ..render.mesh import MeshRenderOutput, render_mesh
 from ..diffusion.models import Condition, MultiViewModel, Zero123Model
 from ..diffusion.sampling import refine_views
-from ..fit.reconstruct import resolve_device
 from ..diffusion.schedules import DDIMSchedule
+from ..errors import InputError, check_cancel
+from ..fit.reconstruct import resolve_device
+from ..render.mesh import MeshRenderOutput, render_mesh
+from ..scene.cameras import Cameras, front_camera, orbit_cameras
+from ..scene.mesh import Mesh
+from .image_prep import rgb_alpha_at
 
 __all__ = [
     "TextureRefineConfig",

@@ -81,7 +81,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Projection", "RenderOutput", "eval_sh", "project_gaussians", "rasterize_gaussians", "sh_to_color"]
+from ..scene.cameras import Cameras
+from ..scene.gaussians import Gaussians
+
+__all__ = ["Projection", "RenderOutput", "eval_sh", "project_gaussians", "rasterize_gaussians", "render_gaussians", "sh_to_color"]
 
 TILE_SIZE = 8
 """Tile edge in pixels for the torch backend (8 beat 16 and 4 on CPU in our benchmark)."""
@@ -690,3 +693,14 @@ def rasterize_gaussians(
     if backend == "gsplat":
         return _rasterize_gsplat(*args)
     return _rasterize_torch(*args)
+
+
+def render_gaussians(gaussians: Gaussians, cameras: Cameras, background=(1.0, 1.0, 1.0), backend: str = "auto") -> RenderOutput:
+    """Render a :class:`Gaussians` set from ``cameras`` (activating its raw parameters)."""
+    cams = cameras.to(gaussians.device)
+    bg = torch.as_tensor(background, dtype=torch.float32, device=gaussians.device)
+    return rasterize_gaussians(
+        gaussians.means, gaussians.normalized_quats(), gaussians.activated_scales(), gaussians.activated_opacities(),
+        gaussians.sh_coeffs(), cams.w2c_opencv(), cams.intrinsics(), cams.width, cams.height,
+        background=bg, near=cams.near, far=cams.far, sh_degree=gaussians.sh_degree, backend=backend,
+    )

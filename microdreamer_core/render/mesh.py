@@ -460,7 +460,8 @@ def _benchmark(path: str, resolutions: Sequence[int] = (128, 256, 512), views: i
     import time
 
     from ..scene.cameras import orbit_cameras
-    from ..scene.mesh import load_mesh, normalize_to_unit_sphere
+    from ..scene.mesh import normalize_to_unit_sphere
+    from ..io.mesh_files import load_mesh
 
     mesh = normalize_to_unit_sphere(load_mesh(path), 0.6)
     az = [360.0 * i / views for i in range(views)]

@@ -1,4 +1,4 @@
-"""3D Gaussians: the parameter container, the paper's initialisation and standard 3DGS PLY I/O.
+"""3D Gaussians: the parameter container and the paper's initialisation (PLY files: :mod:`~microdreamer_core.io.ply`).
 
 Parameters are stored *raw*, exactly as the 3DGS PLY layout stores them, and activated on use:
 positions as is, log-scales (exp), unnormalised wxyz quaternions (normalise), opacity logits
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .cameras import Cameras
-from ..errors import InputError, atomic_path
+from ..errors import InputError
 
 __all__ = ["Gaussians", "SH_C0", "rgb_to_sh0", "init_ball", "knn_scales"]
 
@@ -118,83 +115,6 @@ class Gaussians:
         for name, t in self.params().items():
             if not torch.isfinite(t).all():
                 raise InputError(f"{what} has NaN or infinite values in '{name}': the file or run that produced it is broken")
-
-    def render(self, cameras: Cameras, background=(1.0, 1.0, 1.0), backend: str = "auto"):
-        """Render from ``cameras``; returns :class:`~microdreamer_core.render.gaussians.RenderOutput`."""
-        from ..render.gaussians import rasterize_gaussians
-
-        cams = cameras.to(self.device)
-        bg = torch.as_tensor(background, dtype=torch.float32, device=self.device)
-        return rasterize_gaussians(
-            self.means, self.normalized_quats(), self.activated_scales(), self.activated_opacities(),
-            self.sh_coeffs(), cams.w2c_opencv(), cams.intrinsics(), cams.width, cams.height,
-            background=bg, near=cams.near, far=cams.far, sh_degree=self.sh_degree, backend=backend,
-        )
-
-    # --- PLY I/O ------------------------------------------------------------------------
-    def save_ply(self, path: str | Path) -> Path:
-        """Write the standard 3DGS PLY (x y z nx ny nz f_dc_* f_rest_* opacity scale_* rot_*), atomically."""
-        from plyfile import PlyData, PlyElement
-
-        self.check_finite("refusing to save: the Gaussian model")
-        g = self.detach().to("cpu")
-        n, k = g.num, g.shN.shape[1]
-        rest = g.shN.transpose(1, 2).reshape(n, 3 * k)  # channel-major, as the reference PLY stores it
-        columns = [g.means, torch.zeros(n, 3), g.sh0[:, 0], rest, g.opacities[:, None], g.scales, g.quats]
-        names = (
-            ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
-            + [f"f_rest_{i}" for i in range(3 * k)]
-            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-        )
-        data = torch.cat(columns, dim=1).numpy().astype(np.float32)
-        vertex = np.empty(n, dtype=[(name, "f4") for name in names])
-        for i, name in enumerate(names):
-            vertex[name] = data[:, i]
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp))
-        return path
-
-    @classmethod
-    def load_ply(cls, path: str | Path) -> "Gaussians":
-        """Read a standard 3DGS PLY (any SH degree 0-3)."""
-        from plyfile import PlyData
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"no Gaussian PLY at {path}: check the path")
-        try:
-            ply = PlyData.read(str(path), mmap=False)  # no memory map: the file may be replaced while in use
-            v = ply["vertex"]
-        except Exception as e:  # plyfile raises assorted errors for non-PLY input
-            raise InputError(f"{path.name} is not a readable PLY file ({type(e).__name__}: {e})") from None
-        props = {p.name for p in v.properties}
-        need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
-        missing = [p for p in need if p not in props]
-        if missing:
-            raise InputError(
-                f"{path.name} is not a 3D Gaussian splatting PLY (missing {', '.join(missing)}): "
-                "expected the standard 3DGS layout (x y z f_dc_* f_rest_* opacity scale_* rot_*)"
-            )
-        n_rest = len([p for p in props if p.startswith("f_rest_")])
-        if n_rest % 3 or n_rest // 3 not in (0, 3, 8, 15):
-            raise InputError(f"{path.name} has {n_rest} f_rest_* columns; expected 0, 9, 24 or 45 (SH degree 0-3)")
-
-        def col(*names: str) -> Tensor:
-            return torch.from_numpy(np.stack([np.asarray(v[name], dtype=np.float32) for name in names], axis=1))
-
-        n, k = len(v.data), n_rest // 3
-        rest = col(*[f"f_rest_{i}" for i in range(n_rest)]) if k else torch.zeros(n, 0)
-        g = cls(
-            means=col("x", "y", "z"),
-            scales=col("scale_0", "scale_1", "scale_2"),
-            quats=col("rot_0", "rot_1", "rot_2", "rot_3"),
-            opacities=col("opacity")[:, 0],
-            sh0=col("f_dc_0", "f_dc_1", "f_dc_2")[:, None],
-            shN=rest.reshape(n, 3, k).transpose(1, 2).contiguous(),
-        )
-        g.check_finite(f"{path.name}")
-        return g
 
 
 def knn_scales(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:

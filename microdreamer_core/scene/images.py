@@ -1,0 +1,42 @@
+"""Image batches (ComfyUI IMAGE / MASK layout: (B, H, W, C) floats in [0, 1]): checks and the
+small operations every stage shares.
+
+Image tensors handed to the library go through :func:`check_images` / :func:`check_masks`: an
+empty batch, an image without pixels or NaN are refused with the fix instead of failing deep
+inside torch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+
+__all__ = ["check_images", "check_masks"]
+
+
+def _check_batch(t, what: str, ndim: int, layout: str) -> Tensor:
+    if not isinstance(t, Tensor) or t.ndim != ndim or (ndim == 4 and t.shape[-1] not in (3, 4)):
+        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+        raise InputError(f"{what} must be {layout}, got {shape}")
+    if t.shape[0] == 0:
+        raise InputError(f"{what} is an empty batch (0 images): connect at least one")
+    h, w = t.shape[1:3]
+    if h == 0 or w == 0:
+        raise InputError(f"{what} are {w}x{h} pixels: an image needs at least one pixel")
+    if not bool(torch.isfinite(t).all()):
+        raise InputError(f"{what} contain NaN or infinite values: check the node or file that produced them")
+    return t
+
+
+def check_images(images, what: str = "images") -> Tensor:
+    """``images`` as a checked (B, H, W, 3|4) batch: not empty, at least one pixel, finite."""
+    return _check_batch(images, what, 4, "an image batch (B, H, W, 3)")
+
+
+def check_masks(masks, what: str = "masks") -> Tensor:
+    """``masks`` as a checked (B, H, W) batch (an (H, W) mask becomes a batch of one)."""
+    if isinstance(masks, Tensor) and masks.ndim == 2:
+        masks = masks[None]
+    return _check_batch(masks, what, 3, "a mask batch (B, H, W)")

@@ -82,7 +82,7 @@ def _device(text: str) -> str:
     """An argparse type: one of DEVICES, CUDA only where PyTorch sees a GPU."""
     if text not in DEVICES:
         raise argparse.ArgumentTypeError(f"unknown device '{shown(text, 40)}': use {', '.join(DEVICES)}")
-    from .fit.reconstruct import resolve_device
+    from .runtime import resolve_device
 
     try:
         resolve_device(text)

@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 import torch
-from test_cameras import _authors_get_camera, _reference_front_vector
+from reference_cameras import _authors_get_camera, _reference_front_vector
 from tiny_models import KINDS, blob_rgba, condition_for
 
 from microdreamer_core.diffusion.sampling import sample

@@ -31,7 +31,7 @@ from microdreamer_core.meshing.texture import (
     dilate,
     unwrap_uv,
 )
-from microdreamer_core.render.gaussians import quat_to_rotmat
+from microdreamer_core.scene.gaussians import quat_to_rotmat
 from microdreamer_core.scene.gaussians import Gaussians, rgb_to_sh0
 
 

@@ -77,7 +77,7 @@ def test_splat_layout_activations_and_frame():
     # base colour keeps ComfyUI's reading: rgb = 0.5 + SH_C0 * DC
     assert torch.allclose((0.5 + SH_C0 * s.sh[0, :, 0]).clamp(0, 1), g.base_colors())
     # the rotation is the turned one: R' = diag(1,-1,-1) R
-    from microdreamer_core.render.gaussians import quat_to_rotmat
+    from microdreamer_core.scene.gaussians import quat_to_rotmat
 
     r = quat_to_rotmat(g.normalized_quats())
     r2 = quat_to_rotmat(s.rotations[0])

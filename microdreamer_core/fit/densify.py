@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from ..scene.gaussians import quat_to_rotmat
 
 __all__ = ["DensifyConfig", "DensifyStrategy", "edit_parameters"]
 
@@ -54,16 +55,6 @@ def edit_parameters(params: dict[str, torch.nn.Parameter], optimizer: torch.opti
             optimizer.state[new] = state
         group["params"][0] = new
         params[name] = new
-
-
-def _quat_to_rotmat(q: Tensor) -> Tensor:
-    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
-    return torch.stack(
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        dim=-1,
-    ).reshape(*q.shape[:-1], 3, 3)
 
 
 @dataclass
@@ -130,7 +121,7 @@ class DensifyStrategy:
         if split.any():
             idx = split.nonzero(as_tuple=True)[0].repeat(2)
             std = params["scales"].detach()[idx].exp()
-            rot = _quat_to_rotmat(params["quats"].detach()[idx])
+            rot = quat_to_rotmat(params["quats"].detach()[idx])
             offset = (rot @ (torch.randn_like(std) * std)[..., None])[..., 0]
             for name, p in params.items():
                 rows = p.detach()[idx]

@@ -17,17 +17,18 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from ..errors import InputError, check_cancel, shown
+from ..errors import InputError, check_cancel
 from ..render.gaussians import render_gaussians
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians, init_ball
 from ..scene.views import PosedViews
 from .densify import DensifyConfig, DensifyStrategy
+from ..runtime import resolve_device
 
 if TYPE_CHECKING:
     from ..render.gaussians import RenderOutput
 
-__all__ = ["LearningRates", "ReconstructConfig", "ReconstructResult", "GaussianFitter", "reconstruct", "resolve_device"]
+__all__ = ["LearningRates", "ReconstructConfig", "ReconstructResult", "GaussianFitter", "reconstruct"]
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], object]
@@ -81,20 +82,6 @@ class ReconstructResult:
     losses: list[float]
     seconds: float
     densify_history: list[dict]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` (CUDA when available) or a torch device name; an unknown name, or CUDA where
-    PyTorch sees no GPU, is refused with the fix."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"unknown device '{shown(device)}': use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda, but PyTorch sees no CUDA GPU: use cpu (slow) or auto, or install a CUDA build of PyTorch")
-    return dev
 
 
 class GaussianFitter:

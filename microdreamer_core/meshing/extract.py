@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..render.gaussians import quat_to_rotmat
+from ..scene.gaussians import quat_to_rotmat
 from ..render.mesh import texture
 from ..scene.gaussians import Gaussians
 from ..scene.mesh import Mesh, vertex_normals

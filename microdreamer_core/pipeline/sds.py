@@ -34,7 +34,8 @@ from ..diffusion.models import Condition, MultiViewModel
 from ..diffusion.schedules import DDIMSchedule
 from ..errors import InputError, check_cancel
 from ..fit.densify import DensifyConfig
-from ..fit.reconstruct import GaussianFitter, LearningRates, resolve_device
+from ..fit.reconstruct import GaussianFitter, LearningRates
+from ..runtime import resolve_device
 from ..scene.cameras import CAMERA_PRESETS, CameraPreset, sample_orbit_cameras
 from ..scene.gaussians import Gaussians, init_ball
 from .sir import SIRConfig, _reference_targets, _sync, reference_loss

@@ -37,7 +37,8 @@ from ..diffusion.schedules import DDIMSchedule, sir_iteration_nfes, sir_t2_sched
 from ..errors import InputError, check_cancel
 from ..fit.densify import DensifyConfig
 from ..fit.floaters import FloaterFilterConfig, remove_floaters
-from ..fit.reconstruct import GaussianFitter, LearningRates, resolve_device
+from ..fit.reconstruct import GaussianFitter, LearningRates
+from ..runtime import resolve_device
 from ..scene.cameras import (
     CAMERA_PRESETS,
     CameraPreset,

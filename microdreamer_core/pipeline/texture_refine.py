@@ -41,7 +41,7 @@ from ..diffusion.models import Condition, MultiViewModel, Zero123Model
 from ..diffusion.sampling import refine_views
 from ..diffusion.schedules import DDIMSchedule
 from ..errors import InputError, check_cancel
-from ..fit.reconstruct import resolve_device
+from ..runtime import resolve_device
 from ..render.mesh import MeshRenderOutput, render_mesh
 from ..scene.cameras import Cameras, front_camera, orbit_cameras
 from ..scene.mesh import Mesh

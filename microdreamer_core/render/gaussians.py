@@ -82,7 +82,7 @@ import torch
 from torch import Tensor
 
 from ..scene.cameras import Cameras
-from ..scene.gaussians import Gaussians
+from ..scene.gaussians import Gaussians, quat_to_rotmat
 
 __all__ = ["Projection", "RenderOutput", "eval_sh", "project_gaussians", "rasterize_gaussians", "render_gaussians", "sh_to_color"]
 
@@ -203,19 +203,6 @@ class Projection:
     depths: Tensor
     lambda_max: Tensor
     in_range: Tensor
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """(N, 4) wxyz quaternions (any norm) -> (N, 3, 3) rotation matrices."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(*quats.shape[:-1], 3, 3)
 
 
 def project_gaussians(

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["Gaussians", "SH_C0", "rgb_to_sh0", "init_ball", "knn_scales"]
+__all__ = ["Gaussians", "SH_C0", "rgb_to_sh0", "quat_to_rotmat", "init_ball", "knn_scales"]
 
 SH_C0 = 0.28209479177387814
 """Zeroth real spherical-harmonic basis constant: colour = 0.5 + SH_C0 * sh0."""
@@ -25,6 +25,19 @@ SH_C0 = 0.28209479177387814
 def rgb_to_sh0(rgb: Tensor) -> Tensor:
     """DC SH coefficient that renders as ``rgb``."""
     return (rgb - 0.5) / SH_C0
+
+
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """(N, 4) wxyz quaternions (any norm) -> (N, 3, 3) rotation matrices."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(*quats.shape[:-1], 3, 3)
 
 
 @dataclass

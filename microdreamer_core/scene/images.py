@@ -1,6 +1,11 @@
 """Image batches (ComfyUI IMAGE / MASK layout: (B, H, W, C) floats in [0, 1]): checks and the
 small operations every stage shares.
 
+Resizing policy (one for the whole library): bilinear with ``antialias=True`` and
+``align_corners=False``. Shrinking then averages every source pixel under the target pixel (no
+aliasing of the fine detail diffusion models produce), and enlarging is exactly plain bilinear
+(antialiasing changes nothing there, to 5e-7), so one call serves both directions.
+
 Image tensors handed to the library go through :func:`check_images` / :func:`check_masks`: an
 empty batch, an image without pixels or NaN are refused with the fix instead of failing deep
 inside torch.
@@ -9,11 +14,12 @@ inside torch.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["check_images", "check_masks"]
+__all__ = ["check_images", "check_masks", "resize_bchw", "resize_images", "composite"]
 
 
 def _check_batch(t, what: str, ndim: int, layout: str) -> Tensor:
@@ -40,3 +46,23 @@ def check_masks(masks, what: str = "masks") -> Tensor:
     if isinstance(masks, Tensor) and masks.ndim == 2:
         masks = masks[None]
     return _check_batch(masks, what, 3, "a mask batch (B, H, W)")
+
+
+def resize_bchw(x: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """A (B, C, H, W) batch resized to ``size`` (square if an int) by the library's one policy."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_images(images: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """A (B, H, W, C) batch resized to ``size`` (square if an int) by the library's one policy."""
+    return resize_bchw(images.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)
+
+
+def composite(rgba: Tensor, background: tuple[float, float, float] | Tensor = (1.0, 1.0, 1.0)) -> Tensor:
+    """(..., 3) colours of straight-alpha (..., 4) RGBA composited over a solid background."""
+    bg = torch.as_tensor(background, dtype=rgba.dtype, device=rgba.device)
+    a = rgba[..., 3:]
+    return rgba[..., :3] * a + bg * (1.0 - a)

@@ -25,9 +25,10 @@ from microdreamer_core.eval.protocol import (  # noqa: E402
     novel_eval_cameras,
     zero123_train_cameras,
 )
+from microdreamer_core.fit.fitter import FitRuntime  # noqa: E402
 from microdreamer_core.fit.reconstruct import ReconstructConfig  # noqa: E402
-from microdreamer_core.scene.mesh import normalize_to_unit_sphere
-from microdreamer_core.io.mesh_files import load_mesh
+from microdreamer_core.io.mesh_files import load_mesh  # noqa: E402
+from microdreamer_core.scene.mesh import normalize_to_unit_sphere  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     p.add_argument("--duck", default=str(ROOT.parent / "shared" / "assets" / "Duck.glb"))
     args = p.parse_args()
     duck = normalize_to_unit_sphere(load_mesh(args.duck), DUCK_RADIUS)
-    cfg = ReconstructConfig(steps=args.steps, seed=args.seed, device=args.device)
+    cfg = ReconstructConfig(steps=args.steps, runtime=FitRuntime(seed=args.seed, device=args.device))
     ev = evaluate_reconstruction(duck, zero123_train_cameras(args.res, args.seed), novel_eval_cameras(args.res), cfg)
     out = {**ev.report.as_dict(), "device": str(ev.result.gaussians.device), "torch_threads": torch.get_num_threads()}
     print(json.dumps(out))

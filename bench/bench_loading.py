@@ -41,7 +41,8 @@ from _common import ROOT, commit  # noqa: E402
 
 _BUILD = """
 import sys, torch
-from microdreamer_core.diffusion.loading import build_random_model, save_diffusers_folder
+from microdreamer_core.diffusion.folders import save_diffusers_folder
+from microdreamer_core.diffusion.random_models import build_random_model
 model = build_random_model(sys.argv[1], "full", seed=0, dtype=getattr(torch, sys.argv[2]))
 save_diffusers_folder(model, sys.argv[3])
 """

@@ -20,13 +20,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microdreamer_core.eval.demo_object import make_demo_mesh  # noqa: E402
-from microdreamer_core.io.ply import load_ply
+from microdreamer_core.io.ply import load_ply  # noqa: E402
+from microdreamer_core.meshing.bake import BakeConfig, bake_texture  # noqa: E402
 from microdreamer_core.meshing.extract import (  # noqa: E402
     ExtractConfig,
     extract_mesh,
     gaussians_on_surface,
 )
-from microdreamer_core.meshing.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
+from microdreamer_core.meshing.uv import unwrap_uv  # noqa: E402
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from microdreamer_core.diffusion.loading import build_random_model
 from microdreamer_core.diffusion.models import Condition
+from microdreamer_core.diffusion.random_models import build_random_model
 from microdreamer_core.diffusion.sampling import refine_views
 from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 

@@ -15,7 +15,6 @@ JSON line per preset and appends it to ``--jsonl`` when given.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import time
@@ -23,9 +22,11 @@ import time
 import torch
 from _common import commit, input_image
 
-from microdreamer_core.diffusion.loading import build_random_model
-from microdreamer_core.meshing.texture import gaussians_to_mesh
-from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
+from microdreamer_core.diffusion.random_models import build_random_model
+from microdreamer_core.meshing.stage import gaussians_to_mesh
+from microdreamer_core.pipeline.generate import generate
+from microdreamer_core.pipeline.presets import tiny_preset
+from microdreamer_core.pipeline.condition import make_condition
 from microdreamer_core.pipeline.presets import PRESETS, get_preset
 from microdreamer_core.pipeline.sir import run_sir
 from microdreamer_core.pipeline.texture_refine import refine_texture
@@ -50,8 +51,7 @@ def main() -> None:
         preset = tiny_preset(name, iterations=args.iterations or 2) if args.size == "tiny" else get_preset(name)
         if args.iterations and args.size == "full":
             preset = preset.with_overrides(iterations=args.iterations)
-        preset = dataclasses.replace(preset, sir=dataclasses.replace(preset.sir, device=str(device)),
-                                     texture=dataclasses.replace(preset.texture, device=str(device)))
+        preset = preset.with_overrides(device=str(device))
         t0 = time.perf_counter()
         model = build_random_model(preset.model_kind, args.size, seed=0, device=device, dtype=dtype)
         build_s = time.perf_counter() - t0
@@ -77,8 +77,7 @@ def main() -> None:
             }
             mesh_t: dict = {}
             t0 = time.perf_counter()
-            mesh = gaussians_to_mesh(sir.gaussians, resolution=preset.mesh.resolution, target_faces=preset.mesh.target_faces,
-                                     texture_size=preset.mesh.texture_size, bake_resolution=preset.mesh.bake_resolution, timings=mesh_t)
+            mesh = gaussians_to_mesh(sir.gaussians, preset.mesh, timings=mesh_t)
             row |= {"mesh_s": round(time.perf_counter() - t0, 3), "mesh_stages_s": {k: round(v, 3) for k, v in mesh_t.items()},
                     "faces": mesh.num_faces}
             tex = refine_texture(mesh, model, cond, preset.texture)

@@ -15,8 +15,8 @@ import time
 import torch
 
 import microdreamer_core.diffusion.models as mm
-from microdreamer_core.diffusion.loading import build_random_model
 from microdreamer_core.diffusion.models import Condition
+from microdreamer_core.diffusion.random_models import build_random_model
 from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 
 size = sys.argv[1] if len(sys.argv) > 1 else "tiny"

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microdreamer_core.meshing.extract import _decimate  # noqa: E402
-from microdreamer_core.meshing.texture import UV_CHARTS, unwrap_uv  # noqa: E402
+from microdreamer_core.meshing.uv import UV_CHARTS, unwrap_uv  # noqa: E402
 from microdreamer_core.scene.mesh import Mesh  # noqa: E402
 
 

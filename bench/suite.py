@@ -58,21 +58,24 @@ sys.path.insert(0, str(ROOT))
 
 from _common import commit, input_image  # noqa: E402
 
-from microdreamer_core.diffusion.loading import build_random_model  # noqa: E402
+from microdreamer_core.diffusion.models import Condition, MultiViewModel  # noqa: E402
+from microdreamer_core.diffusion.random_models import build_random_model  # noqa: E402
 from microdreamer_core.diffusion.sampling import refine_views, sample  # noqa: E402
-from microdreamer_core.fit.reconstruct import GaussianFitter  # noqa: E402
+from microdreamer_core.fit.fitter import GaussianFitter  # noqa: E402
 from microdreamer_core.io.export import save_glb  # noqa: E402
+from microdreamer_core.meshing.bake import BakeConfig, bake_texture  # noqa: E402
 from microdreamer_core.meshing.extract import ExtractConfig, extract_mesh  # noqa: E402
-from microdreamer_core.meshing.texture import BakeConfig, bake_texture, unwrap_uv  # noqa: E402
-from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset  # noqa: E402
-from microdreamer_core.pipeline.presets import PRESETS, get_preset  # noqa: E402
+from microdreamer_core.meshing.uv import unwrap_uv  # noqa: E402
+from microdreamer_core.pipeline.condition import make_condition  # noqa: E402
+from microdreamer_core.pipeline.generate import GenerateResult, generate  # noqa: E402
+from microdreamer_core.pipeline.presets import PRESETS, Preset, get_preset, tiny_preset  # noqa: E402
 from microdreamer_core.pipeline.sds import SDSConfig, run_sds  # noqa: E402
-from microdreamer_core.pipeline.sir import _sync, run_sir  # noqa: E402
+from microdreamer_core.pipeline.sir import run_sir  # noqa: E402
 from microdreamer_core.pipeline.texture_refine import refine_texture  # noqa: E402
+from microdreamer_core.runtime import DTYPES, sync  # noqa: E402
 from microdreamer_core.scene.cameras import sample_orbit_cameras  # noqa: E402
-from microdreamer_core.scene.gaussians import init_ball  # noqa: E402
-
-DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from microdreamer_core.scene.gaussians import Gaussians, init_ball  # noqa: E402
+from microdreamer_core.scene.mesh import Mesh  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +84,7 @@ DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": to
 def time_once(fn: Callable[[], object], device: torch.device) -> float:
     """Seconds of one call: CUDA events on GPU (after a sync), perf_counter on CPU."""
     if device.type == "cuda":
-        _sync(device)
+        sync(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -151,6 +154,9 @@ def step_bytes(num_gaussians: int, views: int, resolution: int, params_per_gauss
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Row:
+    """One measured stage: median seconds, its floor (None where the device sets none), what the
+    floor counts, and the stage's own numbers (one JSON line of bench/results_suite.jsonl)."""
+
     stage: str
     seconds: float
     floor_s: float | None = None
@@ -162,53 +168,76 @@ class Row:
         return self.seconds / self.floor_s if self.floor_s else None
 
 
-def run_suite(args) -> list[Row]:
+@dataclasses.dataclass
+class Suite:
+    """What the steps share: the command line, the preset, model and input, the device's measured
+    throughput and bandwidth, the rows so far, and ``gen``, the one generator the steps draw their
+    random inputs from, in the order :func:`run_suite` runs them."""
+
+    args: argparse.Namespace
+    device: torch.device
+    preset: Preset
+    model: MultiViewModel
+    cond: Condition
+    gen: torch.Generator
+    flops_s: float
+    bytes_s: float
+    say: Callable[[str], None]
+    rows: list[Row] = dataclasses.field(default_factory=list)
+
+    def row(self, stage: str) -> Row:
+        return next(r for r in self.rows if r.stage == stage)
+
+
+def prepare(args: argparse.Namespace) -> Suite:
+    """The preset at the asked size on the asked device, a random-weight model, the device
+    calibration (first row) and the model's condition."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     preset = tiny_preset(args.preset, iterations=args.iterations or 2) if args.size == "tiny" else get_preset(args.preset)
     if args.iterations and args.size == "full":
         preset = preset.with_overrides(iterations=args.iterations)
-    preset = dataclasses.replace(preset, sir=dataclasses.replace(preset.sir, device=str(device)),
-                                 texture=dataclasses.replace(preset.texture, device=str(device)),
-                                 mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts))
+    preset = dataclasses.replace(preset.with_overrides(device=str(device)), mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts))
     model = build_random_model(preset.model_kind, args.size, seed=0, device=device, dtype=DTYPES[args.dtype])
     dtype = model.dtype
-    rows: list[Row] = []
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
 
     say(f"calibrating {device} ({dtype})")
     flops_s = matmul_throughput(device, dtype)
     bytes_s = memory_bandwidth(device)
-    rows.append(Row("calibration", 0.0, extra={"matmul_tflops": round(flops_s / 1e12, 3), "bandwidth_gbs": round(bytes_s / 1e9, 2),
-                                              "dtype": str(dtype).replace("torch.", "")}))
+    calibration = Row("calibration", 0.0, extra={"matmul_tflops": round(flops_s / 1e12, 3), "bandwidth_gbs": round(bytes_s / 1e9, 2),
+                                                  "dtype": str(dtype).replace("torch.", "")})
 
     prompt = "a yellow rubber duck" if preset.input == "text" else ""
     cond = make_condition(preset.model_kind, prompt, image=None if preset.input == "text" else input_image(args.image))
-    sir_cfg = preset.sir
-    gen = torch.Generator().manual_seed(0)
+    return Suite(args, device, preset, model, cond, torch.Generator().manual_seed(0), flops_s, bytes_s, say, [calibration])
+
+
+def bench_diffusion(s: Suite) -> None:
+    """One NFE, call-0 sampling and one hybrid forward, each against its compute floor."""
+    args, model, cond, sir_cfg, gen, device = s.args, s.model, s.cond, s.preset.sir, s.gen, s.device
     cams = sample_orbit_cameras(sir_cfg.cameras, sir_cfg.image_size, gen)
     views = len(cams)
 
-    # --- diffusion: one NFE, call-0 sampling, one hybrid forward --------------------------------
-    say("one NFE")
+    s.say("one NFE")
     prepared = model.prepare(cond, cams.to(device), sir_cfg.image_size)
     lat = sir_cfg.image_size // model.vae_factor
-    x = torch.randn(views, 4, lat, lat, generator=gen).to(device, dtype)
+    x = torch.randn(views, 4, lat, lat, generator=gen).to(device, model.dtype)
     nfe_fn = lambda: model.predict_noise(x, 501, prepared, sir_cfg.guidance_scale)  # noqa: E731
     flops_nfe = count_flops(nfe_fn)
     sec, _ = median_time(nfe_fn, device, args.repeats_fast)
-    rows.append(Row("one_nfe", sec, flops_nfe / flops_s, "compute", {"gflops": round(flops_nfe / 1e9, 2), "views": views}))
+    s.rows.append(Row("one_nfe", sec, flops_nfe / s.flops_s, "compute", {"gflops": round(flops_nfe / 1e9, 2), "views": views}))
 
-    say("initial sampling (call 0)")
+    s.say("initial sampling (call 0)")
     init_fn = lambda: sample(model, cond, cams, steps=sir_cfg.denoise_steps, guidance_scale=sir_cfg.guidance_scale,  # noqa: E731
                              eta=sir_cfg.eta, seed=0, image_size=sir_cfg.image_size)
     n0 = model.nfe
     flops = count_flops(init_fn)
     nfe = model.nfe - n0
     sec, _ = median_time(init_fn, device, args.repeats)
-    rows.append(Row("init_sampling", sec, flops / flops_s, "compute", {"nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)}))
+    s.rows.append(Row("init_sampling", sec, flops / s.flops_s, "compute", {"nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)}))
 
-    say("hybrid forward + sampling (first SIR iteration)")
+    s.say("hybrid forward + sampling (first SIR iteration)")
     t2 = sir_cfg.t2_schedule()[0]
     renders = torch.rand(views, sir_cfg.image_size, sir_cfg.image_size, 3, generator=gen)
     hyb_fn = lambda: refine_views(model, renders, cams, cond, t2, steps=sir_cfg.denoise_steps, inv_ratio=sir_cfg.inv_ratio,  # noqa: E731
@@ -218,25 +247,29 @@ def run_suite(args) -> list[Row]:
     flops = count_flops(hyb_fn)
     nfe = model.nfe - n0
     sec, _ = median_time(hyb_fn, device, args.repeats)
-    rows.append(Row("hybrid_forward", sec, flops / flops_s, "compute", {"t2": t2, "nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)}))
+    s.rows.append(Row("hybrid_forward", sec, flops / s.flops_s, "compute", {"t2": t2, "nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)}))
 
-    # --- reconstruction: optimiser step and densification --------------------------------------
-    say("optimiser step")
+
+def bench_fitting(s: Suite) -> None:
+    """One optimiser step and one densify-and-prune edit, against their memory floors."""
+    args, sir_cfg, gen, device = s.args, s.preset.sir, s.gen, s.device
+    s.say("optimiser step")
     n_gauss = args.gaussians or (20_000 if args.size == "full" else 2_000)
     rcams = sample_orbit_cameras(sir_cfg.cameras, sir_cfg.resolution, gen).to(device)
     target = torch.rand(len(rcams), sir_cfg.resolution, sir_cfg.resolution, 3, generator=gen).to(device)
-    g0 = init_ball(n_gauss, sir_cfg.init_radius, 0.5, generator=torch.Generator().manual_seed(1)).to(device)
-    fitter = GaussianFitter(g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), sir_cfg.background, sir_cfg.backend)
+    g0 = init_ball(n_gauss, sir_cfg.init.radius, 0.5, generator=torch.Generator().manual_seed(1)).to(device)
+    run = sir_cfg.runtime
+    fitter = GaussianFitter(g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), run.background, run.gaussian_backend)
     step_fn = lambda: fitter.step(rcams, target)  # noqa: E731
     sec, _ = median_time(step_fn, device, args.repeats_fast)
-    floor = step_bytes(n_gauss, len(rcams), sir_cfg.resolution) / bytes_s
-    rows.append(Row("optimiser_step", sec, floor, "memory", {"gaussians": n_gauss, "views": len(rcams), "resolution": sir_cfg.resolution,
-                                                             "backend": sir_cfg.backend}))
+    floor = step_bytes(n_gauss, len(rcams), sir_cfg.resolution) / s.bytes_s
+    s.rows.append(Row("optimiser_step", sec, floor, "memory", {"gaussians": n_gauss, "views": len(rcams), "resolution": sir_cfg.resolution,
+                                                               "backend": run.gaussian_backend}))
 
-    say("densification")
+    s.say("densification")
 
     def densify_setup():
-        f = GaussianFitter(g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), sir_cfg.background, sir_cfg.backend)
+        f = GaussianFitter(g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), run.background, run.gaussian_backend)
         for _ in range(2):
             out = f.render(rcams)
             out.means2d.retain_grad()
@@ -246,94 +279,119 @@ def run_suite(args) -> list[Row]:
 
     densify_fn = lambda f: f.strategy._densify_and_prune(f.params, f.optimizer, 100)  # noqa: E731
     sec, _ = median_time(densify_fn, device, args.repeats, setup=densify_setup)
-    rows.append(Row("densification", sec, 4 * 14 * n_gauss * 2 * 3 / bytes_s, "memory", {"gaussians": n_gauss}))
+    s.rows.append(Row("densification", sec, 4 * 14 * n_gauss * 2 * 3 / s.bytes_s, "memory", {"gaussians": n_gauss}))
 
-    # --- the whole pipeline (also gives the Gaussians the mesh stages below start from) ---------
-    say(f"whole pipeline ({preset.name})")
+
+def bench_pipeline(s: Suite) -> GenerateResult:
+    """The whole :func:`generate` (its last run is returned: the mesh stages start from its Gaussians).
+
+    Floor: every SIR NFE at the one-NFE compute floor and every SIR Adam step at the step memory
+    floor; :func:`bench_texture_and_glb` adds the texture stage's compute floor. The mesh stage's
+    CPU algorithms have none."""
+    args, preset, sir_cfg = s.args, s.preset, s.preset.sir
+    s.say(f"whole pipeline ({preset.name})")
     results = []
 
     def pipeline_fn():
-        results.append(generate(model, cond, preset))
+        results.append(generate(s.model, s.cond, preset))
 
-    sec, times = median_time(pipeline_fn, device, args.repeats_pipeline, warmup=0 if args.size == "full" else 1)
+    sec, times = median_time(pipeline_fn, s.device, args.repeats_pipeline, warmup=0 if args.size == "full" else 1)
     res = results[-1]
-    gcounts = [i.gaussians for i in res.iterations]
-    # floor: every SIR NFE at the one-NFE compute floor, every SIR Adam step at the step memory floor,
-    # the texture stage at its compute floor (added below once measured); mesh CPU stages have none
-    step_floor = next(r.floor_s for r in rows if r.stage == "optimiser_step")
+    gcounts = [i.gaussians for i in res.sir.iterations]
     sir_steps = sir_cfg.init_steps + sir_cfg.iterations * sir_cfg.steps_per_iteration
-    pipeline_floor = flops_nfe / flops_s * res.nfe["sir"] + step_floor * sir_steps
-    rows.append(Row("pipeline", sec, pipeline_floor, "compute + memory (SIR NFEs, SIR steps; + texture stage)", {
+    pipeline_floor = s.row("one_nfe").floor_s * res.nfe["sir"] + s.row("optimiser_step").floor_s * sir_steps
+    s.rows.append(Row("pipeline", sec, pipeline_floor, "compute + memory (SIR NFEs, SIR steps; + texture stage)", {
         "preset": preset.name, "uv_charts": args.uv_charts, "iterations": sir_cfg.iterations, "nfe": res.nfe, "planned_sir_nfe": sir_cfg.planned_nfes(), "runs_s": [round(t, 3) for t in times],
         "stages_s": {k: round(v, 3) for k, v in res.timings.items()}, "sir_s": {k: round(v, 3) for k, v in res.sir.timings.items()},
         "gaussians_per_iteration": gcounts, "faces": res.mesh.num_faces if res.mesh is not None else None}))
+    return res
 
-    # --- mesh stages on the pipeline's own Gaussians ------------------------------------------
-    gaussians = res.gaussians
-    mcfg = preset.mesh
-    say("mesh extraction")
+
+def bench_mesh_stages(s: Suite, gaussians: Gaussians) -> Mesh:
+    """Extraction, uv unwrapping with both chart settings and baking (from the quality atlas) of
+    ``gaussians``; returns the baked mesh."""
+    args, device, mcfg = s.args, s.device, s.preset.mesh
+    s.say("mesh extraction")
     meshes = []
     sec, _ = median_time(lambda: meshes.append(extract_mesh(gaussians, ExtractConfig(resolution=mcfg.resolution, target_faces=mcfg.target_faces))),
                          device, args.repeats, warmup=0)
     mesh = meshes[-1]
-    rows.append(Row("mesh_extract", sec, None, "n/a: marching cubes and decimation run on the CPU", {"faces": mesh.num_faces,
-                                                                                                   "grid": mcfg.resolution}))
+    s.rows.append(Row("mesh_extract", sec, None, "n/a: marching cubes and decimation run on the CPU", {"faces": mesh.num_faces,
+                                                                                                     "grid": mcfg.resolution}))
     unwrapped = {}
     for charts in ("quality", "fast"):
-        say(f"uv unwrap ({charts})")
+        s.say(f"uv unwrap ({charts})")
         out = []
         sec, _ = median_time(lambda: out.append(unwrap_uv(mesh, mcfg.texture_size, charts=charts)), device,
                              1 if (charts == "quality" and args.size == "full") else args.repeats, warmup=0)
         unwrapped[charts] = out[-1]
-        rows.append(Row(f"uv_unwrap_{charts}", sec, None, "n/a: xatlas runs on the CPU", {"faces": mesh.num_faces,
-                                                                                          "texture": mcfg.texture_size}))
-    say("bake")
+        s.rows.append(Row(f"uv_unwrap_{charts}", sec, None, "n/a: xatlas runs on the CPU", {"faces": mesh.num_faces,
+                                                                                            "texture": mcfg.texture_size}))
+    s.say("bake")
     baked = []
     bake_cfg = BakeConfig(texture_size=mcfg.texture_size, render_resolution=mcfg.bake_resolution)
     sec, _ = median_time(lambda: baked.append(bake_texture(unwrapped["quality"], gaussians, bake_cfg)), device, args.repeats, warmup=0)
-    rows.append(Row("bake", sec, None, "", {"texture": mcfg.texture_size, "render_resolution": mcfg.bake_resolution}))
+    s.rows.append(Row("bake", sec, None, "", {"texture": mcfg.texture_size, "render_resolution": mcfg.bake_resolution}))
+    return baked[-1]
 
-    say("texture refinement")
-    tex_cfg = preset.texture
-    tex_fn = lambda: refine_texture(baked[-1], model, cond, tex_cfg)  # noqa: E731
-    n0 = model.nfe
+
+def bench_texture_and_glb(s: Suite, baked: Mesh) -> None:
+    """Texture refinement of ``baked`` against its compute floor (also added to the pipeline's
+    floor), and writing it as a GLB against the file's bytes at memory bandwidth."""
+    args, device, tex_cfg = s.args, s.device, s.preset.texture
+    s.say("texture refinement")
+    tex_fn = lambda: refine_texture(baked, s.model, s.cond, tex_cfg)  # noqa: E731
+    n0 = s.model.nfe
     flops = count_flops(tex_fn)
-    nfe = model.nfe - n0
+    nfe = s.model.nfe - n0
     sec, _ = median_time(tex_fn, device, args.repeats, warmup=0)
-    rows.append(Row("texture_refine", sec, flops / flops_s, "compute", {"nfe": nfe, "steps": tex_cfg.steps, "views": tex_cfg.views}))
-    pipe = next(r for r in rows if r.stage == "pipeline")
-    pipe.floor_s += flops / flops_s
+    s.rows.append(Row("texture_refine", sec, flops / s.flops_s, "compute", {"nfe": nfe, "steps": tex_cfg.steps, "views": tex_cfg.views}))
+    s.row("pipeline").floor_s += flops / s.flops_s
 
-    say("GLB write")
+    s.say("GLB write")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.glb"
-        sec, _ = median_time(lambda: save_glb(baked[-1], path), device, args.repeats, warmup=0)
+        sec, _ = median_time(lambda: save_glb(baked, path), device, args.repeats, warmup=0)
         size = path.stat().st_size
-    rows.append(Row("glb_write", sec, size / bytes_s, "memory (file bytes; PNG encoding is CPU work)", {"bytes": size}))
+    s.rows.append(Row("glb_write", sec, size / s.bytes_s, "memory (file bytes; PNG encoding is CPU work)", {"bytes": size}))
 
-    # --- SDS against SIR ------------------------------------------------------------------------
-    # equal settings: SIR with the paper's schedule (K, init and per-iteration Adam steps) at this
-    # size's resolution; SDS from the same config (cameras, renderer, learning rates, densification)
+
+def bench_sds_against_sir(s: Suite) -> None:
+    """SDS and SIR's Gaussian stage on equal settings: SIR with the paper's schedule (K, init and
+    per-iteration Adam steps) at this size's resolution; SDS from the same config (cameras,
+    renderer, learning rates, densification). One timed run each."""
+    args, model, device = s.args, s.model, s.device
     paper = get_preset(args.preset).sir
-    cmp_cfg = dataclasses.replace(sir_cfg, iterations=args.compare_iterations or paper.iterations,
+    cmp_cfg = dataclasses.replace(s.preset.sir, iterations=args.compare_iterations or paper.iterations,
                                   init_steps=paper.init_steps, steps_per_iteration=paper.steps_per_iteration)
-    say(f"SDS, {args.sds_steps} steps, against SIR with K = {cmp_cfg.iterations}")
+    s.say(f"SDS, {args.sds_steps} steps, against SIR with K = {cmp_cfg.iterations}")
     sds_cfg = SDSConfig.from_sir(cmp_cfg, steps=args.sds_steps)
     n0 = model.nfe
     sds_res = []
-    sec_sds = time_once(lambda: sds_res.append(run_sds(model, cond, sds_cfg)), device)
+    sec_sds = time_once(lambda: sds_res.append(run_sds(model, s.cond, sds_cfg)), device)
     sds_nfe = model.nfe - n0
     n0 = model.nfe
     sir_res = []
-    sec_sir = time_once(lambda: sir_res.append(run_sir(model, cond, cmp_cfg)), device)
+    sec_sir = time_once(lambda: sir_res.append(run_sir(model, s.cond, cmp_cfg)), device)
     sir_nfe = model.nfe - n0
-    rows.append(Row("sds", sec_sds, None, "", {"steps": args.sds_steps, "nfe": sds_nfe, "guidance_scale": sds_cfg.guidance_scale, "timings_s": {k: round(v, 3) for k, v in sds_res[-1].timings.items()},
-                                                 "gaussians": sds_res[-1].gaussians.num}))
-    rows.append(Row("sir_gaussians", sec_sir, None, "", {"nfe": sir_nfe, "gaussians": sir_res[-1].gaussians.num,
-                                                         "iterations": cmp_cfg.iterations, "adam_steps": cmp_cfg.total_steps,
-                                                         "sds_over_sir_time": round(sec_sds / sec_sir, 2),
-                                                         "sds_over_sir_nfe": round(sds_nfe / max(sir_nfe, 1), 2)}))
-    return rows
+    s.rows.append(Row("sds", sec_sds, None, "", {"steps": args.sds_steps, "nfe": sds_nfe, "guidance_scale": sds_cfg.guidance_scale, "timings_s": {k: round(v, 3) for k, v in sds_res[-1].timings.items()},
+                                                   "gaussians": sds_res[-1].gaussians.num}))
+    s.rows.append(Row("sir_gaussians", sec_sir, None, "", {"nfe": sir_nfe, "gaussians": sir_res[-1].gaussians.num,
+                                                           "iterations": cmp_cfg.iterations, "adam_steps": cmp_cfg.total_steps,
+                                                           "sds_over_sir_time": round(sec_sds / sec_sir, 2),
+                                                           "sds_over_sir_nfe": round(sds_nfe / max(sir_nfe, 1), 2)}))
+
+
+def run_suite(args: argparse.Namespace) -> list[Row]:
+    """Every step in order; one :class:`Row` per measured stage."""
+    s = prepare(args)
+    bench_diffusion(s)
+    bench_fitting(s)
+    res = bench_pipeline(s)
+    baked = bench_mesh_stages(s, res.gaussians)
+    bench_texture_and_glb(s, baked)
+    bench_sds_against_sir(s)
+    return s.rows
 
 
 def main() -> None:

@@ -16,14 +16,18 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Cancelled, InputError, shown
 from .io.outputs import atomic_outputs, check_output, open_outputs, refuse_overwriting
 from .io.ply import load_ply, save_ply
+from .runtime import DTYPES, CancelFn, ProgressFn, StageProgressFn, resolve_device
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj")
 PRESET_NAMES = ("zero123", "imagedream", "mvdream")  # microdreamer_core.pipeline.presets.PRESETS (kept import-free for --help)
+UV_CHART_NAMES = ("quality", "fast")  # microdreamer_core.meshing.uv.UV_CHARTS (kept import-free for --help)
 IMAGE_KINDS = ("zero123", "imagedream")
 
 # The documented limits of the options (README, "Limits"); the same option means the same in every command.
@@ -82,8 +86,6 @@ def _device(text: str) -> str:
     """An argparse type: one of DEVICES, CUDA only where PyTorch sees a GPU."""
     if text not in DEVICES:
         raise argparse.ArgumentTypeError(f"unknown device '{shown(text, 40)}': use {', '.join(DEVICES)}")
-    from .runtime import resolve_device
-
     try:
         resolve_device(text)
     except InputError as e:
@@ -101,7 +103,7 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------
-def _progress_bar(total: int, desc: str):
+def _progress_bar(total: int, desc: str) -> ProgressFn:
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=None)
@@ -122,6 +124,7 @@ def _check_size(width: int, height: int, what: str) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from .fit.fitter import FitRuntime
     from .fit.reconstruct import ReconstructConfig, reconstruct
     from .io.transforms import load_transforms
 
@@ -132,7 +135,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     views = load_transforms(args.views_dir)
     if args.resolution is None:
         _check_size(views.cameras.width, views.cameras.height, "the views")
-    cfg = ReconstructConfig(steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device)
+    cfg = ReconstructConfig(steps=args.steps, resolution=args.resolution, runtime=FitRuntime(seed=args.seed, device=args.device))
     print(f"reconstructing from {len(views)} views ({views.cameras.width}x{views.cameras.height}"
           f"{f' -> {args.resolution}' if args.resolution else ''}), {args.steps} steps", file=sys.stderr)
     result = reconstruct(views, cfg, progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
@@ -140,8 +143,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({result.gaussians.num} Gaussians, {result.seconds:.1f} s)")
 
 
-def load_model(path: Path):
-    """A Gaussian PLY or a mesh file, chosen by extension."""
+def load_asset(path: Path):
+    """The 3D asset ``render`` draws: a Gaussian PLY or a mesh file, chosen by extension."""
 
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -157,8 +160,8 @@ def load_model(path: Path):
 
 def cmd_render(args: argparse.Namespace) -> None:
     from .eval.protocol import render_rgba
-    from .scene.views import PosedViews
     from .io.transforms import load_cameras, save_transforms, transforms_files, transforms_inputs
+    from .scene.views import PosedViews
 
     out, model_path = Path(args.out), Path(args.model)
     check_output(out, "--out", folder=True)
@@ -166,7 +169,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     if args.resolution is None:
         _check_size(cameras.width, cameras.height, "the camera file's images")
     refuse_overwriting([out / name for name in transforms_files(len(cameras))], [model_path, *transforms_inputs(args.cameras)])
-    model = load_model(model_path)
+    model = load_asset(model_path)
     images = render_rgba(model, cameras)
     json_path = save_transforms(PosedViews(images, cameras), out)
     print(f"wrote {len(cameras)} RGBA views to {out} ({json_path.name} + images/)")
@@ -174,7 +177,7 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 def cmd_mesh(args: argparse.Namespace) -> None:
     from .io.export import SAVE_EXTENSIONS, mesh_files, save_mesh
-    from .meshing.texture import gaussians_to_mesh
+    from .meshing.stage import MeshConfig, gaussians_to_mesh
 
     model, out = Path(args.model), Path(args.out)
     if model.suffix.lower() != ".ply":
@@ -191,8 +194,8 @@ def cmd_mesh(args: argparse.Namespace) -> None:
     print(f"extracting a mesh from {gaussians.num} Gaussians (grid {args.resolution}, <= {args.faces} faces"
           f"{f', {args.texture_size} px texture' if bake else ', vertex colours'})", file=sys.stderr)
     timings: dict = {}
-    mesh = gaussians_to_mesh(gaussians, resolution=args.resolution, target_faces=args.faces,
-                             texture_size=args.texture_size, bake=bake, timings=timings, cancel=args.stop)
+    config = MeshConfig(resolution=args.resolution, target_faces=args.faces, texture_size=args.texture_size, uv_charts=args.uv_charts)
+    mesh = gaussians_to_mesh(gaussians, config, bake=bake, timings=timings, cancel=args.stop)
     path = save_mesh(mesh, out)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
     print(f"wrote {path} ({mesh.num_vertices} vertices, {mesh.num_faces} triangles"
@@ -203,14 +206,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from .eval.demo import run_demo
 
     check_output(Path(args.out), "--out", folder=True)
-    run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device,
-             progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
+    demo = run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device,
+                    progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
+    for line in demo.written:
+        print(line)
 
 
 # ---------------------------------------------------------------------------------------------
 # generate: prompt / image -> 3D Gaussians -> textured mesh (the whole MicroDreamer pipeline)
 # ---------------------------------------------------------------------------------------------
-def _stage_progress():
+def _stage_progress() -> tuple[StageProgressFn, Callable[[], None]]:
     """``progress(stage, done, total)`` for :func:`~.pipeline.generate`: one tqdm bar per stage
     (silent when stderr is not a terminal), and ``close()`` for the bars left open."""
     from tqdm import tqdm
@@ -262,47 +267,52 @@ def _quiet_model_loading():
 def _read_rgba(path: Path):
     """The --image as (H, W, 4) float in [0, 1]; its alpha must separate the object from the background."""
     from .io.images import read_rgba
+    from .pipeline.condition import object_alpha
 
     image = read_rgba(path, "--image", need_alpha="image-to-3D needs the object's mask; remove the background first and "
                                                   "save an RGBA PNG with a transparent background")
-    alpha = image[..., 3]
-    if float(alpha.max()) <= 0.5:
-        raise InputError(f"{shown(path.name)} is transparent everywhere (empty alpha): the object must be opaque in the alpha channel")
-    if float(alpha.min()) > 0.5:
-        raise InputError(f"{shown(path.name)} has no transparent background (alpha is opaque everywhere): remove the background "
-                         "first and save an RGBA PNG")
+    object_alpha(image, what=shown(path.name))
     return image
 
 
 def _peek_kind(source: str) -> str | None:
     """The model kind of a local diffusers folder, read from its unet/config.json (cheap), else None."""
-    from .diffusion.loading import detect_folder_kind
+    from .diffusion.folders import detect_folder_kind
 
     path = Path(source)
     return detect_folder_kind(path) if path.is_dir() else None
 
 
 def _generate_inputs(args: argparse.Namespace, kind: str, device: str):
-    """The preset (with the command-line overrides) and the condition for a ``kind`` model."""
+    """The preset and the condition for a ``kind`` model, from the command line."""
+    preset = _generate_preset(args, kind, device)
+    return preset, _generate_condition(args, kind, preset.sir.image_size)
+
+
+def _generate_preset(args: argparse.Namespace, kind: str, device: str):
+    """--preset (default: the model kind's; shrunk with --tiny) with the command-line overrides."""
     import dataclasses
 
-    from .diffusion.models import MODEL_CLASSES
-    from .pipeline.generate import make_condition, tiny_preset
-    from .pipeline.presets import get_preset
+    from .pipeline.presets import check_preset_kind, get_preset, tiny_preset
 
     name = args.preset or kind
     preset = tiny_preset(name) if args.tiny else get_preset(name)
-    model_name = MODEL_CLASSES[kind].display_name
-    if preset.model_kind != kind:
-        raise InputError(f"--preset {name} is made for {MODEL_CLASSES[preset.model_kind].display_name} models, but "
-                         f"{args.model} is a {model_name} model: leave --preset out (it defaults to the model's) or use --preset {kind}")
+    check_preset_kind(preset, kind, fix=f"leave --preset {name} out (the default is the model's preset) or use --preset {kind}")
     preset = preset.with_overrides(seed=args.seed, iterations=args.iterations, device=device)
-    preset = dataclasses.replace(preset, texture=dataclasses.replace(preset.texture, device=device))
     if args.no_refine:
         preset = dataclasses.replace(preset, refine_texture=False)
     if args.uv_charts:
         preset = dataclasses.replace(preset, mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts))
+    return preset
 
+
+def _generate_condition(args: argparse.Namespace, kind: str, size: int):
+    """The condition from --prompt, --negative-prompt, --image and --elevation for a ``kind``
+    model, naming the option that is missing; inputs the model ignores get a note."""
+    from .diffusion.models import MODEL_CLASSES
+    from .pipeline.condition import make_condition
+
+    model_name = MODEL_CLASSES[kind].display_name
     prompt = args.prompt or ""
     image = None
     if kind in IMAGE_KINDS:
@@ -317,8 +327,7 @@ def _generate_inputs(args: argparse.Namespace, kind: str, device: str):
             raise InputError(f"{model_name} is a text-to-3D model: give --prompt TEXT describing the object")
         if args.image is not None:
             print(f"note: {model_name} is text-to-3D; --image is ignored", file=sys.stderr)
-    condition = make_condition(kind, prompt, args.negative_prompt, image, elevation=args.elevation, size=preset.sir.image_size)
-    return preset, condition
+    return make_condition(kind, prompt, args.negative_prompt, image, elevation=args.elevation, size=size)
 
 
 def _view_names(count: int) -> list[str]:
@@ -348,7 +357,36 @@ def cmd_generate(args: argparse.Namespace) -> None:
     # Everything that can be checked without the model is checked first: loading takes a while.
     if args.image is None and args.prompt is None:
         raise InputError("nothing to generate from: give --image PATH (image-to-3D) and/or --prompt TEXT (text-to-3D)")
-    from .io.export import SAVE_EXTENSIONS, mesh_files, save_mesh
+    outputs = _generate_outputs(args)
+    if args.preset is not None and args.preset not in PRESET_NAMES:
+        raise InputError(f"unknown --preset '{shown(args.preset, 40)}': use one of {', '.join(PRESET_NAMES)}")
+    device = str(resolve_device(args.device))
+    model, preset, condition = _load_generate_model(args, device)
+    if outputs.views is not None:
+        refuse_overwriting([outputs.views / name for name in _view_names(preset.sir.cameras.num_views)], outputs.inputs)
+    print(f"generating with {model.display_name} ({model.kind}): preset {preset.name}{' (tiny)' if args.tiny else ''}, "
+          f"{preset.sir.iterations} iteration{'' if preset.sir.iterations == 1 else 's'}, seed {preset.sir.runtime.seed}, "
+          f"{'with' if preset.refine_texture else 'without'} texture refinement, on {device} ({str(model.dtype).removeprefix('torch.')})",
+          file=sys.stderr)
+    result = _run_generate(model, condition, preset, args.stop)
+    written = _write_generated(result, outputs)
+    _print_generated(result, written)
+
+
+@dataclass
+class _GenerateOutputs:
+    """Where ``generate`` writes (the mesh; optionally the Gaussians and the views), and the input
+    files no output may overwrite."""
+
+    mesh: Path
+    ply: Path | None
+    views: Path | None
+    inputs: list[Path]
+
+
+def _generate_outputs(args: argparse.Namespace) -> _GenerateOutputs:
+    """The checked output paths of ``generate``: right suffixes, writable, not overwriting an input."""
+    from .io.export import SAVE_EXTENSIONS, mesh_files
 
     out = Path(args.out)
     if out.suffix.lower() not in SAVE_EXTENSIONS:
@@ -360,23 +398,19 @@ def cmd_generate(args: argparse.Namespace) -> None:
         if ply.suffix.lower() != ".ply":
             raise InputError(f"--save-ply must end in .ply (got '{shown(ply.name)}'): it writes the 3D Gaussians as a 3DGS PLY")
         check_output(ply, "--save-ply")
-    views_dir = Path(args.save_views) if args.save_views else None
-    if views_dir is not None:
-        check_output(views_dir, "--save-views", folder=True)
+    views = Path(args.save_views) if args.save_views else None
+    if views is not None:
+        check_output(views, "--save-views", folder=True)
     inputs = [Path(args.image)] if args.image else []
     refuse_overwriting([*mesh_files(out), *([ply] if ply else [])], inputs)
-    if args.preset is not None and args.preset not in PRESET_NAMES:
-        raise InputError(f"unknown --preset '{shown(args.preset, 40)}': use one of {', '.join(PRESET_NAMES)}")
+    return _GenerateOutputs(out, ply, views, inputs)
 
-    import torch
 
+def _load_generate_model(args: argparse.Namespace, device: str):
+    """The model, its preset and the condition. With a local diffusers folder the kind is known
+    before loading, so the inputs are checked first; otherwise at least the image is."""
     from .diffusion.loading import load_model
-    from .pipeline.generate import STAGES, generate
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    dtype = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-
-    # With a local diffusers folder the kind is known before loading: inputs are checked first.
     kind = _peek_kind(args.model)
     peeked = _generate_inputs(args, kind, device) if kind else None
     if kind is None and args.image is not None:  # a hub id or a checkpoint: check the image before the download / load
@@ -384,41 +418,52 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if sys.stderr.isatty():  # like the progress bars: feedback for a person waiting, nothing in logs / pipes
         print(f"loading {args.model} ...", file=sys.stderr)
     with _quiet_model_loading():
-        model = load_model(args.model, device=device, dtype=dtype, download_dir=args.download_dir)
+        model = load_model(args.model, device=device, dtype=DTYPES[args.dtype], download_dir=args.download_dir)
     preset, condition = peeked if peeked and kind == model.kind else _generate_inputs(args, model.kind, device)
-    if views_dir is not None:
-        refuse_overwriting([views_dir / name for name in _view_names(preset.sir.cameras.num_views)], inputs)
-    print(f"generating with {model.display_name} ({model.kind}): preset {preset.name}{' (tiny)' if args.tiny else ''}, "
-          f"{preset.sir.iterations} iteration{'' if preset.sir.iterations == 1 else 's'}, seed {preset.sir.seed}, "
-          f"{'with' if preset.refine_texture else 'without'} texture refinement, on {device} ({str(model.dtype).removeprefix('torch.')})",
-          file=sys.stderr)
+    return model, preset, condition
+
+
+def _run_generate(model, condition, preset, stop: CancelFn):
+    """Every stage of the pipeline with one progress bar each; refuses a result that cannot be written."""
+    from .pipeline.generate import generate
 
     progress, close_bars = _stage_progress()
     try:
-        result = generate(model, condition, preset, mesh=True, progress=progress, cancel=args.stop)
+        result = generate(model, condition, preset, mesh=True, progress=progress, cancel=stop)
     finally:
         close_bars()
-    mesh, gaussians = result.mesh, result.gaussians
-    # Refuse what could not be written before writing anything.
-    if mesh is None or mesh.num_faces == 0:
+    if result.mesh is None or result.mesh.num_faces == 0:
         raise InputError("the generated mesh is empty (the Gaussians left no surface): try another --seed or more --iterations")
-    gaussians.check_finite("the generated Gaussians")
+    result.gaussians.check_finite("the generated Gaussians")
+    return result
+
+
+def _write_generated(result, outputs: _GenerateOutputs) -> list[str]:
+    """Write every output, all or none; returns what was written, the mesh last."""
+    from .io.export import save_mesh
 
     written = []
     with atomic_outputs():  # all outputs or none; the main one is asked for first, so it is moved in last
-        path = save_mesh(mesh, out)
-        if ply is not None:
-            save_ply(gaussians, ply)
-            written.append(f"{ply} ({gaussians.num} Gaussians)")
-        if views_dir is not None:
-            n = _save_views(result, views_dir)
-            written.append(f"{views_dir}/ ({n} PNGs: init_XX = initial views, target_XX = last SIR targets)")
+        path = save_mesh(result.mesh, outputs.mesh)
+        if outputs.ply is not None:
+            save_ply(result.gaussians, outputs.ply)
+            written.append(f"{outputs.ply} ({result.gaussians.num} Gaussians)")
+        if outputs.views is not None:
+            n = _save_views(result, outputs.views)
+            written.append(f"{outputs.views}/ ({n} PNGs: init_XX = initial views, target_XX = last SIR targets)")
     written.append(f"{path}")
+    return written
 
+
+def _print_generated(result, written: list[str]) -> None:
+    """The summary on stdout: time per stage, NFEs, sizes and the files written."""
+    from .pipeline.generate import STAGES
+
+    mesh = result.mesh
     stage_times = ", ".join(f"{s} {result.timings[s]:.1f} s" for s in STAGES if s in result.timings)
     print(f"done in {result.timings['total']:.1f} s ({stage_times})")
     print(f"NFEs: {result.nfe['total']} (sir {result.nfe['sir']}, texture {result.nfe['texture']})")
-    print(f"Gaussians: {gaussians.num}")
+    print(f"Gaussians: {result.gaussians.num}")
     texture = f", {mesh.texture.shape[1]}x{mesh.texture.shape[0]} texture" if mesh.has_texture else ""
     print(f"mesh: {mesh.num_vertices} vertices, {mesh.num_faces} triangles{texture}")
     for line in written:
@@ -480,12 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--elevation", type=_degrees, default=0.0, metavar="DEG",
                    help=f"camera elevation of the input image in degrees, {ELEVATION[0]:g}..{ELEVATION[1]:g}, negative = from above "
                         "(default 0): the SIR cameras are drawn around it and Stable Zero123 is conditioned on it")
-    g.add_argument("--uv-charts", choices=("quality", "fast"), default=None,
+    g.add_argument("--uv-charts", choices=UV_CHART_NAMES, default=None,
                    help="uv unwrapping settings: quality (xatlas' defaults, the preset's) or fast (no chart refinement, "
                         "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)")
     g.add_argument("--no-refine", action="store_true", help="skip the texture refinement (stage 2): the mesh keeps its baked texture")
     _device_option(g)
-    g.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+    g.add_argument("--dtype", choices=tuple(DTYPES), default="auto",
                    help="model weights' precision (default auto: fp16 on CUDA, fp32 on CPU)")
     g.add_argument("--download-dir", metavar="DIR", default=None,
                    help="where hub ids are downloaded, as DIR/owner--name, and looked up first (offline: put the files there); "
@@ -513,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"decimate to at most this many triangles, {FACES[0]}..{FACES[1]}, 0 = keep all (default 50000)")
     x.add_argument("--texture-size", type=_whole(*TEXTURE_SIZE), default=1024, metavar="PX",
                    help=f"square texture size, {TEXTURE_SIZE[0]}..{TEXTURE_SIZE[1]} pixels (default 1024)")
+    x.add_argument("--uv-charts", choices=UV_CHART_NAMES, default="quality",
+                   help="uv unwrapping settings: quality (xatlas' defaults; the default) or fast (no chart refinement, "
+                        "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)")
     x.add_argument("--no-texture", action="store_true", help="skip uv unwrapping and baking: vertex colours only (much faster)")
     x.set_defaults(func=cmd_mesh)
 

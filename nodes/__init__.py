@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from .cameras import MicroDreamerOrbitCameras
+from .conditioning import MicroDreamerCondition
 from .diffusion import (
     MicroDreamerHybridForward,
     MicroDreamerMultiViewModelLoader,
     MicroDreamerMultiViewSampler,
     register_models_folder,
 )
-from .generate import MicroDreamerCondition, MicroDreamerRefineTexture
-from .mesh import (
+from .meshing import (
     MicroDreamerExtractMesh,
     MicroDreamerMeshToComfyMesh,
-    MicroDreamerSaveGLB,
+    MicroDreamerRefineTexture,
 )
-from .reconstruct import MicroDreamerSIRReconstruct3DGS
-from .save import MicroDreamerSaveGaussians
+from .output import MicroDreamerSaveGaussians, MicroDreamerSaveGLB
+from .reconstruction import MicroDreamerSIRReconstruct3DGS
 from .splat import SPLAT_NODES, splat_available
-from .views import MicroDreamerLoadPosedViews
+from .views import MicroDreamerLoadPosedViews, MicroDreamerOrbitCameras
 
 NODES = [
     MicroDreamerLoadPosedViews,

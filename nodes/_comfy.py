@@ -6,26 +6,27 @@ Only this package imports ComfyUI; ``microdreamer_core`` never does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import comfy.model_management
 import comfy.utils
 import folder_paths
 
 from microdreamer_core.io.paths import confined
+from microdreamer_core.runtime import CancelFn, ProgressFn
 
 
-def progress_hook(total: int) -> Callable[[int, int], None]:
-    """A ``progress(step, total)`` callback that drives ComfyUI's progress bar for the running node."""
-    bar = comfy.utils.ProgressBar(max(int(total), 1))
+def progress_hook() -> ProgressFn:
+    """A ``progress(done, total)`` hook that drives ComfyUI's progress bar for the running node
+    (the core reports the total with every call)."""
+    bar = comfy.utils.ProgressBar(1)
 
-    def progress(step: int, total: int) -> None:
-        bar.update_absolute(step, total)
+    def progress(done: int, total: int) -> None:
+        bar.update_absolute(done, total)
 
     return progress
 
 
-def cancel_hook() -> Callable[[], None]:
+def cancel_hook() -> CancelFn:
     """A ``cancel()`` callback that raises ComfyUI's interrupt exception once the user pressed Cancel."""
     return comfy.model_management.throw_exception_if_processing_interrupted
 

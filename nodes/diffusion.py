@@ -10,23 +10,15 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from microdreamer_core.diffusion.loading import (
-    HUB_IDS,
-    MAX_HUB_DOWNLOAD_BYTES,
-    SINGLE_FILE_SUFFIXES,
-    check_repo_id,
-    load_from_hub,
-    load_model,
-)
-from microdreamer_core.diffusion.models import (
-    DEFAULT_NEGATIVE_PROMPT,
-    Condition,
-    MultiViewModel,
-)
+from microdreamer_core.diffusion.hub import HUB_IDS, MAX_HUB_DOWNLOAD_BYTES, check_repo_id, load_from_hub
+from microdreamer_core.diffusion.loading import load_model
+from microdreamer_core.diffusion.models import MultiViewModel
 from microdreamer_core.diffusion.sampling import refine_views, sample
 from microdreamer_core.diffusion.schedules import DDIMSchedule
+from microdreamer_core.diffusion.single_file import SINGLE_FILE_SUFFIXES
 from microdreamer_core.errors import InputError
-from microdreamer_core.pipeline.image_prep import reference_from_batch
+from microdreamer_core.pipeline.condition import DEFAULT_NEGATIVE, make_condition
+from microdreamer_core.runtime import DTYPES
 from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 
 from ._comfy import cancel_hook, progress_hook, torch_device
@@ -35,7 +27,6 @@ from .types import MDCameras, MDMultiViewModel
 MODELS_FOLDER = "microdreamer"
 """ComfyUI models sub-folder (``models/microdreamer``) scanned for model folders and files."""
 HUB_PREFIX = "hub: "
-DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def register_models_folder() -> None:
@@ -115,23 +106,16 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
         return io.NodeOutput(load_model(_locate(model), device=device, dtype=dt, download_dir=download_dir))
 
 
-def _condition(prompt: str, negative_prompt: str, image, mask, invert_mask: bool, reference_elevation: float,
-               size: int) -> Condition:
-    ref = None if image is None else reference_from_batch(image, mask, invert_mask, size)
-    neg = DEFAULT_NEGATIVE_PROMPT if negative_prompt.strip() == "default" else negative_prompt
-    return Condition(prompt=prompt, negative_prompt=neg, image=ref, reference_elevation=reference_elevation)
-
-
 def _common_inputs() -> list:
     return [
         io.String.Input("prompt", multiline=True, default="",
                         tooltip="Text prompt (MVDream needs one; optional for ImageDream; ignored by Stable Zero123)."),
-        io.String.Input("negative_prompt", multiline=True, default="default",
+        io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE,
                         tooltip="Negative prompt for the unconditional branch; 'default' uses the usual 'ugly, bad anatomy, ...' list."),
         io.Image.Input("image", optional=True,
                        tooltip="Reference image for ImageDream / Stable Zero123 (first of the batch); it is re-centred to fill 80% of the frame."),
         io.Mask.Input("mask", optional=True,
-                      tooltip="Object coverage of the image (1 = object), as background-removal nodes give; without it the image's alpha or the whole image is used."),
+                      tooltip="Object coverage of the image (1 = object), as background-removal nodes give; without it the image's alpha is used. It must separate the object from a background."),
         io.Boolean.Input("invert_mask", default=False, optional=True,
                          tooltip="Set for masks in ComfyUI's LoadImage convention (1 = transparent)."),
         io.Float.Input("reference_elevation", default=0.0, min=-89.0, max=89.0, step=1.0, optional=True,
@@ -179,10 +163,10 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
         if cameras is None:
             cameras = sample_orbit_cameras(CAMERA_PRESETS[mv_model.kind], image_size, torch.Generator().manual_seed(int(seed) % 2**63),
                                            reference_elevation=float(reference_elevation))
-        cond = _condition(prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
+        cond = make_condition(None, prompt, negative_prompt, image, mask, bool(invert_mask), float(reference_elevation), image_size)
         gs, et = _knobs(guidance_scale, eta)
         result = sample(mv_model, cond, cameras, steps=steps, guidance_scale=gs, eta=et, seed=int(seed) % 2**63,
-                        image_size=image_size, progress=progress_hook(steps), cancel=cancel_hook())
+                        image_size=image_size, progress=progress_hook(), cancel=cancel_hook())
         return io.NodeOutput(result.images, cameras.with_resolution(image_size))
 
 
@@ -219,11 +203,10 @@ class MicroDreamerHybridForward(io.ComfyNode):
     def execute(cls, mv_model: MultiViewModel, images, cameras, prompt: str, negative_prompt: str, guidance_scale: float,
                 eta: float, seed: int, t: int, steps: int, inv_ratio: float, mode: str, image_size: int, image=None,
                 mask=None, invert_mask: bool = False, reference_elevation: float = 0.0) -> io.NodeOutput:
-        schedule = DDIMSchedule(num_inference_steps=steps)
-        t2 = schedule.nearest_timestep(t)
-        cond = _condition(prompt, negative_prompt, image, mask, invert_mask, reference_elevation, image_size)
+        t2 = DDIMSchedule(num_inference_steps=steps).nearest_timestep(t)
+        cond = make_condition(None, prompt, negative_prompt, image, mask, bool(invert_mask), float(reference_elevation), image_size)
         gs, et = _knobs(guidance_scale, eta)
         result = refine_views(mv_model, images, cameras, cond, t2, steps=steps, inv_ratio=inv_ratio, mode=mode,
                               guidance_scale=gs, eta=et, seed=int(seed) % 2**63, image_size=image_size,
-                              progress=progress_hook(schedule.sampling_steps(t2)), cancel=cancel_hook())
+                              progress=progress_hook(), cancel=cancel_hook())
         return io.NodeOutput(result.images)

@@ -1,6 +1,7 @@
-"""Loading posed views (NeRF-synthetic transforms.json) into ComfyUI images, masks and cameras.
+"""Views and their cameras: posed views from a NeRF-synthetic folder (transforms.json) as ComfyUI
+images, masks and cameras, and orbit cameras from the paper's presets.
 
-Everything the node reads is confined to ComfyUI's input directory, as core LoadImage is: the
+Everything the views loader reads is confined to ComfyUI's input directory, as core LoadImage is: the
 views folder, its transforms.json and every frame image must resolve (symlinks included) inside
 it (:func:`microdreamer_core.io.paths.confined`), and errors never show a path outside it.
 """
@@ -14,6 +15,7 @@ from comfy_api.latest import io
 from microdreamer_core.errors import InputError, shown
 from microdreamer_core.io.paths import folders_holding, is_inside
 from microdreamer_core.io.transforms import load_transforms
+from microdreamer_core.scene.cameras import CAMERA_PRESETS, preset_cameras
 
 from . import _comfy
 from .types import MDCameras
@@ -111,3 +113,51 @@ class MicroDreamerLoadPosedViews(io.ComfyNode):
         views = load_transforms(views_json(path), root=_comfy.input_root())
         images = views.images.float().cpu()
         return io.NodeOutput(images[..., :3].contiguous(), images[..., 3].contiguous(), views.cameras)
+
+
+def _degrees(text: str | None, name: str) -> list[float]:
+    """A widget's comma-separated angles in degrees ("0, 90, 180"; empty = none)."""
+    try:
+        return [float(v) for v in (text or "").replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{name} must be comma-separated numbers in degrees, e.g. '0, 90, 180, 270'; got '{text}'") from None
+
+
+class MicroDreamerOrbitCameras(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        presets = ", ".join(f"{k}: {p.num_views} views at radius {p.radius}" for k, p in CAMERA_PRESETS.items())
+        return io.Schema(
+            node_id="MicroDreamerOrbitCameras",
+            display_name="Orbit Cameras (paper presets)",
+            category="MicroDreamer/cameras",
+            description=(
+                "Cameras on an orbit around the origin, looking at it (y-up world; negative elevation = "
+                "above the object; azimuth 0 looks from +z, at the object's front, for every model). With elevations and azimuths empty it draws "
+                f"one random set of the preset's views from the seed ({presets}): evenly spaced azimuths "
+                "from a random offset, random integer elevations in the preset's range. With azimuths "
+                "given it places one camera per azimuth instead (fixed views)."
+            ),
+            inputs=[
+                io.Combo.Input("preset", options=list(CAMERA_PRESETS), default="zero123",
+                               tooltip="Paper preset: number of views, orbit radius, elevation range and field of view (49.1 degrees)."),
+                io.Int.Input("resolution", default=256, min=16, max=4096, step=8,
+                             tooltip="Square image size in pixels the cameras are made for."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seeds the random azimuth offset and elevations of the preset (ignored when azimuths are given)."),
+                io.String.Input("elevations", default="", optional=True,
+                                tooltip="Comma-separated elevations in degrees (negative = above). One value applies to every azimuth. Empty: random from the preset."),
+                io.String.Input("azimuths", default="", optional=True,
+                                tooltip="Comma-separated azimuths in degrees, one camera each. Empty: the preset's random views."),
+                io.Float.Input("radius", default=0.0, min=0.0, max=100.0, step=0.05, optional=True,
+                               tooltip="Distance of the cameras from the origin; 0 uses the preset's radius."),
+            ],
+            outputs=[MDCameras.Output("cameras", display_name="cameras")],
+        )
+
+    @classmethod
+    def execute(cls, preset: str, resolution: int, seed: int, elevations: str = "",
+                azimuths: str = "", radius: float = 0.0) -> io.NodeOutput:
+        az = _degrees(azimuths, "azimuths")
+        el = _degrees(elevations, "elevations")
+        return io.NodeOutput(preset_cameras(preset, resolution, int(seed), el, az, float(radius) or None))

@@ -21,7 +21,7 @@ def models():
     """One tiny random-weight model per kind (inputs for them: tests/tiny_models.py)."""
     from tiny_models import KINDS
 
-    from microdreamer_core.diffusion.loading import build_random_model
+    from microdreamer_core.diffusion.random_models import build_random_model
 
     return {k: build_random_model(k, "tiny", seed=0) for k in KINDS}
 
@@ -70,8 +70,9 @@ def duck_evaluation(duck_mesh):
         novel_eval_cameras,
         zero123_train_cameras,
     )
+    from microdreamer_core.fit.fitter import FitRuntime
     from microdreamer_core.fit.reconstruct import ReconstructConfig
 
     steps = int(os.environ.get("MICRODREAMER_DUCK_STEPS", "500"))
     return evaluate_reconstruction(duck_mesh, zero123_train_cameras(128, seed=0), novel_eval_cameras(128),
-                                   ReconstructConfig(steps=steps, seed=0))
+                                   ReconstructConfig(steps=steps, runtime=FitRuntime(seed=0)))

@@ -4,7 +4,7 @@ reads them with diffusers' own LDM converters.
 
 UNet: ``model.diffusion_model.`` + our UNet's names (they are the authors' names already); VAE
 and OpenCLIP text tower (with its extra, unused final layer) via :mod:`ldm_layout`, whose inverse
-mappings are checked against diffusers' converters in ``test_ldm_layout.py``.
+mappings are checked against diffusers' converters in ``tests/diffusion/test_single_file.py``.
 """
 
 from __future__ import annotations

@@ -30,12 +30,12 @@ from microdreamer_core.cli import main
 from microdreamer_core.errors import InputError, shown
 from microdreamer_core.io.outputs import atomic_outputs
 from microdreamer_core.io.ply import save_ply
+from microdreamer_core.io.transforms import save_transforms
 from microdreamer_core.render.gaussians import render_gaussians
 from microdreamer_core.scene.cameras import Cameras, orbit_cameras
 from microdreamer_core.scene.gaussians import init_ball
 from microdreamer_core.scene.mesh import Mesh
 from microdreamer_core.scene.views import PosedViews
-from microdreamer_core.io.transforms import save_transforms
 
 EYE = np.eye(4).tolist()
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -522,10 +522,8 @@ def test_demo_on_a_full_disk(env, full_disk, capsys):
 
 @pytest.mark.slow
 def test_generate_on_a_full_disk_writes_neither_ply_nor_mesh(env, full_disk, tmp_path_factory, capsys):
-    from microdreamer_core.diffusion.loading import (
-        build_random_model,
-        save_diffusers_folder,
-    )
+    from microdreamer_core.diffusion.folders import save_diffusers_folder
+    from microdreamer_core.diffusion.random_models import build_random_model
 
     model = tmp_path_factory.mktemp("tiny_imagedream")
     save_diffusers_folder(build_random_model("imagedream", "tiny", seed=0), model)
@@ -635,15 +633,12 @@ def test_stop_signals_end_a_run_cleanly(env, tmp_path, command, started, signum)
 def _library_cases():
     from microdreamer_core.diffusion.sampling import to_bchw
     from microdreamer_core.diffusion.schedules import DDIMSchedule
+    from microdreamer_core.fit.fitter import FitRuntime
     from microdreamer_core.fit.reconstruct import ReconstructConfig, reconstruct
     from microdreamer_core.io.images import read_rgba
-    from microdreamer_core.pipeline.generate import make_condition
-    from microdreamer_core.pipeline.image_prep import (
-        recenter_rgba,
-        reference_from_batch,
-    )
-    from microdreamer_core.render.mesh import render_mesh
     from microdreamer_core.io.transforms import load_cameras
+    from microdreamer_core.pipeline.condition import make_condition, recenter_rgba
+    from microdreamer_core.render.mesh import render_mesh
 
     cams = orbit_cameras([0.0], [0.0], 2.0, 8)
     views = PosedViews(torch.rand(1, 8, 8, 4), cams)
@@ -679,10 +674,11 @@ def _library_cases():
         ("condition-elevation-90", lambda: make_condition("mvdream", "a duck", elevation=90.0), "elevation"),
         ("recenter-0x0", lambda: recenter_rgba(torch.zeros(0, 0, 3)), "0x0"),
         ("recenter-size-zero", lambda: recenter_rgba(torch.ones(8, 8, 3), size=0), "canvas size"),
-        ("reference-empty-batch", lambda: reference_from_batch(torch.zeros(0, 8, 8, 3)), "empty batch"),
-        ("reference-empty-mask-batch", lambda: reference_from_batch(image, torch.zeros(0, 8, 8)), "empty batch"),
+        # the nodes' form: the model kind decided later
+        ("reference-empty-batch", lambda: make_condition(None, image=torch.zeros(0, 8, 8, 3)), "empty batch"),
+        ("reference-empty-mask-batch", lambda: make_condition(None, image=image, mask=torch.zeros(0, 8, 8)), "empty batch"),
         ("reconstruct-resolution-negative", lambda: reconstruct(views, ReconstructConfig(steps=1, resolution=-3)), "resolution"),
-        ("reconstruct-device-unknown", lambda: reconstruct(views, ReconstructConfig(steps=1, device="tpu")), "unknown device"),
+        ("reconstruct-device-unknown", lambda: reconstruct(views, ReconstructConfig(steps=1, runtime=FitRuntime(device="tpu"))), "unknown device"),
         ("reconstruct-not-views", lambda: reconstruct(torch.rand(1, 8, 8, 4)), "PosedViews"),
         ("gaussians-render-width-zero", lambda: render_gaussians(init_ball(10), cams.with_resolution(0, 8)), "at least 1x1"),
         ("render-mesh-singular", lambda: render_mesh(box, Cameras(torch.zeros(1, 4, 4), 0.8, 8, 8)), "singular"),

@@ -11,11 +11,11 @@ from PIL import Image
 
 from microdreamer_core.cli import main
 from microdreamer_core.io.ply import load_ply, save_ply
+from microdreamer_core.io.transforms import load_transforms, save_transforms
 from microdreamer_core.render.gaussians import render_gaussians
 from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.scene.gaussians import init_ball
 from microdreamer_core.scene.views import PosedViews
-from microdreamer_core.io.transforms import load_transforms, save_transforms
 
 
 @pytest.fixture
@@ -145,6 +145,32 @@ def test_render_a_glb_mesh(views_dir, tmp_path):
     assert green[1] > 0.6 and green[0] < 0.3 and green[2] < 0.3, green
 
 
+
+def test_mesh_passes_uv_charts_to_the_mesh_stage(tmp_path, monkeypatch, capsys):
+    from microdreamer_core.cli import UV_CHART_NAMES
+    from microdreamer_core.meshing import stage
+    from microdreamer_core.meshing.uv import UV_CHARTS
+
+    assert UV_CHART_NAMES == tuple(UV_CHARTS)
+    g = init_ball(300, radius=0.3, generator=torch.Generator().manual_seed(0))
+    g.opacities[:] = 3.0
+    save_ply(g, tmp_path / "g.ply")
+    seen, real = [], stage.gaussians_to_mesh
+
+    def spy(gaussians, config, **kwargs):
+        seen.append(config.uv_charts)
+        return real(gaussians, config, **kwargs)
+
+    monkeypatch.setattr(stage, "gaussians_to_mesh", spy)
+    small = ["--resolution", "16", "--no-texture"]
+    assert main(["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "a.glb"), *small]) == 0
+    assert main(["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "b.glb"), "--uv-charts", "fast", *small]) == 0
+    assert seen == ["quality", "fast"]
+    capsys.readouterr()
+    assert main(["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "c.glb"), "--uv-charts", "best"]) == 2
+    assert "invalid choice: 'best'" in _error_line(capsys) and not (tmp_path / "c.glb").exists()
+
+
 # ==== microdreamer generate: the whole pipeline with tiny random models saved as diffusers folders ====
 GEN_KINDS = ("zero123", "imagedream", "mvdream")
 PROMPTS = {"zero123": None, "imagedream": "", "mvdream": "a yellow rubber duck"}  # ImageDream with an EMPTY prompt
@@ -154,10 +180,8 @@ PROMPTS = {"zero123": None, "imagedream": "", "mvdream": "a yellow rubber duck"}
 def tiny_model_dir(tmp_path_factory):
     """``tiny_model_dir(kind)``: a tiny random model of ``kind`` saved as a diffusers folder, built
     once per module (on first use, so a run that needs one kind builds only that one)."""
-    from microdreamer_core.diffusion.loading import (
-        build_random_model,
-        save_diffusers_folder,
-    )
+    from microdreamer_core.diffusion.folders import save_diffusers_folder
+    from microdreamer_core.diffusion.random_models import build_random_model
 
     built = {}
 

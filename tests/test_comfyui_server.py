@@ -23,7 +23,7 @@ from comfy_server import (
     write_view_pngs,
 )
 
-from microdreamer_core.diffusion.loading import HUB_IDS
+from microdreamer_core.diffusion.hub import HUB_IDS
 from microdreamer_core.io.ply import load_ply
 from microdreamer_core.render.gaussians import render_gaussians
 
@@ -134,10 +134,8 @@ def server(comfyui_server: ComfyServer) -> ComfyServer:
 
 def write_tiny_models(folder) -> None:
     """Tiny random MVDream / ImageDream / Stable Zero123 in the diffusers layout users download."""
-    from microdreamer_core.diffusion.loading import (
-        build_random_model,
-        save_diffusers_folder,
-    )
+    from microdreamer_core.diffusion.folders import save_diffusers_folder
+    from microdreamer_core.diffusion.random_models import build_random_model
 
     for name, kind in TINY_MODELS.items():
         if not (folder / name / "unet" / "config.json").is_file():

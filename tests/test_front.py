@@ -15,7 +15,10 @@ from reference_cameras import _authors_get_camera, _reference_front_vector
 from tiny_models import KINDS, blob_rgba, condition_for
 
 from microdreamer_core.diffusion.sampling import sample
-from microdreamer_core.pipeline.generate import generate, make_condition, tiny_preset
+from microdreamer_core.pipeline.condition import make_condition
+from microdreamer_core.pipeline.generate import generate
+from microdreamer_core.pipeline.presets import tiny_preset
+from microdreamer_core.pipeline.reference import ReferenceView
 from microdreamer_core.scene.cameras import front_camera, orbit_cameras
 
 
@@ -64,7 +67,7 @@ def test_pipeline_keeps_the_reference_view_at_azimuth_0(kind, models):
     else:
         cond = make_condition(kind, "", image=blob_rgba(), elevation=elevation)
     p = tiny_preset(kind, iterations=1, init_steps=2, steps_per_iteration=1)
-    p = dataclasses.replace(p, sir=dataclasses.replace(p.sir, reference_rgb_weight=0.3, reference_mask_weight=0.01),
+    p = dataclasses.replace(p, sir=dataclasses.replace(p.sir, reference=ReferenceView(rgb_weight=0.3, mask_weight=0.01)),
                             texture=dataclasses.replace(p.texture, reference_weight=1.0, steps=1))
     result = generate(models[kind], cond, p)
     cameras = [result.sir.reference_camera, result.texture.reference_camera]

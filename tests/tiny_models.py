@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from microdreamer_core.pipeline.generate import make_condition
+from microdreamer_core.pipeline.condition import make_condition
 
 KINDS = ["zero123", "imagedream", "mvdream"]
 

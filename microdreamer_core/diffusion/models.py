@@ -2,7 +2,7 @@
 
 Each model owns its networks (UNet, VAE, encoders) and knows three things the sampling code must
 not: how to turn a prompt / image into conditioning tensors, how to batch a classifier-free
-guidance (CFG) call, and how to scale latents. The sampling code (:mod:`.mv_sampling`) only sees
+guidance (CFG) call, and how to scale latents. The sampling code (:mod:`.sampling`) only sees
 
 * :meth:`MultiViewModel.encode_images` / :meth:`~MultiViewModel.decode_latents`;
 * :meth:`MultiViewModel.prepare`: a :class:`Condition` and the cameras -> a prepared condition;
@@ -38,10 +38,12 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import InputError
 from ..scene.cameras import Cameras
+from ..scene.images import composite
 
 __all__ = [
     "Condition",
@@ -108,7 +110,7 @@ def _white_rgb(image: Tensor) -> Tensor:
     """(H, W, 3|4) in [0, 1] -> (1, 3, H, W) RGB on white."""
     image = _checked_image(image).float().clamp(0, 1)
     if image.shape[-1] == 4:
-        image = image[..., :3] * image[..., 3:] + (1 - image[..., 3:])
+        image = composite(image)
     return image.permute(2, 0, 1)[None]
 
 
@@ -415,12 +417,12 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
         return Prepared(cond, uncond, v)
 
     def _unet(self, x: Tensor, t: int, inputs: dict[str, Tensor], num_views: int) -> Tensor:
-        groups = x.shape[0] // num_views
-        frames = x.reshape(groups, num_views, *x.shape[1:])
-        x5 = torch.cat([frames, torch.zeros_like(frames[:, :1])], dim=1).reshape(-1, *x.shape[1:])
+        frames = rearrange(x, "(b f) c h w -> b f c h w", f=num_views)
+        x5 = rearrange(torch.cat([frames, torch.zeros_like(frames[:, :1])], dim=1), "b f c h w -> (b f) c h w")
         ts = torch.full((x5.shape[0],), t, device=self.device)
         eps = self.unet(x5, ts, inputs["context"], camera=inputs["camera"], num_frames=num_views + 1, ip=inputs["ip"], ip_img=inputs["ip_img"])
-        return eps.reshape(groups, num_views + 1, *x.shape[1:])[:, :-1].reshape(x.shape)
+        views = rearrange(eps, "(b f) c h w -> b f c h w", f=num_views + 1)[:, :-1]  # the reference frames dropped
+        return rearrange(views, "b f c h w -> (b f) c h w")
 
 
 class Zero123Model(MultiViewModel):

@@ -1,4 +1,4 @@
-"""The two diffusion operations SIR needs, for any :class:`~.mv_models.MultiViewModel`.
+"""The two diffusion operations SIR needs, for any :class:`~.models.MultiViewModel`.
 
 * :func:`sample`: multi-view sampling from pure noise (SIR's initialisation, call 0): every DDIM
   step of the grid with CFG.
@@ -14,7 +14,6 @@ a fixed seed whatever the device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,15 +21,15 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, check_cancel
-from ..scene.images import check_images
+from ..runtime import CancelFn, ProgressFn
 from ..scene.cameras import Cameras
+from ..scene.images import check_images, composite, resize_bchw
 from .models import Condition, MultiViewModel, Prepared
 from .schedules import DDIMSchedule, inversion_t1
 
 __all__ = ["SampleResult", "sample", "hybrid_forward", "reverse_sample", "refine_views", "ForwardMode", "to_bchw"]
 
 ForwardMode = Literal["hybrid", "inversion", "noise"]
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -52,7 +51,7 @@ def to_bchw(images: Tensor) -> Tensor:
         raise InputError(f"images have shape {tuple(images.shape)}; expected a batch (V, H, W, 3)")
     if images.shape[-1] in (3, 4) and images.shape[1] not in (3,):
         if images.shape[-1] == 4:
-            images = images[..., :3] * images[..., 3:] + (1 - images[..., 3:])
+            images = composite(images)
         images = images.permute(0, 3, 1, 2)
     if images.shape[1] != 3:
         raise InputError(f"images have shape {tuple(images.shape)}; expected RGB (V, H, W, 3)")
@@ -96,8 +95,8 @@ def reverse_sample(
     guidance_scale: float,
     eta: float,
     generator: torch.Generator,
-    progress: Progress | None = None,
-    cancel: Callable[[], bool] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> Tensor:
     """DDIM with CFG over every grid timestep ``<= t_start`` (down to clean latents)."""
     steps = [int(t) for t in schedule.timesteps if int(t) <= t_start]
@@ -124,8 +123,8 @@ def sample(
     eta: float | None = None,
     seed: int = 0,
     image_size: int = 256,
-    progress: Progress | None = None,
-    cancel: Callable[[], bool] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> SampleResult:
     """Sample ``len(cameras)`` views from pure noise (t = 1000): all ``steps`` DDIM steps with
     CFG. ``guidance_scale`` / ``eta`` default to the model's paper values."""
@@ -147,7 +146,7 @@ def hybrid_forward(
     inv_ratio: float = 0.6,
     mode: ForwardMode = "hybrid",
     generator: torch.Generator | None = None,
-    cancel: Callable[[], bool] | None = None,
+    cancel: CancelFn | None = None,
 ) -> Tensor:
     """Renders (V, 3, H, W) -> latents at ``t2`` (a grid timestep).
 
@@ -190,8 +189,8 @@ def refine_views(
     eta: float | None = None,
     seed: int = 0,
     image_size: int = 256,
-    progress: Progress | None = None,
-    cancel: Callable[[], bool] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> SampleResult:
     """One SIR target computation: hybrid forward of ``images`` (renders of ``cameras``) to
     ``t2``, then reverse sampling with CFG; returns the refined views. Images are resized to
@@ -199,8 +198,7 @@ def refine_views(
     x = to_bchw(images)
     if len(x) != len(cameras):
         raise InputError(f"{len(x)} images but {len(cameras)} cameras: give one camera per view")
-    if x.shape[-2:] != (image_size, image_size):
-        x = torch.nn.functional.interpolate(x, (image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    x = resize_bchw(x, image_size)
     prepared, schedule, generator, gs, eta = _setup(model, condition, cameras, steps, guidance_scale, eta, seed, image_size)
     start = model.nfe
     xt = hybrid_forward(model, x, prepared, t2, schedule, inv_ratio, mode, generator, cancel)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import InputError
@@ -174,9 +175,8 @@ class TransformerBlock3D(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, context: Tensor, num_frames: int) -> Tensor:
-        bf, n, c = x.shape
-        joint = x.reshape(bf // num_frames, num_frames * n, c)  # (b f) l c -> b (f l) c
-        x = (self.attn1(self.norm1(joint)) + joint).reshape(bf, n, c)
+        joint = rearrange(x, "(b f) l c -> b (f l) c", f=num_frames)  # one token sequence per sample
+        x = rearrange(self.attn1(self.norm1(joint)) + joint, "b (f l) c -> (b f) l c", f=num_frames)
         x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
 
@@ -193,11 +193,10 @@ class SpatialTransformer3D(nn.Module):
         self.proj_out = nn.Linear(inner, channels)
 
     def forward(self, x: Tensor, context: Tensor, num_frames: int) -> Tensor:
-        b, c, h, w = x.shape
-        y = self.proj_in(self.norm(x).flatten(2).transpose(1, 2))
+        y = self.proj_in(rearrange(self.norm(x), "b c h w -> b (h w) c"))
         for block in self.transformer_blocks:
             y = block(y, context, num_frames)
-        return self.proj_out(y).transpose(1, 2).reshape(b, c, h, w) + x
+        return rearrange(self.proj_out(y), "b (h w) c -> b c h w", h=x.shape[2]) + x
 
 
 class PerceiverAttention(nn.Module):
@@ -410,8 +409,8 @@ class MultiViewUNetModel(ModelMixin, ConfigMixin):
         if self.ip_dim > 0:
             if ip is None or ip_img is None:
                 raise ValueError("ImageDream UNet needs the image tokens `ip` and the reference latents `ip_img`")
-            frames = x.reshape(-1, num_frames, *x.shape[1:])
-            x = torch.cat([frames[:, :-1], ip_img.to(x.dtype)[:, None]], dim=1).reshape(x.shape)
+            frames = rearrange(x, "(b f) c h w -> b f c h w", f=num_frames)
+            x = rearrange(torch.cat([frames[:, :-1], ip_img.to(x.dtype)[:, None]], dim=1), "b f c h w -> (b f) c h w")
             context = torch.cat([context, self.image_embed(ip.to(x.dtype))], dim=1)
         hs, h = [], x
         for block in self.input_blocks:

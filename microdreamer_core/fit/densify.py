@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
 from ..scene.gaussians import quat_to_rotmat
 
 __all__ = ["DensifyConfig", "DensifyStrategy", "edit_parameters"]

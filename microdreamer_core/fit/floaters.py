@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..render.backends import GaussianBackend
 from ..render.gaussians import render_gaussians
 from ..scene.cameras import Cameras, orbit_cameras
 from ..scene.gaussians import SH_C0, Gaussians
@@ -59,7 +60,8 @@ def _centre_pixels(means: Tensor, camera: Cameras) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def remove_floaters(gaussians: Gaussians, config: FloaterFilterConfig | None = None, backend: str = "auto") -> tuple[Gaussians, int]:
+def remove_floaters(gaussians: Gaussians, config: FloaterFilterConfig | None = None,
+                    backend: GaussianBackend = "auto") -> tuple[Gaussians, int]:
     """``gaussians`` without the over-white floaters the reference removes; returns them and
     how many were removed."""
     cfg = config or FloaterFilterConfig()

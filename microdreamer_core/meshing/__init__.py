@@ -1,1 +1,2 @@
-"""From Gaussians to a textured mesh: extraction, uv unwrap, baking, the mesh-stage runner."""
+"""From Gaussians to a textured mesh: ``extract`` (density grid, marching cubes, clean-up), ``uv``
+(xatlas unwrapping), ``bake`` (texture from Gaussian renders) and ``stage`` (the runner of all three)."""

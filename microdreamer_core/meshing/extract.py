@@ -22,7 +22,7 @@ axis-aligned box, solves for the exact run of nodes inside the ellipsoid in each
 ``index_add``s the terms into the grid in chunks of bounded size, never materialising the grid's
 points. :func:`gaussian_density` does the same for arbitrary points by binning them into cells.
 
-Measurements (Duck reconstructed as in tests/test_quality_duck.py: 500 steps at 128 px, 19.1k
+Measurements (Duck reconstructed as in tests/eval/test_quality_duck.py: 500 steps at 128 px, 19.1k
 Gaussians whose own novel-view PSNR is 27.1 dB; 2-core CPU shared with other jobs,
 ``OMP_NUM_THREADS=1``; Chamfer = mean of the two mean nearest-neighbour distances between 10k
 area-uniform samples of each surface, world units, object radius 0.7):
@@ -57,9 +57,8 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..scene.gaussians import quat_to_rotmat
 from ..render.mesh import texture
-from ..scene.gaussians import Gaussians
+from ..scene.gaussians import Gaussians, quat_to_rotmat
 from ..scene.mesh import Mesh, vertex_normals
 
 __all__ = [
@@ -309,12 +308,13 @@ def _visible_subset(gaussians: Gaussians, config: ExtractConfig) -> Gaussians:
     return g[keep]
 
 
-def density_grid(gaussians: Gaussians, config: ExtractConfig = ExtractConfig()) -> tuple[Tensor, Tensor]:
-    """Sample :func:`gaussian_density` on a cubic grid.
+def density_grid(gaussians: Gaussians, config: ExtractConfig | None = None) -> tuple[Tensor, Tensor]:
+    """Sample :func:`gaussian_density` on a cubic grid (``config`` defaults to :class:`ExtractConfig`'s defaults).
 
     Returns ``grid`` (R, R, R), indexed [x, y, z], and ``bbox`` (2, 3): the world positions of
     nodes (0, 0, 0) and (R-1, R-1, R-1); node (i, j, k) is at ``bbox[0] + (i, j, k) * voxel``.
     """
+    config = ExtractConfig() if config is None else config
     if config.resolution < 8:
         raise InputError(f"mesh extraction resolution {config.resolution} is too small: use 64 or more (128-256 recommended)")
     g = _visible_subset(gaussians, config)
@@ -411,14 +411,17 @@ def vertex_colors_from_gaussians(gaussians: Gaussians, points: Tensor, k: int = 
 # ----------------------------------------------------------------------------------------
 # Extraction
 # ----------------------------------------------------------------------------------------
-def extract_mesh(gaussians: Gaussians, config: ExtractConfig = ExtractConfig(), timings: dict | None = None) -> Mesh:
-    """Mesh of the level set ``density = config.density_threshold`` of the Gaussians.
+def extract_mesh(gaussians: Gaussians, config: ExtractConfig | None = None, timings: dict[str, float] | None = None) -> Mesh:
+    """Mesh of the level set ``density = config.density_threshold`` of the Gaussians (``config``
+    defaults to :class:`ExtractConfig`'s defaults).
 
     World coordinates (same frame as the Gaussians), faces counter-clockwise seen from outside,
     vertex normals and vertex colours set. Raises :class:`InputError` when there is no surface.
     Stage times in seconds go into ``timings`` when a dict is given.
     """
     import mcubes
+
+    config = ExtractConfig() if config is None else config
 
     t0 = time.perf_counter()
     g = _visible_subset(gaussians, config)

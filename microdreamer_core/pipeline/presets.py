@@ -35,23 +35,15 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..diffusion.models import MODEL_CLASSES
 from ..errors import InputError
+from ..meshing.stage import MeshConfig
 from ..scene.cameras import CAMERA_PRESETS
+from .reference import ReferenceView
 from .sir import SIRConfig
 from .texture_refine import TextureRefineConfig
 
-__all__ = ["MeshConfig", "Preset", "PRESETS", "get_preset"]
-
-
-@dataclass
-class MeshConfig:
-    """Gaussians -> textured mesh (see :func:`~.texture.gaussians_to_mesh`)."""
-
-    resolution: int = 128
-    target_faces: int = 50_000
-    texture_size: int = 1024
-    bake_resolution: int = 512
-    uv_charts: str = "quality"  # or "fast": see texture.UV_CHARTS (xatlas dominates the mesh stage)
+__all__ = ["Preset", "PRESETS", "get_preset", "check_preset_kind", "tiny_preset"]
 
 
 @dataclass
@@ -67,16 +59,20 @@ class Preset:
     texture: TextureRefineConfig = field(default_factory=TextureRefineConfig)
     refine_texture: bool = True
 
-    def with_overrides(self, seed: int | None = None, iterations: int | None = None, **sir_fields) -> "Preset":
-        """A copy with the seed (every stage), the iteration count K or other SIR fields changed."""
+    def with_overrides(self, seed: int | None = None, iterations: int | None = None, device: str | None = None,
+                       **sir_fields) -> Preset:
+        """A copy with the seed and the device of every stage, the iteration count K or other
+        SIR fields changed (None leaves a setting as it is)."""
         sir = dataclasses.replace(self.sir, **sir_fields)
-        texture = self.texture
         if iterations is not None:
             sir = dataclasses.replace(sir, iterations=int(iterations))
+        run: dict = {}
         if seed is not None:
-            sir = dataclasses.replace(sir, seed=int(seed))
-            texture = dataclasses.replace(texture, seed=int(seed))
-        return dataclasses.replace(self, sir=sir, texture=texture)
+            run["seed"] = int(seed)
+        if device is not None:
+            run["device"] = device
+        sir = dataclasses.replace(sir, runtime=dataclasses.replace(sir.runtime, **run))
+        return dataclasses.replace(self, sir=sir, texture=dataclasses.replace(self.texture, **run))
 
 
 _IMAGEDREAM = Preset(
@@ -85,8 +81,8 @@ _IMAGEDREAM = Preset(
     model_kind="imagedream",
     input="image",
     sir=SIRConfig(iterations=30, init_steps=50, denoise_steps=10, t_start=0.8, t_end=0.4,
-                  cameras=CAMERA_PRESETS["imagedream"], reference_rgb_weight=0.0, reference_mask_weight=0.0,
-                  reference_radius=CAMERA_PRESETS["imagedream"].radius),
+                  cameras=CAMERA_PRESETS["imagedream"],
+                  reference=ReferenceView(rgb_weight=0.0, mask_weight=0.0, radius=CAMERA_PRESETS["imagedream"].radius)),
     # The reference's front camera sits at the preset's radius (2.5); used when a front term is asked for.
     texture=TextureRefineConfig(reference_radius=CAMERA_PRESETS["imagedream"].radius),
 )
@@ -98,7 +94,7 @@ PRESETS: dict[str, Preset] = {
         model_kind="zero123",
         input="image",
         sir=SIRConfig(iterations=20, init_steps=15, denoise_steps=20, t_start=0.9, t_end=0.2,
-                      cameras=CAMERA_PRESETS["zero123"], reference_rgb_weight=0.3, reference_mask_weight=0.01),
+                      cameras=CAMERA_PRESETS["zero123"], reference=ReferenceView(rgb_weight=0.3, mask_weight=0.01)),
     ),
     "imagedream": _IMAGEDREAM,
     # MVDream: ImageDream's architecture without the image branch, trained on the same orbits.
@@ -118,3 +114,26 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
+
+
+def check_preset_kind(preset: Preset, model_kind: str, fix: str | None = None) -> None:
+    """Refuse a preset made for another kind of model than ``model_kind``, in one wording for
+    every host; ``fix`` says how the host picks another preset (default: the library's way)."""
+    if preset.model_kind == model_kind:
+        return
+    fix = fix or f"use the '{model_kind}' preset or load a {preset.model_kind} model"
+    raise InputError(f"preset '{preset.name}' is for {preset.model_kind} models, but the model is "
+                     f"{MODEL_CLASSES[model_kind].display_name} ({model_kind}): {fix}")
+
+
+def tiny_preset(name: str, iterations: int = 2, init_steps: int = 3, steps_per_iteration: int = 2) -> Preset:
+    """The named preset shrunk for smoke runs with tiny random models (the CLI's ``--tiny``, tests
+    and benchmarks): 32 px diffusion, 64 px renders and floater filter, a small mesh and texture;
+    the schedule shape (t2 range, grid) is the preset's."""
+    p = get_preset(name)
+    floaters = None if p.sir.floaters is None else dataclasses.replace(p.sir.floaters, resolution=64)
+    sir = dataclasses.replace(p.sir, iterations=iterations, init_steps=init_steps, steps_per_iteration=steps_per_iteration,
+                              resolution=64, image_size=32, init=dataclasses.replace(p.sir.init, num=1000), floaters=floaters)
+    tex = dataclasses.replace(p.texture, render_resolution=64, image_size=32, steps=3)
+    mesh = dataclasses.replace(p.mesh, resolution=32, target_faces=2000, texture_size=64, bake_resolution=64)
+    return dataclasses.replace(p, sir=sir, texture=tex, mesh=mesh)

@@ -3,18 +3,18 @@
 METHOD.md, "The idea in one paragraph": SDS takes one gradient step per diffusion call, so it
 needs ~500 NFEs and backpropagates through the VAE encoder; SIR reuses each diffusion call for 15
 pixel-space steps. To compare the two fairly, this module builds SDS from SIR's own parts: the
-same camera sampler, renderer, :class:`~.reconstruct.GaussianFitter` (Adam learning rates,
+same camera sampler, renderer, :class:`~..fit.fitter.GaussianFitter` (Adam learning rates,
 densification, final clean-up), reference-view loss and multi-view model.
 
 One SDS step (``step = 1..steps``):
 
-1. draw B cameras (:func:`~.cameras.sample_orbit_cameras`), render them at ``resolution``;
+1. draw B cameras (:func:`~..scene.cameras.sample_orbit_cameras`), render them at ``resolution``;
 2. VAE-encode the renders at ``image_size`` *with* gradient -> latents ``z`` (model dtype);
 3. ``t = sds_timestep(step, steps)``: linear annealing from 980 down to 20 (DreamGaussian's
    schedule, ``round((1 - step / steps) * 1000)`` clipped to ``[t_min, t_max]``);
 4. ``z_t = q_sample(z, noise, t)``; one CFG-doubled UNet call (1 NFE, no gradient) -> ``eps``;
 5. ``grad = w(t) * (eps - noise)`` with ``w(t) = 1 - alphas_cumprod[t]`` of our DDPM schedule
-   (:class:`~.schedules.DDIMSchedule`), and the loss ``0.5 * sum((z - (z - grad).detach())^2) / B``,
+   (:class:`~..diffusion.schedules.DDIMSchedule`), and the loss ``0.5 * sum((z - (z - grad).detach())^2) / B``,
    whose gradient with respect to ``z`` is ``grad / B``;
 6. plus SIR's reference-view term for image presets; backward, Adam step, densification.
 """
@@ -23,26 +23,30 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..diffusion.models import Condition, MultiViewModel
 from ..diffusion.schedules import DDIMSchedule
 from ..errors import InputError, check_cancel
 from ..fit.densify import DensifyConfig
-from ..fit.reconstruct import GaussianFitter, LearningRates
-from ..runtime import resolve_device
-from ..scene.cameras import CAMERA_PRESETS, CameraPreset, sample_orbit_cameras
-from ..scene.gaussians import Gaussians, init_ball
-from .sir import SIRConfig, _reference_targets, _sync, reference_loss
+from ..fit.fitter import FitRuntime, GaussianFitter, LearningRates, seeded
+from ..fit.init import InitialGaussians
+from ..runtime import CancelFn, ProgressFn, resolve_device, sync
+from ..scene.cameras import CAMERA_PRESETS, CameraPreset, Cameras, sample_orbit_cameras
+from ..scene.gaussians import Gaussians
+from ..scene.images import resize_bchw
+from .reference import ReferenceImage, ReferenceView, reference_loss
+from .sir import SIRConfig
+
+if TYPE_CHECKING:
+    from ..render.gaussians import RenderOutput
 
 __all__ = ["SDSConfig", "SDSResult", "run_sds", "sds_timestep", "sds_weight"]
-
-Progress = Callable[[int, int], None]
 
 
 def sds_timestep(step: int, steps: int, t_min: int = 20, t_max: int = 980, num_train_timesteps: int = 1000) -> int:
@@ -75,24 +79,19 @@ class SDSConfig:
     resolution: int = 256
     image_size: int = 256
     guidance_scale: float | None = None
-    reference_rgb_weight: float = 0.3
-    reference_mask_weight: float = 0.01
-    reference_radius: float = 2.0
-    num_init: int = 5000
-    init_radius: float = 0.5
-    init_opacity: float = 0.1
+    reference: ReferenceView = field(default_factory=ReferenceView)
+    init: InitialGaussians = field(default_factory=InitialGaussians)
     lr: LearningRates = field(default_factory=LearningRates)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    seed: int = 0
-    backend: str = "auto"
-    device: str = "auto"
+    runtime: FitRuntime = field(default_factory=FitRuntime)
 
     @classmethod
-    def from_sir(cls, sir: SIRConfig, steps: int = 500) -> "SDSConfig":
-        """The SDS run that matches ``sir``: every shared field copied (deep copies), ``steps`` set."""
-        shared = {f.name for f in fields(cls)} & {f.name for f in fields(SIRConfig)}
-        return cls(steps=steps, **{name: copy.deepcopy(getattr(sir, name)) for name in shared})
+    def from_sir(cls, sir: SIRConfig, steps: int = 500) -> SDSConfig:
+        """The SDS run that matches ``sir``: every shared setting copied (deep copies), ``steps`` set."""
+        s = copy.deepcopy(sir)
+        return cls(steps=steps, cameras=s.cameras, resolution=s.resolution, image_size=s.image_size,
+                   guidance_scale=s.guidance_scale, reference=s.reference, init=s.init, lr=s.lr, densify=s.densify,
+                   runtime=s.runtime)
 
     def timesteps(self) -> list[int]:
         """The timestep of every step, in order."""
@@ -128,8 +127,8 @@ def run_sds(
     model: MultiViewModel,
     condition: Condition,
     config: SDSConfig | None = None,
-    progress: Progress | None = None,
-    cancel: Callable[[], object] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> SDSResult:
     """Fit Gaussians to ``model`` conditioned on ``condition`` by score distillation.
 
@@ -143,74 +142,74 @@ def run_sds(
     if model is None:
         raise InputError("score distillation needs a multi-view diffusion model: connect one")
     with torch.inference_mode(False), torch.enable_grad():
-        return _run(model, condition, cfg, progress, cancel)
+        return _SDSRun(model, condition, cfg).run(progress, cancel)
 
 
-def _run(model: MultiViewModel, condition: Condition, cfg: SDSConfig, progress, cancel) -> SDSResult:
-    device = resolve_device(cfg.device)
-    gen = torch.Generator().manual_seed(cfg.seed)  # Gaussian init, then cameras (as SIR)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)  # VAE posterior samples and SDS noise
-    schedule = DDIMSchedule()
-    gs = model.defaults.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
-    ts = cfg.timesteps()
-    nfe0 = model.nfe
-    timings = dict.fromkeys(("render", "vae_encode", "diffusion", "backward_step"), 0.0)
-    losses: list[float] = []
+class _SDSRun:
+    """One SDS run: :meth:`run` is the step loop, :meth:`loss` the numbered steps 2-6 above."""
 
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        g0 = init_ball(cfg.num_init, cfg.init_radius, cfg.init_opacity, generator=gen)
-        fitter = GaussianFitter(g0.to(device), cfg.lr, cfg.densify, cfg.background, cfg.backend)
-        ref = _reference_targets(condition, cfg, device)  # type: ignore[arg-type]  # duck-typed config
-        elevation = condition.reference_elevation
+    def __init__(self, model: MultiViewModel, condition: Condition, cfg: SDSConfig):
+        self.start = time.perf_counter()
+        self.model, self.condition, self.cfg = model, condition, cfg
+        self.device = resolve_device(cfg.runtime.device)
+        self.gen = torch.Generator().manual_seed(cfg.runtime.seed)  # Gaussian init, then cameras (as SIR)
+        self.noise_gen = torch.Generator().manual_seed(cfg.runtime.seed + 1)  # VAE posterior samples and SDS noise
+        self.schedule = DDIMSchedule()
+        self.guidance_scale = model.defaults.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
+        self.timings = dict.fromkeys(("render", "vae_encode", "diffusion", "backward_step"), 0.0)
+        self.clock = self.start
+        self.fitter = GaussianFitter(cfg.init.sample(self.gen).to(self.device), cfg.lr, cfg.densify,
+                                     cfg.runtime.background, cfg.runtime.gaussian_backend)
+        self.reference = cfg.reference.image(condition, cfg.resolution, cfg.cameras.fovy_deg, self.device)
 
-        for i, t in enumerate(ts):
-            check_cancel(cancel, f"SDS step {i}/{cfg.steps}")
-            cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen, reference_elevation=elevation).to(device)
-            w = sds_weight(t, schedule)
-            clock = [time.perf_counter()]
+    def run(self, progress: ProgressFn | None, cancel: CancelFn | None) -> SDSResult:
+        cfg = self.cfg
+        ts = cfg.timesteps()
+        nfe0 = self.model.nfe
+        losses: list[float] = []
+        with seeded(cfg.runtime.seed, self.device):
+            for i, t in enumerate(ts):
+                check_cancel(cancel, f"SDS step {i}/{cfg.steps}")
+                cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, self.gen,
+                                            reference_elevation=self.condition.reference_elevation).to(self.device)
+                self.clock = time.perf_counter()
+                losses.append(self.fitter.step_loss(cams, partial(self.loss, cams=cams, t=t)))
+                self.lap("backward_step")
+                if progress is not None:
+                    progress(i + 1, cfg.steps)
+            t0 = time.perf_counter()
+            gaussians = self.fitter.finalize()
+            self.timings["cleanup"] = time.perf_counter() - t0
+        self.timings["total"] = time.perf_counter() - self.start
+        return SDSResult(gaussians.to("cpu"), losses, self.timings, self.model.nfe - nfe0, ts, self.fitter.strategy.history)
 
-            def lap(part: str) -> None:
-                _sync(device)
-                now = time.perf_counter()
-                timings[part] += now - clock[0]
-                clock[0] = now
+    def loss(self, out: RenderOutput, cams: Cameras, t: int) -> Tensor:
+        """The SDS loss of the renders ``out`` from ``cams`` at timestep ``t`` (steps 2-6)."""
+        self.lap("render")
+        model, cfg = self.model, self.cfg
+        images = resize_bchw(out.rgb.permute(0, 3, 1, 2), cfg.image_size)
+        latents = model.encode_images(images, generator=self.noise_gen)  # with gradient, model dtype
+        self.lap("vae_encode")
+        with torch.no_grad():
+            prepared = model.prepare(self.condition, cams.with_resolution(cfg.image_size), cfg.image_size)
+            noise = torch.randn(latents.shape, generator=self.noise_gen, dtype=torch.float32).to(latents.device)
+            noisy = self.schedule.add_noise(latents.detach().float(), noise, t).to(latents.dtype)
+            eps = model.predict_noise(noisy, t, prepared, self.guidance_scale)
+            grad = sds_weight(t, self.schedule) * (eps.float() - noise)
+        self.lap("diffusion")
+        z = latents.float()
+        loss = 0.5 * ((z - (z - grad).detach()) ** 2).sum() / out.rgb.shape[0]
+        if self.reference is not None:
+            loss = loss + self.reference_term(self.reference)
+            self.lap("render")
+        return loss
 
-            def loss_fn(out) -> Tensor:
-                lap("render")
-                b = out.rgb.shape[0]
-                images = _resize_bchw(out.rgb.permute(0, 3, 1, 2), cfg.image_size)
-                latents = model.encode_images(images, generator=noise_gen)  # with gradient, model dtype
-                lap("vae_encode")
-                with torch.no_grad():
-                    prepared = model.prepare(condition, cams.with_resolution(cfg.image_size), cfg.image_size)
-                    noise = torch.randn(latents.shape, generator=noise_gen, dtype=torch.float32).to(latents.device)
-                    noisy = schedule.add_noise(latents.detach().float(), noise, t).to(latents.dtype)
-                    eps = model.predict_noise(noisy, t, prepared, gs)
-                    grad = w * (eps.float() - noise)
-                lap("diffusion")
-                z = latents.float()
-                loss = 0.5 * ((z - (z - grad).detach()) ** 2).sum() / b
-                if ref is not None:
-                    loss = loss + reference_loss(fitter, ref, cfg.reference_rgb_weight, cfg.reference_mask_weight)
-                    lap("render")
-                return loss
+    def reference_term(self, reference: ReferenceImage) -> Tensor:
+        return reference_loss(self.fitter.render(reference.camera), reference, self.cfg.reference)
 
-            losses.append(fitter.step_loss(cams, loss_fn))
-            lap("backward_step")
-            if progress is not None:
-                progress(i + 1, cfg.steps)
-
-        t0 = time.perf_counter()
-        gaussians = fitter.finalize()
-        timings["cleanup"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - start
-    return SDSResult(gaussians.to("cpu"), losses, timings, model.nfe - nfe0, ts, fitter.strategy.history)
-
-
-def _resize_bchw(images: Tensor, size: int) -> Tensor:
-    """(B, 3, H, W) -> (B, 3, size, size), differentiable (bilinear, antialiased when shrinking)."""
-    if images.shape[-2:] == (size, size):
-        return images
-    return F.interpolate(images, (size, size), mode="bilinear", align_corners=False, antialias=True)
+    def lap(self, part: str) -> None:
+        """Add the seconds since the last lap (GPU work included) to ``timings[part]``."""
+        sync(self.device)
+        now = time.perf_counter()
+        self.timings[part] += now - self.clock
+        self.clock = now

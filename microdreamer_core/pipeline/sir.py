@@ -9,26 +9,27 @@ METHOD.md, "Stage 1". The outer loop has ``1 + K`` diffusion calls:
    ``I = steps_per_iteration`` Adam steps against those cached targets.
 
 Cameras are drawn around the input photo's elevation (``Condition.reference_elevation``), and
-azimuth 0 is the input view, the object's front, for every model (see :mod:`.cameras`).
+azimuth 0 is the input view, the object's front, for every model (see :mod:`~..scene.cameras`).
 
 The loss is ``L1sum(render, target) / B`` on renders clamped to [0, 1], plus for image-to-3D
 presets with a reference term ``w_rgb * L1sum(front_render, input_rgb) + w_mask *
-MSEsum(front_alpha, input_mask)`` at the input photo's camera. Densification follows the
+MSEsum(front_alpha, input_mask)`` at the input photo's camera (:mod:`.reference`). Densification follows the
 optimiser's global step count (steps 100, 200, 300); at the end come the final clean-up prune and
-the reference's floater filter (:mod:`.floaters`).
+the reference's floater filter (:mod:`~..fit.floaters`).
 
 Each diffusion call is counted in NFEs on the model (``model.nfe``), so a run reports what it
-really spent. All randomness (Gaussian init, cameras, diffusion noise) derives from ``seed``.
+really spent. All randomness (Gaussian init, cameras, diffusion noise) derives from ``runtime.seed``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..diffusion.models import Condition, MultiViewModel
@@ -36,23 +37,19 @@ from ..diffusion.sampling import ForwardMode, refine_views, sample
 from ..diffusion.schedules import DDIMSchedule, sir_iteration_nfes, sir_t2_schedule
 from ..errors import InputError, check_cancel
 from ..fit.densify import DensifyConfig
+from ..fit.fitter import FitRuntime, GaussianFitter, LearningRates, seeded
 from ..fit.floaters import FloaterFilterConfig, remove_floaters
-from ..fit.reconstruct import GaussianFitter, LearningRates
-from ..runtime import resolve_device
-from ..scene.cameras import (
-    CAMERA_PRESETS,
-    CameraPreset,
-    Cameras,
-    front_camera,
-    sample_orbit_cameras,
-)
-from ..scene.gaussians import Gaussians, init_ball
+from ..fit.init import InitialGaussians
+from ..fit.reconstruct import view_targets
+from ..runtime import CancelFn, ProgressFn, resolve_device, sync
+from ..scene.cameras import CAMERA_PRESETS, CameraPreset, Cameras, sample_orbit_cameras
+from ..scene.gaussians import Gaussians
+from ..scene.images import resize_images
 from ..scene.views import PosedViews
-from .image_prep import rgb_alpha_at
+from .progress import WorkProgress
+from .reference import ReferenceImage, ReferenceView, reference_loss
 
 __all__ = ["SIRConfig", "SIRResult", "IterationInfo", "run_sir"]
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -70,12 +67,12 @@ class SIRConfig:
         cameras: how each iteration draws its B views.
         resolution: render / target size in pixels; image_size: the diffusion model's size.
         guidance_scale, eta: None = the model's paper values.
-        reference_rgb_weight, reference_mask_weight: the front-view reference term (0 = off).
-        reference_radius: camera distance of the front (input) view (the reference: the
-            preset's camera radius).
-        num_init, init_radius, init_opacity: the initial ball of Gaussians.
+        reference: the front-view reference term (weights 0 = off) and its camera's radius.
+        init: the initial ball of Gaussians.
         init_mask_weight: weight of the alpha term when fitting views the user brings with masks.
+        lr, densify: the optimiser's learning rates and densification schedule.
         floaters: the final floater filter (None = off).
+        runtime: seed, device, background and Gaussian rasteriser.
     """
 
     iterations: int = 20
@@ -91,20 +88,13 @@ class SIRConfig:
     image_size: int = 256
     guidance_scale: float | None = None
     eta: float | None = None
-    reference_rgb_weight: float = 0.3
-    reference_mask_weight: float = 0.01
-    reference_radius: float = 2.0
-    num_init: int = 5000
-    init_radius: float = 0.5
-    init_opacity: float = 0.1
+    reference: ReferenceView = field(default_factory=ReferenceView)
+    init: InitialGaussians = field(default_factory=InitialGaussians)
     init_mask_weight: float = 1.0
     lr: LearningRates = field(default_factory=LearningRates)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     floaters: FloaterFilterConfig | None = field(default_factory=FloaterFilterConfig)
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    seed: int = 0
-    backend: str = "auto"
-    device: str = "auto"
+    runtime: FitRuntime = field(default_factory=FitRuntime)
 
     @property
     def schedule(self) -> DDIMSchedule:
@@ -172,42 +162,13 @@ class SIRResult:
     floaters_removed: int = 0
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _plain(t: Tensor) -> Tensor:
-    return t.clone() if t.is_inference() else t
-
-
-def _reference_targets(condition: Condition | None, config: SIRConfig, device: torch.device):
-    """The input photo's camera (azimuth 0 = the front, at the condition's elevation) with the
-    input image there: (1, R, R, 3) rgb on white and (1, R, R) alpha; None without a reference term."""
-    if condition is None or condition.image is None:
-        return None
-    if config.reference_rgb_weight <= 0 and config.reference_mask_weight <= 0:
-        return None
-    rgb, alpha = rgb_alpha_at(condition.image, config.resolution)
-    cam = front_camera(condition.reference_elevation, config.reference_radius, config.resolution, config.cameras.fovy_deg).to(device)
-    return cam, _plain(rgb[None].to(device)), _plain(alpha[None].to(device))
-
-
-def reference_loss(fitter: GaussianFitter, reference, rgb_weight: float, mask_weight: float) -> Tensor:
-    """The front-view term ``w_rgb * L1sum(rgb, input_rgb) + w_mask * MSEsum(alpha, input_mask)``
-    for ``reference = _reference_targets(...)``, rendered (clamped) by the fitter."""
-    cam, rgb, alpha = reference
-    out = fitter.render(cam)
-    return rgb_weight * (out.rgb - rgb).abs().sum() + mask_weight * ((out.alpha[..., 0] - alpha) ** 2).sum()
-
-
 def run_sir(
     model: MultiViewModel,
     condition: Condition,
     config: SIRConfig | None = None,
     init_views: PosedViews | None = None,
-    progress: Progress | None = None,
-    cancel: Callable[[], object] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
     on_iteration: Callable[[IterationInfo], None] | None = None,
 ) -> SIRResult:
     """Run SIR with ``model`` conditioned on ``condition``; returns the Gaussians.
@@ -223,111 +184,132 @@ def run_sir(
     if model is None and (init_views is None or cfg.iterations > 0):
         raise InputError("SIR iterations need a multi-view diffusion model: connect one, or set iterations to 0 and give views")
     with torch.inference_mode(False), torch.enable_grad():
-        return _run(model, condition, cfg, init_views, progress, cancel, on_iteration)
+        return _SIRRun(model, condition, cfg, init_views, progress, cancel).run(on_iteration)
 
 
-def _run(model, condition, cfg: SIRConfig, init_views, progress, cancel, on_iteration) -> SIRResult:
-    device = resolve_device(cfg.device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    t2s = cfg.t2_schedule()
-    planned = cfg.planned_nfes(sample_init=init_views is None) if model is not None else 0
-    total = planned + cfg.total_steps
-    nfe0 = model.nfe if model is not None else 0
-    steps_done = 0
-    timings = {"init_sampling": 0.0, "init_fit": 0.0, "diffusion": 0.0, "optimise": 0.0}
+class _SIRRun:
+    """One SIR run; :meth:`run` reads as the loop of the module docstring."""
 
-    def report(*_):
-        if progress is not None:
-            progress(min(steps_done + ((model.nfe - nfe0) if model is not None else 0), total), total)
+    def __init__(self, model: MultiViewModel | None, condition: Condition | None, cfg: SIRConfig,
+                 init_views: PosedViews | None, progress: ProgressFn | None, cancel: CancelFn | None):
+        self.start = time.perf_counter()
+        self.model, self.condition, self.cfg, self.init_views, self.cancel = model, condition, cfg, init_views, cancel
+        self.device = resolve_device(cfg.runtime.device)
+        self.gen = torch.Generator().manual_seed(cfg.runtime.seed)  # the initial Gaussians, then every camera draw
+        self.elevation = condition.reference_elevation if condition is not None else 0.0
+        planned = cfg.planned_nfes(sample_init=init_views is None) if model is not None else 0
+        self.progress = WorkProgress(model, planned + cfg.total_steps, progress)
+        self.timings = {"init_sampling": 0.0, "init_fit": 0.0, "diffusion": 0.0, "optimise": 0.0, "cleanup": 0.0}
+        self.losses: list[float] = []
+        self.fitter = GaussianFitter(cfg.init.sample(self.gen).to(self.device), cfg.lr, cfg.densify,
+                                     cfg.runtime.background, cfg.runtime.gaussian_backend)
+        self.reference = cfg.reference.image(condition, cfg.resolution, cfg.cameras.fovy_deg, self.device)
 
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        g0 = init_ball(cfg.num_init, cfg.init_radius, cfg.init_opacity, generator=gen)
-        fitter = GaussianFitter(g0.to(device), cfg.lr, cfg.densify, cfg.background, cfg.backend)
-        ref = _reference_targets(condition, cfg, device)
-        elevation = condition.reference_elevation if condition is not None else 0.0
-        extra = None if ref is None else (lambda: reference_loss(fitter, ref, cfg.reference_rgb_weight, cfg.reference_mask_weight))
-        losses: list[float] = []
+    def run(self, on_iteration: Callable[[IterationInfo], None] | None) -> SIRResult:
+        cfg = self.cfg
+        t2s = cfg.t2_schedule()
+        with seeded(cfg.runtime.seed, self.device):
+            init_rgb = self.initialise()
+            init_nfe = self.progress.nfe
+            infos: list[IterationInfo] = []
+            targets = None
+            for k, t2 in enumerate(t2s):
+                info, targets = self.iterate(k, t2, len(t2s))
+                infos.append(info)
+                if on_iteration is not None:
+                    on_iteration(info)
+            gaussians, removed = self.clean_up()
+        self.timings["total"] = time.perf_counter() - self.start
+        spent = self.progress.nfe
+        nfe = {"init": init_nfe, "iterations": spent - init_nfe, "total": spent}
+        return SIRResult(gaussians.to("cpu"), self.losses, self.timings, nfe, t2s, infos, init_rgb.detach().cpu(),
+                         None if targets is None else targets.cpu(), self.fitter.strategy.history,
+                         None if self.reference is None else self.reference.camera.to("cpu"), removed)
 
-        def fit(cams: Cameras, target_rgb: Tensor, target_alpha: Tensor | None, steps: int, mask_weight: float, where: str) -> None:
-            nonlocal steps_done
-            for i in range(steps):
-                check_cancel(cancel, f"{where}, step {i}/{steps}")
-                losses.append(fitter.step(cams, target_rgb, target_alpha, mask_weight, extra))
-                steps_done += 1
-                report()
+    # ---- the steps, in order ------------------------------------------------------------------
+    def initialise(self) -> Tensor:
+        """Call 0: the initial views (the user's, or sampled from noise) and ``init_steps`` Adam
+        steps on them; returns their colours."""
+        with self.timed("init_sampling"):
+            cams, rgb, alpha, mask_weight = self.initial_views()
+        with self.timed("init_fit"):
+            self.fit(cams, rgb, alpha, self.cfg.init_steps, mask_weight, "SIR initialisation")
+        return rgb
 
-        # ---- call 0: initial views --------------------------------------------------------
-        t0 = time.perf_counter()
-        if init_views is not None:
-            views = init_views.resized(cfg.resolution) if init_views.cameras.width != cfg.resolution else init_views
-            cams0 = views.cameras.to(device)
-            cams0 = Cameras(_plain(cams0.c2w), _plain(cams0.fovy), cams0.width, cams0.height, cams0.near, cams0.far)
-            images = _plain(views.images.to(device))
-            init_rgb = PosedViews(images, cams0).rgb_on(cfg.background)
-            init_alpha, mask_w = images[..., 3], cfg.init_mask_weight
-        else:
-            cams0 = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen, reference_elevation=elevation).to(device)
-            result = sample(model, condition, cams0.with_resolution(cfg.image_size), steps=cfg.denoise_steps,
-                            guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.seed, image_size=cfg.image_size,
-                            progress=report, cancel=cancel)
-            init_rgb = _resize(result.images, cfg.resolution).to(device)
-            init_alpha, mask_w = None, 0.0
-        _sync(device)
-        timings["init_sampling"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fit(cams0, init_rgb, init_alpha, cfg.init_steps, mask_w, "SIR initialisation")
-        _sync(device)
-        timings["init_fit"] = time.perf_counter() - t0
-        init_nfe = (model.nfe - nfe0) if model is not None else 0
+    def initial_views(self) -> tuple[Cameras, Tensor, Tensor | None, float]:
+        """Call 0's cameras and targets (colours, alpha, mask weight): the views the user brought,
+        with their alpha, or the model sampled from pure noise at drawn cameras."""
+        cfg = self.cfg
+        if self.init_views is not None:
+            views = self.init_views
+            if views.cameras.width != cfg.resolution:
+                views = views.resized(cfg.resolution)
+            cams, rgb, alpha = view_targets(views, self.device, cfg.runtime.background)
+            return cams, rgb, alpha, cfg.init_mask_weight
+        cams = self.draw_cameras()
+        result = sample(self.model, self.condition, cams.with_resolution(cfg.image_size), steps=cfg.denoise_steps,
+                        guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.runtime.seed, image_size=cfg.image_size,
+                        progress=self.progress, cancel=self.cancel)
+        return cams, self.at_resolution(result.images), None, 0.0
 
-        # ---- SIR iterations -----------------------------------------------------------------
-        infos: list[IterationInfo] = []
-        targets = None
-        for k, t2 in enumerate(t2s):
-            check_cancel(cancel, f"SIR iteration {k}/{len(t2s)}")
-            t_iter = time.perf_counter()
-            nfe_before = model.nfe
-            cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, gen, reference_elevation=elevation).to(device)
+    def iterate(self, k: int, t2: int, iterations: int) -> tuple[IterationInfo, Tensor]:
+        """SIR iteration ``k``: draw cameras, render, refine the renders at ``t2`` into targets,
+        then ``steps_per_iteration`` Adam steps on them; returns what it did and the targets."""
+        cfg = self.cfg
+        check_cancel(self.cancel, f"SIR iteration {k}/{iterations}")
+        t_iter = time.perf_counter()
+        nfe_before = self.progress.nfe
+        with self.timed("diffusion"):
+            cams = self.draw_cameras()
             with torch.no_grad():
-                renders = fitter.render(cams).rgb.detach()
-            refined = refine_views(model, renders, cams.with_resolution(cfg.image_size), condition, t2,
+                renders = self.fitter.render(cams).rgb.detach()
+            refined = refine_views(self.model, renders, cams.with_resolution(cfg.image_size), self.condition, t2,
                                    steps=cfg.denoise_steps, inv_ratio=cfg.inv_ratio, mode=cfg.forward_mode,
-                                   guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.seed + 1 + k,
-                                   image_size=cfg.image_size, progress=report, cancel=cancel)
-            targets = _resize(refined.images, cfg.resolution).to(device)
-            _sync(device)
-            t_opt = time.perf_counter()
-            timings["diffusion"] += t_opt - t_iter
-            first = len(losses)
-            fit(cams, targets, None, cfg.steps_per_iteration, 0.0, f"SIR iteration {k}")
-            _sync(device)
-            timings["optimise"] += time.perf_counter() - t_opt
-            info = IterationInfo(k, len(t2s), t2, model.nfe - nfe_before,
-                                 sum(losses[first:]) / max(len(losses) - first, 1), fitter.gaussians.num,
-                                 time.perf_counter() - t_iter)
-            infos.append(info)
-            if on_iteration is not None:
-                on_iteration(info)
+                                   guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.runtime.seed + 1 + k,
+                                   image_size=cfg.image_size, progress=self.progress, cancel=self.cancel)
+            targets = self.at_resolution(refined.images)
+        first = len(self.losses)
+        with self.timed("optimise"):
+            self.fit(cams, targets, None, cfg.steps_per_iteration, 0.0, f"SIR iteration {k}")
+        mean_loss = sum(self.losses[first:]) / max(len(self.losses) - first, 1)
+        info = IterationInfo(k, iterations, t2, self.progress.nfe - nfe_before, mean_loss, self.fitter.gaussians.num,
+                             time.perf_counter() - t_iter)
+        return info, targets
 
+    def clean_up(self) -> tuple[Gaussians, int]:
+        """The final prune and the floater filter; returns the Gaussians and how many floaters went."""
+        with self.timed("cleanup"):
+            gaussians = self.fitter.finalize()
+            removed = 0
+            if self.cfg.floaters is not None:
+                gaussians, removed = remove_floaters(gaussians, self.cfg.floaters, self.cfg.runtime.gaussian_backend)
+        return gaussians, removed
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def fit(self, cams: Cameras, target_rgb: Tensor, target_alpha: Tensor | None, steps: int, mask_weight: float,
+            where: str) -> None:
+        """``steps`` Adam steps against fixed targets, plus the reference term when there is one."""
+        extra = None if self.reference is None else partial(self.reference_term, self.reference)
+        for i in range(steps):
+            check_cancel(self.cancel, f"{where}, step {i}/{steps}")
+            self.losses.append(self.fitter.step(cams, target_rgb, target_alpha, mask_weight, extra))
+            self.progress.step()
+
+    def reference_term(self, reference: ReferenceImage) -> Tensor:
+        return reference_loss(self.fitter.render(reference.camera), reference, self.cfg.reference)
+
+    def draw_cameras(self) -> Cameras:
+        cfg = self.cfg
+        return sample_orbit_cameras(cfg.cameras, cfg.resolution, self.gen, reference_elevation=self.elevation).to(self.device)
+
+    def at_resolution(self, images: Tensor) -> Tensor:
+        """The model's (V, H, W, 3) images at the render resolution, on the run's device."""
+        return resize_images(images, self.cfg.resolution).contiguous().to(self.device)
+
+    @contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        """Add the block's wall-clock seconds (GPU work included) to ``timings[part]``."""
         t0 = time.perf_counter()
-        gaussians = fitter.finalize()
-        removed = 0
-        if cfg.floaters is not None:
-            gaussians, removed = remove_floaters(gaussians, cfg.floaters, cfg.backend)
-        timings["cleanup"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - start
-    spent = (model.nfe - nfe0) if model is not None else 0
-    nfe = {"init": init_nfe, "iterations": spent - init_nfe, "total": spent}
-    return SIRResult(gaussians.to("cpu"), losses, timings, nfe, t2s, infos, init_rgb.detach().cpu(),
-                     None if targets is None else targets.cpu(), fitter.strategy.history,
-                     None if ref is None else ref[0].to("cpu"), removed)
-
-
-def _resize(images: Tensor, size: int) -> Tensor:
-    """(V, H, W, 3) -> (V, size, size, 3)."""
-    if images.shape[1] == size and images.shape[2] == size:
-        return images
-    x = F.interpolate(images.permute(0, 3, 1, 2), (size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.permute(0, 2, 3, 1).contiguous()
+        yield
+        sync(self.device)
+        self.timings[part] += time.perf_counter() - t0

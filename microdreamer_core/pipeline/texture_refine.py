@@ -41,11 +41,13 @@ from ..diffusion.models import Condition, MultiViewModel, Zero123Model
 from ..diffusion.sampling import refine_views
 from ..diffusion.schedules import DDIMSchedule
 from ..errors import InputError, check_cancel
-from ..runtime import resolve_device
+from ..render.backends import MeshBackend
 from ..render.mesh import MeshRenderOutput, render_mesh
-from ..scene.cameras import Cameras, front_camera, orbit_cameras
+from ..runtime import CancelFn, ProgressFn, resolve_device, sync
+from ..scene.cameras import Cameras, orbit_cameras
 from ..scene.mesh import Mesh
-from .image_prep import rgb_alpha_at
+from .progress import WorkProgress
+from .reference import ReferenceImage, reference_image
 
 __all__ = [
     "TextureRefineConfig",
@@ -71,7 +73,7 @@ class TextureRefineConfig:
     give ImageDream a front term too (same azimuth-0 camera); MVDream has no input image and never
     has one. The front view is rendered at ``reference_resolution`` (the reference's ``ref_size``,
     independent of ``render_resolution``) from ``reference_radius``. ``guidance_scale`` None = the
-    model's paper value; METHOD.md uses 2.0.
+    model's paper value; METHOD.md uses 2.0. ``mesh_backend`` is the mesh rasteriser.
     """
 
     views: int = 8
@@ -90,7 +92,7 @@ class TextureRefineConfig:
     reference_resolution: int = 256
     fovy_deg: float = 49.1
     seed: int = 0
-    backend: str = "auto"
+    mesh_backend: MeshBackend = "auto"
     device: str = "auto"
 
 
@@ -115,11 +117,10 @@ def texture_logit(texture: Tensor, eps: float = 1e-6) -> Tensor:
 
 @dataclass
 class FrontReference:
-    """The front term of :func:`fit_texture`: one camera (the input photo's), the input RGB
-    composited on white at that camera's size, (1, H, W, 3), and the term's weight."""
+    """The front term of :func:`fit_texture`: the input photo at its camera (only its colours
+    on white are used: the mask is :func:`front_mask`) and the term's weight."""
 
-    camera: Cameras
-    rgb: Tensor
+    image: ReferenceImage
     weight: float = 1.0
 
 
@@ -139,12 +140,10 @@ def front_reference(model: MultiViewModel, condition: Condition | None, cfg: Tex
     weight = cfg.reference_weight
     if weight is None:
         weight = 1.0 if isinstance(model, Zero123Model) else 0.0
-    if weight <= 0 or model.kind == "mvdream" or condition is None or condition.image is None:
+    if weight <= 0 or model.kind == "mvdream":
         return None
-    r = cfg.reference_resolution
-    rgb, _ = rgb_alpha_at(condition.image, r)  # the input's alpha is not the mask: see front_mask
-    camera = front_camera(condition.reference_elevation, cfg.reference_radius, r, cfg.fovy_deg).to(device)
-    return FrontReference(camera, rgb[None].to(device), float(weight))
+    image = reference_image(condition, cfg.reference_radius, cfg.reference_resolution, cfg.fovy_deg, device)
+    return None if image is None else FrontReference(image, float(weight))
 
 
 @dataclass
@@ -164,9 +163,9 @@ def fit_texture(
     steps: int = 30,
     lr: float = 0.2,
     reference: FrontReference | None = None,
-    backend: str = "auto",
+    backend: MeshBackend = "auto",
     on_step: Callable[[int, Tensor], None] | None = None,
-    cancel: Callable[[], object] | None = None,
+    cancel: CancelFn | None = None,
 ) -> TextureFit:
     """Adam on the texture's logits so that renders from ``cameras`` match ``targets``
     ((C, H, W, 3) at the cameras' size), plus the front term of ``reference``; no diffusion model.
@@ -189,9 +188,10 @@ def fit_texture(
             logits = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=raw, normals=mesh.normals)
             loss = F.mse_loss(render_mesh(logits, cams, backend=backend, texture_activation=torch.sigmoid).rgb, targets)
             if reference is not None:
-                front = render_mesh(logits, reference.camera, backend=backend, texture_activation=torch.sigmoid)
-                mask = front_mask(front, reference.camera)
-                loss = loss + reference.weight * F.mse_loss(front.rgb * mask, reference.rgb * mask)
+                camera = reference.image.camera
+                front = render_mesh(logits, camera, backend=backend, texture_activation=torch.sigmoid)
+                mask = front_mask(front, camera)
+                loss = loss + reference.weight * F.mse_loss(front.rgb * mask, reference.image.rgb * mask)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"texture refinement loss became {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
@@ -221,8 +221,8 @@ def refine_texture(
     model: MultiViewModel,
     condition: Condition,
     config: TextureRefineConfig | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: Callable[[], object] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> TextureRefineResult:
     """A copy of ``mesh`` with its texture refined against the diffusion model.
 
@@ -237,54 +237,57 @@ def refine_texture(
         return _refine(mesh, model, condition, cfg, progress, cancel)
 
 
-def _refine(mesh: Mesh, model: MultiViewModel, condition: Condition, cfg: TextureRefineConfig, progress, cancel) -> TextureRefineResult:
+def _refine(mesh: Mesh, model: MultiViewModel, condition: Condition, cfg: TextureRefineConfig,
+            progress: ProgressFn | None, cancel: CancelFn | None) -> TextureRefineResult:
     device = resolve_device(cfg.device)
     start = time.perf_counter()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    offset = float(torch.rand((), generator=gen) * 360.0)
-    az = [offset + i * 360.0 / cfg.views for i in range(cfg.views)]
-    cams = orbit_cameras([cfg.elevation] * cfg.views, az, cfg.radius, cfg.render_resolution, cfg.fovy_deg).to(device)
+    cams = _cameras(cfg, device)
     plain = Mesh(*(t.detach().clone().to(device) if t is not None else None
                    for t in (mesh.vertices, mesh.faces, mesh.uvs, mesh.texture, mesh.vertex_colors, mesh.normals)))
     groups = _groups(model, cfg.views)
     sampling = DDIMSchedule(num_inference_steps=cfg.denoise_steps).sampling_steps(cfg.t)
-    total = len(groups) * sampling + cfg.steps
-    nfe0 = model.nfe
-    done_steps = 0
-
-    def report(*_):
-        if progress is not None:
-            progress(min(model.nfe - nfe0 + done_steps, total), total)
+    work = WorkProgress(model, len(groups) * sampling + cfg.steps, progress)
 
     # ---- targets, once ------------------------------------------------------------------------
-    with torch.no_grad():
-        renders = render_mesh(plain, cams, backend=cfg.backend).rgb
-    targets = torch.empty_like(renders)
-    for j, idx in enumerate(groups):
-        out = refine_views(model, renders[idx], cams[idx].with_resolution(cfg.image_size), condition, cfg.t,
-                           steps=cfg.denoise_steps, mode="noise", guidance_scale=cfg.guidance_scale, eta=cfg.eta,
-                           seed=cfg.seed + j, image_size=cfg.image_size, progress=report, cancel=cancel)
-        up = F.interpolate(out.images.permute(0, 3, 1, 2), (cfg.render_resolution,) * 2, mode="bilinear", align_corners=False)
-        targets[idx] = up.permute(0, 2, 3, 1).to(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    renders, targets = _targets(plain, cams, model, condition, groups, cfg, work, cancel)
+    sync(device)
     t_targets = time.perf_counter() - start
 
     # ---- Adam on the texture's logits, with the front term where the model has one --------------
     ref = front_reference(model, condition, cfg, device)
     t1 = time.perf_counter()
-
-    def step_done(*_):
-        nonlocal done_steps
-        done_steps += 1
-        report()
-
-    fit = fit_texture(plain, cams, targets, cfg.steps, cfg.lr, reference=ref, backend=cfg.backend, on_step=step_done, cancel=cancel)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    fit = fit_texture(plain, cams, targets, cfg.steps, cfg.lr, reference=ref, backend=cfg.mesh_backend,
+                      on_step=work.step, cancel=cancel)
+    sync(device)
     timings = {"targets": t_targets, "optimise": time.perf_counter() - t1, "total": time.perf_counter() - start}
     refined = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=fit.texture.cpu(),
                    vertex_colors=mesh.vertex_colors, normals=mesh.normals)
-    return TextureRefineResult(refined, fit.losses, timings, model.nfe - nfe0, targets.cpu(), renders.cpu(),
-                               reference_camera=None if ref is None else ref.camera.to("cpu"),
+    return TextureRefineResult(refined, fit.losses, timings, work.nfe, targets.cpu(), renders.cpu(),
+                               reference_camera=None if ref is None else ref.image.camera.to("cpu"),
                                reference_weight=0.0 if ref is None else ref.weight)
+
+
+def _cameras(cfg: TextureRefineConfig, device: torch.device) -> Cameras:
+    """``cfg.views`` cameras evenly spaced around the orbit, from an azimuth offset drawn from the seed."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    offset = float(torch.rand((), generator=gen) * 360.0)
+    az = [offset + i * 360.0 / cfg.views for i in range(cfg.views)]
+    return orbit_cameras([cfg.elevation] * cfg.views, az, cfg.radius, cfg.render_resolution, cfg.fovy_deg).to(device)
+
+
+def _targets(mesh: Mesh, cams: Cameras, model: MultiViewModel, condition: Condition, groups: list[list[int]],
+             cfg: TextureRefineConfig, progress: WorkProgress, cancel: CancelFn | None) -> tuple[Tensor, Tensor]:
+    """The renders of ``mesh`` from ``cams`` and the targets the model makes of them (one
+    diffusion call per group of views), both (views, R, R, 3) at the render resolution."""
+    with torch.no_grad():
+        renders = render_mesh(mesh, cams, backend=cfg.mesh_backend).rgb
+    targets = torch.empty_like(renders)
+    for j, idx in enumerate(groups):
+        out = refine_views(model, renders[idx], cams[idx].with_resolution(cfg.image_size), condition, cfg.t,
+                           steps=cfg.denoise_steps, mode="noise", guidance_scale=cfg.guidance_scale, eta=cfg.eta,
+                           seed=cfg.seed + j, image_size=cfg.image_size, progress=progress, cancel=cancel)
+        # Plain bilinear as the reference (it enlarges 256 -> 512), not the library's antialiased
+        # resize: that one would change the targets where render_resolution < image_size.
+        up = F.interpolate(out.images.permute(0, 3, 1, 2), (cfg.render_resolution,) * 2, mode="bilinear", align_corners=False)
+        targets[idx] = up.permute(0, 2, 3, 1).to(renders.device)
+    return renders, targets

@@ -17,7 +17,9 @@ of view. Pixels are square, the principal point is the image centre.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +37,7 @@ __all__ = [
     "orbit_pose",
     "orbit_cameras",
     "sample_orbit_cameras",
+    "preset_cameras",
     "relative_elevation_range",
     "front_camera",
 ]
@@ -323,6 +326,32 @@ def sample_orbit_cameras(
     n_el = 1 if p.shared_elevation else p.num_views
     el = float(reference_elevation) + torch.randint(lo, hi + 1, (n_el,), generator=generator).float().expand(p.num_views)
     return orbit_cameras(el, az, p.radius, resolution, p.fovy_deg)
+
+
+def preset_cameras(
+    preset: CameraPreset | str,
+    resolution: int = 256,
+    seed: int = 0,
+    elevations: Sequence[float] = (),
+    azimuths: Sequence[float] = (),
+    radius: float | None = None,
+) -> Cameras:
+    """A preset's cameras: one random draw of its views from ``seed`` when ``azimuths`` is empty
+    (:func:`sample_orbit_cameras`), else fixed views, one per azimuth (degrees). ``elevations``
+    gives one elevation per azimuth, or one for all (none: 0). ``radius`` replaces the preset's."""
+    p = CAMERA_PRESETS[preset] if isinstance(preset, str) else preset
+    if radius is not None:
+        p = dataclasses.replace(p, radius=float(radius))
+    if not azimuths:
+        if elevations:
+            raise InputError("elevations are given but azimuths are empty: give one azimuth per camera, or clear elevations to use the preset")
+        return sample_orbit_cameras(p, resolution, torch.Generator().manual_seed(int(seed)))
+    elevations = list(elevations) or [0.0]
+    if len(elevations) == 1:
+        elevations = elevations * len(azimuths)
+    if len(elevations) != len(azimuths):
+        raise InputError(f"{len(elevations)} elevations but {len(azimuths)} azimuths: give one elevation, or one per azimuth")
+    return orbit_cameras(elevations, list(azimuths), p.radius, resolution, p.fovy_deg)
 
 
 def front_camera(elevation: float = 0.0, radius: float = 2.0, resolution: int = 256, fovy_deg: float = DEFAULT_FOVY_DEG) -> Cameras:

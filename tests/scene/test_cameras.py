@@ -6,12 +6,14 @@ import pytest
 import torch
 from reference_cameras import _authors_get_camera, _kiui_orbit, _reference_front_vector
 
+from microdreamer_core.errors import InputError
 from microdreamer_core.scene.cameras import (
     CAMERA_PRESETS,
     Cameras,
     front_camera,
     orbit_cameras,
     orbit_pose,
+    preset_cameras,
     relative_elevation_range,
     sample_orbit_cameras,
 )
@@ -148,6 +150,22 @@ def test_presets_and_sampler():
     a = sample_orbit_cameras("zero123", 64, torch.Generator().manual_seed(7))
     b = sample_orbit_cameras("zero123", 64, torch.Generator().manual_seed(7))
     assert torch.equal(a.c2w, b.c2w)
+
+
+
+def test_preset_cameras_draw_from_the_seed_or_place_fixed_views():
+    """The Orbit Cameras node's one call: a seeded draw, or one camera per azimuth."""
+    drawn = preset_cameras("zero123", 64, seed=7)
+    assert torch.equal(drawn.c2w, sample_orbit_cameras("zero123", 64, torch.Generator().manual_seed(7)).c2w)
+    fixed = preset_cameras("imagedream", 32, azimuths=[0, 90, 180], elevations=[-10.0])  # one elevation for all
+    assert torch.allclose(fixed.c2w, orbit_cameras([-10.0] * 3, [0, 90, 180], 2.5, 32).c2w) and fixed.width == 32
+    assert torch.allclose(preset_cameras("zero123", 32, azimuths=[0, 90]).c2w, orbit_cameras([0.0, 0.0], [0, 90], 2.0, 32).c2w)
+    far = preset_cameras("zero123", 32, azimuths=[0, 90], elevations=[5, -5], radius=3.0)
+    assert torch.allclose(far.spherical()[2], torch.full((2,), 3.0), atol=1e-5)
+    with pytest.raises(InputError, match="3 elevations but 2 azimuths"):
+        preset_cameras("zero123", 32, azimuths=[0, 90], elevations=[0, 10, 20])
+    with pytest.raises(InputError, match="elevations are given but azimuths are empty"):
+        preset_cameras("zero123", 32, elevations=[10])
 
 
 def test_batch_helpers_and_validation():

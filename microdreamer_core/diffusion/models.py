@@ -37,13 +37,13 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import InputError
 from ..scene.cameras import Cameras
 from ..scene.images import composite
+from ..scene.images import resize_bchw
 
 __all__ = [
     "Condition",
@@ -309,7 +309,7 @@ class MultiViewModel(nn.Module):
     def _reference_image(self, condition: Condition, image_size: int) -> Tensor:
         """The image models' reference (``condition`` passed :meth:`_check_image`): (1, 3, S, S)
         on white at the sampling size."""
-        return F.interpolate(_white_rgb(condition.image), (image_size, image_size), mode="bilinear", align_corners=False)
+        return resize_bchw(_white_rgb(condition.image), image_size, antialias=False)  # as the authors
 
 
 class _TextMixin:

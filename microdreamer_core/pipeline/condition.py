@@ -11,7 +11,6 @@ not separate an object from a background), re-centred to fill 80% of a square ca
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..diffusion.models import DEFAULT_NEGATIVE_PROMPT, Condition
@@ -103,7 +102,7 @@ def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fil
     rgb = rgb[..., :3].float()
     alpha = check_masks(alpha, "the mask")[0].float()
     if alpha.shape != rgb.shape[:2]:  # plain bilinear (no antialiasing), as this always did
-        alpha = F.interpolate(alpha[None, None], rgb.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+        alpha = resize_bchw(alpha[None, None], tuple(rgb.shape[:2]), antialias=False)[0, 0]
     ys, xs = torch.nonzero(alpha > 0.5, as_tuple=True)
     if len(ys) == 0:
         raise InputError("the mask is empty (no foreground pixel): remove the background so the object is opaque, or check the mask is not inverted")

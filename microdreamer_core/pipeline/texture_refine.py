@@ -48,6 +48,7 @@ from ..scene.cameras import Cameras, orbit_cameras
 from ..scene.mesh import Mesh
 from .progress import WorkProgress
 from .reference import ReferenceImage, reference_image
+from ..scene.images import resize_images
 
 __all__ = [
     "TextureRefineConfig",
@@ -286,8 +287,7 @@ def _targets(mesh: Mesh, cams: Cameras, model: MultiViewModel, condition: Condit
         out = refine_views(model, renders[idx], cams[idx].with_resolution(cfg.image_size), condition, cfg.t,
                            steps=cfg.denoise_steps, mode="noise", guidance_scale=cfg.guidance_scale, eta=cfg.eta,
                            seed=cfg.seed + j, image_size=cfg.image_size, progress=progress, cancel=cancel)
-        # Plain bilinear as the reference (it enlarges 256 -> 512), not the library's antialiased
-        # resize: that one would change the targets where render_resolution < image_size.
-        up = F.interpolate(out.images.permute(0, 3, 1, 2), (cfg.render_resolution,) * 2, mode="bilinear", align_corners=False)
-        targets[idx] = up.permute(0, 2, 3, 1).to(renders.device)
+        # Plain bilinear as the reference (it enlarges 256 -> 512; antialiasing would change the
+        # targets only where render_resolution < image_size).
+        targets[idx] = resize_images(out.images, cfg.render_resolution, antialias=False).to(renders.device)
     return renders, targets

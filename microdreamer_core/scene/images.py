@@ -1,10 +1,15 @@
 """Image batches (ComfyUI IMAGE / MASK layout: (B, H, W, C) floats in [0, 1]): checks and the
 small operations every stage shares.
 
-Resizing policy (one for the whole library): bilinear with ``antialias=True`` and
-``align_corners=False``. Shrinking then averages every source pixel under the target pixel (no
-aliasing of the fine detail diffusion models produce), and enlarging is exactly plain bilinear
-(antialiasing changes nothing there, to 5e-7), so one call serves both directions.
+Resizing policy (one function for the whole library, :func:`resize_bchw`): bilinear with
+``antialias=True`` and ``align_corners=False``. Shrinking then averages every source pixel under
+the target pixel (no aliasing of the fine detail diffusion models produce), and enlarging is
+exactly plain bilinear (antialiasing changes nothing there, to 5e-7), so one call serves both
+directions. Two callers pass ``antialias=False`` on purpose, to compute what the authors compute:
+the condition image handed to a diffusion model and the stage-2 texture targets (the reference
+resizes both with plain bilinear; they differ only when shrinking). Posed views
+(:meth:`~microdreamer_core.scene.views.PosedViews.resized`) average premultiplied colour by area
+instead, so a photo's transparent background never bleeds into the object's edge.
 
 Image tensors handed to the library go through :func:`check_images` / :func:`check_masks`: an
 empty batch, an image without pixels or NaN are refused with the fix instead of failing deep
@@ -48,17 +53,18 @@ def check_masks(masks, what: str = "masks") -> Tensor:
     return _check_batch(masks, what, 3, "a mask batch (B, H, W)")
 
 
-def resize_bchw(x: Tensor, size: int | tuple[int, int]) -> Tensor:
-    """A (B, C, H, W) batch resized to ``size`` (square if an int) by the library's one policy."""
+def resize_bchw(x: Tensor, size: int | tuple[int, int], antialias: bool = True) -> Tensor:
+    """A (B, C, H, W) batch resized to ``size`` (square if an int) by the library's one policy
+    (``antialias=False`` only where the authors resize without it: see the module docstring)."""
     size = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(x.shape[-2:]) == size:
         return x
-    return F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=antialias)
 
 
-def resize_images(images: Tensor, size: int | tuple[int, int]) -> Tensor:
+def resize_images(images: Tensor, size: int | tuple[int, int], antialias: bool = True) -> Tensor:
     """A (B, H, W, C) batch resized to ``size`` (square if an int) by the library's one policy."""
-    return resize_bchw(images.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)
+    return resize_bchw(images.permute(0, 3, 1, 2), size, antialias).permute(0, 2, 3, 1)
 
 
 def composite(rgba: Tensor, background: tuple[float, float, float] | Tensor = (1.0, 1.0, 1.0)) -> Tensor:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..errors import InputError, shown
 from .cameras import Cameras
-from .images import check_images, check_masks
+from .images import check_images, check_masks, composite
 
 __all__ = ["PosedViews"]
 
@@ -70,9 +70,7 @@ class PosedViews:
 
     def rgb_on(self, background: tuple[float, float, float] | Tensor = (1.0, 1.0, 1.0)) -> Tensor:
         """(N, H, W, 3) colours composited over a solid background."""
-        bg = torch.as_tensor(background, dtype=self.images.dtype, device=self.images.device)
-        a = self.images[..., 3:]
-        return self.images[..., :3] * a + bg * (1.0 - a)
+        return composite(self.images, background)
 
     def resized(self, resolution: int) -> "PosedViews":
         """Square-resize the images (area filter when shrinking) and the cameras with them."""

@@ -180,7 +180,6 @@ def test_fit_texture_checks_cancel_before_each_step():
 
 
 def test_texture_refinement_fits_the_targets_for_every_kind(models):
-    from microdreamer_core.meshing.extract import gaussians_on_surface  # noqa: F401  (module imports cleanly)
 
     base = generate(models["zero123"], condition_for("zero123"), dataclasses.replace(tiny_preset("zero123"), refine_texture=False))
     assert base.texture is None

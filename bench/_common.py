@@ -28,8 +28,16 @@ def input_image(path: str | None = None) -> torch.Tensor:
 def commit() -> str:
     """Short HEAD id, with ``+dirty`` when tracked files have uncommitted changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, check=False)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return (head.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
         return "unknown"

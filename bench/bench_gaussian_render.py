@@ -64,8 +64,15 @@ def main() -> None:
 
     def step() -> tuple[float, float]:
         t0 = time.perf_counter()
-        out = rasterize_gaussians(**scene, viewmats=viewmats, Ks=Ks, width=args.res, height=args.res,
-                                  background=torch.ones(3), backend=args.backend)
+        out = rasterize_gaussians(
+            **scene,
+            viewmats=viewmats,
+            Ks=Ks,
+            width=args.res,
+            height=args.res,
+            background=torch.ones(3),
+            backend=args.backend,
+        )
         out.means2d.retain_grad()
         loss = (out.rgb - target).abs().mean() + out.alpha.mean() + 0.01 * out.depth.mean()
         sync()

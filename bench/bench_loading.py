@@ -83,8 +83,15 @@ def code_commit(code: Path) -> str:
     """Short HEAD id of the checkout that loaded (``+dirty`` with uncommitted tracked changes)."""
     if code == ROOT:
         return commit()
-    head = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False)
+    head = subprocess.run(
+        ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(code), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return (head.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
 
 
@@ -100,10 +107,15 @@ def main() -> None:
     ap.add_argument("--code", default=str(ROOT), help="checkout whose microdreamer_core loads the folder")
     ap.add_argument("--repeats", type=int, default=2, help="loads, each in a fresh process")
     ap.add_argument("--hide-accelerate", action="store_true", help="load as if accelerate were not installed")
-    ap.add_argument("--single-file", action="store_true", help="load the original single-file layout instead of the folder")
+    ap.add_argument(
+        "--single-file", action="store_true", help="load the original single-file layout instead of the folder"
+    )
     args = ap.parse_args()
 
-    folder = Path(args.folder or Path(tempfile.gettempdir()) / f"microdreamer-bench-{args.kind}-full-{args.save_dtype.replace('float', 'fp')}")
+    folder = Path(
+        args.folder
+        or Path(tempfile.gettempdir()) / f"microdreamer-bench-{args.kind}-full-{args.save_dtype.replace('float', 'fp')}"
+    )
     if not (folder / "model_index.json").is_file():
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", _BUILD, args.kind, args.save_dtype, str(folder)], cwd=ROOT, check=True)
@@ -114,7 +126,11 @@ def main() -> None:
         single = folder.with_name(folder.name + "-ldm.safetensors")
         if not single.is_file():
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-c", _BUILD_SINGLE, str(folder), str(single), str(ROOT / "tests")], cwd=ROOT, check=True)
+            subprocess.run(
+                [sys.executable, "-c", _BUILD_SINGLE, str(folder), str(single), str(ROOT / "tests")],
+                cwd=ROOT,
+                check=True,
+            )
             print(f"wrote {single} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         source = [str(single), str(folder)]
 
@@ -124,7 +140,9 @@ def main() -> None:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         env = os.environ | ({"BENCH_HIDE_ACCELERATE": "1"} if args.hide_accelerate else {})
-        out = subprocess.run([sys.executable, "-c", _LOAD, *source], cwd=code, env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _LOAD, *source], cwd=code, env=env, check=True, capture_output=True, text=True
+        )
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = json.loads(out.stdout.strip().splitlines()[-1])
@@ -134,26 +152,36 @@ def main() -> None:
         runs.append(run)
         print(json.dumps(run), file=sys.stderr, flush=True)
 
-    print(json.dumps({
-        "bench": "loading",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "threads": os.environ.get("OMP_NUM_THREADS"),
-        "commit": commit(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "kind": args.kind,
-        "source": source[0],
-        "source_gib": round((Path(source[0]).stat().st_size if args.single_file else folder_bytes(folder)) / 2**30, 2),
-        "loadavg_1min": round(os.getloadavg()[0], 2),
-        "code": runs[0]["code"] if runs else None,
-        "code_commit": code_commit(code),
-        "accelerate": "hidden" if args.hide_accelerate else "installed" if importlib.util.find_spec("accelerate") else "missing",
-        "load_s": [r["load_s"] for r in runs],
-        "process_s": [r["process_s"] for r in runs],
-        "peak_rss_gib": [r["child_peak_rss_gib"] for r in runs],
-        "runs": runs,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "loading",
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "host": platform.node(),
+                "cpus": os.cpu_count(),
+                "threads": os.environ.get("OMP_NUM_THREADS"),
+                "commit": commit(),
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "kind": args.kind,
+                "source": source[0],
+                "source_gib": round(
+                    (Path(source[0]).stat().st_size if args.single_file else folder_bytes(folder)) / 2**30, 2
+                ),
+                "loadavg_1min": round(os.getloadavg()[0], 2),
+                "code": runs[0]["code"] if runs else None,
+                "code_commit": code_commit(code),
+                "accelerate": "hidden"
+                if args.hide_accelerate
+                else "installed"
+                if importlib.util.find_spec("accelerate")
+                else "missing",
+                "load_s": [r["load_s"] for r in runs],
+                "process_s": [r["process_s"] for r in runs],
+                "peak_rss_gib": [r["child_peak_rss_gib"] for r in runs],
+                "runs": runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

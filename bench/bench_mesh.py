@@ -54,13 +54,23 @@ def main() -> None:
         t = time.perf_counter()
         bake_texture(unwrapped, gaussians, BakeConfig(texture_size=args.texture_size))
         t_bake = time.perf_counter() - t
-        print(json.dumps({
-            "model": source, "gaussians": gaussians.num, "resolution": res, "threads": torch.get_num_threads(),
-            "faces": mesh.num_faces, "extract_s": round(t_extract, 2),
-            "extract_stages_s": {k: round(v, 2) for k, v in stages.items()},
-            "unwrap_s": round(t_unwrap, 2), "bake_s": round(t_bake, 2),
-            "total_s": round(t_extract + t_unwrap + t_bake, 2),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "model": source,
+                    "gaussians": gaussians.num,
+                    "resolution": res,
+                    "threads": torch.get_num_threads(),
+                    "faces": mesh.num_faces,
+                    "extract_s": round(t_extract, 2),
+                    "extract_stages_s": {k: round(v, 2) for k, v in stages.items()},
+                    "unwrap_s": round(t_unwrap, 2),
+                    "bake_s": round(t_bake, 2),
+                    "total_s": round(t_extract + t_unwrap + t_bake, 2),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -49,24 +49,35 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--refine", action="store_true", help="also time one hybrid forward + sampling call (ImageDream preset t2=701, Zero123 preset t2=651)")
+    ap.add_argument(
+        "--refine",
+        action="store_true",
+        help="also time one hybrid forward + sampling call (ImageDream preset t2=701, Zero123 preset t2=651)",
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     size = 256 if args.size == "full" else 32
-    for kind in (["mvdream", "imagedream", "zero123"] if args.kind == "all" else [args.kind]):
+    for kind in ["mvdream", "imagedream", "zero123"] if args.kind == "all" else [args.kind]:
         t0 = time.perf_counter()
         model = build_random_model(kind, args.size, seed=0, device=device, dtype=dtype)
         build_s = time.perf_counter() - t0
         preset = CAMERA_PRESETS["zero123" if kind == "zero123" else kind]
         cams = sample_orbit_cameras(preset, size, torch.Generator().manual_seed(0))
-        cond = Condition(prompt="a yellow rubber duck", negative_prompt="ugly", image=torch.rand(size, size, 4, generator=torch.Generator().manual_seed(0)))
+        cond = Condition(
+            prompt="a yellow rubber duck",
+            negative_prompt="ugly",
+            image=torch.rand(size, size, 4, generator=torch.Generator().manual_seed(0)),
+        )
         prepared = model.prepare(cond, cams, size)
         lat = size // model.vae_factor
         x = torch.randn(len(cams), 4, lat, lat, generator=torch.Generator().manual_seed(1)).to(device)
         for _ in range(args.warmup):
             model.predict_noise(x, 501, prepared, model.defaults.guidance_scale)
-        times = [timed(lambda: model.predict_noise(x, 501, prepared, model.defaults.guidance_scale), device) for _ in range(args.repeats)]
+        times = [
+            timed(lambda: model.predict_noise(x, 501, prepared, model.defaults.guidance_scale), device)
+            for _ in range(args.repeats)
+        ]
         row = {
             "kind": kind,
             "size": args.size,
@@ -85,8 +96,15 @@ def main() -> None:
             steps, t2 = (10, 701) if kind != "zero123" else (20, 651)
             views = torch.rand(len(cams), size, size, 3, generator=torch.Generator().manual_seed(2))
             before = model.nfe
-            seconds = timed(lambda: refine_views(model, views, cams, prepared, t2, steps=steps, image_size=size), device)
-            row |= {"refine_s": round(seconds, 3), "refine_nfe": model.nfe - before, "refine_t2": t2, "refine_steps": steps}
+            seconds = timed(
+                lambda: refine_views(model, views, cams, prepared, t2, steps=steps, image_size=size), device
+            )
+            row |= {
+                "refine_s": round(seconds, 3),
+                "refine_nfe": model.nfe - before,
+                "refine_t2": t2,
+                "refine_steps": steps,
+            }
         row["host"] = platform.node()
         print(json.dumps(row), flush=True)
 

@@ -47,7 +47,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     image = input_image(args.image)
-    for name in (list(PRESETS) if args.preset == "all" else [args.preset]):
+    for name in list(PRESETS) if args.preset == "all" else [args.preset]:
         preset = tiny_preset(name, iterations=args.iterations or 2) if args.size == "tiny" else get_preset(name)
         if args.iterations and args.size == "full":
             preset = preset.with_overrides(iterations=args.iterations)
@@ -72,24 +72,36 @@ def main() -> None:
                 "nfe_sir": sir.nfe,
                 "per_iteration_s": round(sum(i.seconds for i in its) / max(len(its), 1), 4),
                 "per_nfe_s": round(sir.timings["diffusion"] / max(sir.nfe["iterations"], 1), 4),
-                "per_adam_step_s": round(sir.timings["optimise"] / max(preset.sir.iterations * preset.sir.steps_per_iteration, 1), 4),
+                "per_adam_step_s": round(
+                    sir.timings["optimise"] / max(preset.sir.iterations * preset.sir.steps_per_iteration, 1), 4
+                ),
                 "gaussians": sir.gaussians.num,
             }
             mesh_t: dict = {}
             t0 = time.perf_counter()
             mesh = gaussians_to_mesh(sir.gaussians, preset.mesh, timings=mesh_t)
-            row |= {"mesh_s": round(time.perf_counter() - t0, 3), "mesh_stages_s": {k: round(v, 3) for k, v in mesh_t.items()},
-                    "faces": mesh.num_faces}
+            row |= {
+                "mesh_s": round(time.perf_counter() - t0, 3),
+                "mesh_stages_s": {k: round(v, 3) for k, v in mesh_t.items()},
+                "faces": mesh.num_faces,
+            }
             tex = refine_texture(mesh, model, cond, preset.texture)
-            row |= {"texture_s": {k: round(v, 3) for k, v in tex.timings.items()}, "nfe_texture": tex.nfe,
-                    "total_s": round(time.perf_counter() - t_all, 3)}
+            row |= {
+                "texture_s": {k: round(v, 3) for k, v in tex.timings.items()},
+                "nfe_texture": tex.nfe,
+                "total_s": round(time.perf_counter() - t_all, 3),
+            }
         except Exception as e:  # random weights can make a degenerate shape; say so and go on
             row["error"] = f"{type(e).__name__}: {e}"
         row |= {
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+            "device": torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"cpu ({torch.get_num_threads()} threads)",
             "dtype": str(model.dtype).replace("torch.", ""),
             "build_s": round(build_s, 1),
-            "peak_gpu_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+            "peak_gpu_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+            if device.type == "cuda"
+            else None,
             "torch": torch.__version__,
             "commit": args.commit or commit(),
             "date": time.strftime("%Y-%m-%d"),

@@ -24,8 +24,11 @@ reps = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 kinds = ["mvdream", "imagedream", "zero123"] if size == "tiny" else ["imagedream"]
 img_size = 32 if size == "tiny" else 256
 print("module:", mm.__file__, "torch threads:", torch.get_num_threads())
-cond = Condition(prompt="a yellow duck", negative_prompt=mm.DEFAULT_NEGATIVE_PROMPT,
-                 image=torch.rand(512, 512, 4, generator=torch.Generator().manual_seed(0)))
+cond = Condition(
+    prompt="a yellow duck",
+    negative_prompt=mm.DEFAULT_NEGATIVE_PROMPT,
+    image=torch.rand(512, 512, 4, generator=torch.Generator().manual_seed(0)),
+)
 gen = torch.Generator().manual_seed(0)
 for kind in kinds:
     t0 = time.perf_counter()
@@ -43,5 +46,8 @@ for kind in kinds:
             first = dt
         else:
             times.append(dt)
-    print(f"{kind} {size}: first call {first * 1e3:.2f} ms; repeated calls median {statistics.median(times) * 1e3:.2f} ms "
-          f"(min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}, n={len(times)})", flush=True)
+    print(
+        f"{kind} {size}: first call {first * 1e3:.2f} ms; repeated calls median {statistics.median(times) * 1e3:.2f} ms "
+        f"(min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}, n={len(times)})",
+        flush=True,
+    )

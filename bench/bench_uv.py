@@ -39,7 +39,10 @@ def surface(kind: str, faces: int, n: int = 128) -> Mesh:
     v, f = mcubes.marching_cubes(field, 0.0)
     v = (v / (n - 1) * 2 - 1).astype(np.float32)
     v, f = _decimate(v, f.astype(np.int64), faces)
-    return Mesh(torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(f, dtype=np.int64)))
+    return Mesh(
+        torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)),
+        torch.from_numpy(np.ascontiguousarray(f, dtype=np.int64)),
+    )
 
 
 def utilisation(mesh: Mesh) -> float:
@@ -54,15 +57,26 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=50_000)
     ap.add_argument("--texture", type=int, default=1024)
     args = ap.parse_args()
-    for kind in (["smooth", "noisy"] if args.surface == "both" else [args.surface]):
+    for kind in ["smooth", "noisy"] if args.surface == "both" else [args.surface]:
         mesh = surface(kind, args.faces)
         for charts in UV_CHARTS:
             t0 = time.perf_counter()
             out = unwrap_uv(mesh, args.texture, charts=charts)
             sec = time.perf_counter() - t0
-            print(json.dumps({"surface": kind, "faces": mesh.num_faces, "charts": charts, "seconds": round(sec, 2),
-                              "uv_area": round(utilisation(out), 3), "vertices_after_seams": out.num_vertices,
-                              "threads": torch.get_num_threads()}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "surface": kind,
+                        "faces": mesh.num_faces,
+                        "charts": charts,
+                        "seconds": round(sec, 2),
+                        "uv_area": round(utilisation(out), 3),
+                        "vertices_after_seams": out.num_vertices,
+                        "threads": torch.get_num_threads(),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

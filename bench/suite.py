@@ -96,8 +96,13 @@ def time_once(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def median_time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1,
-                setup: Callable[[], object] | None = None) -> tuple[float, list[float]]:
+def median_time(
+    fn: Callable[[], object],
+    device: torch.device,
+    repeats: int,
+    warmup: int = 1,
+    setup: Callable[[], object] | None = None,
+) -> tuple[float, list[float]]:
     """Median seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs. With ``setup``,
     ``fn`` takes its result (fresh state per run, not timed)."""
     call = (lambda: fn(setup())) if setup is not None else fn
@@ -194,10 +199,14 @@ def prepare(args: argparse.Namespace) -> Suite:
     calibration (first row) and the model's condition."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    preset = tiny_preset(args.preset, iterations=args.iterations or 2) if args.size == "tiny" else get_preset(args.preset)
+    preset = (
+        tiny_preset(args.preset, iterations=args.iterations or 2) if args.size == "tiny" else get_preset(args.preset)
+    )
     if args.iterations and args.size == "full":
         preset = preset.with_overrides(iterations=args.iterations)
-    preset = dataclasses.replace(preset.with_overrides(device=str(device)), mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts))
+    preset = dataclasses.replace(
+        preset.with_overrides(device=str(device)), mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts)
+    )
     model = build_random_model(preset.model_kind, args.size, seed=0, device=device, dtype=DTYPES[args.dtype])
     dtype = model.dtype
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
@@ -205,12 +214,21 @@ def prepare(args: argparse.Namespace) -> Suite:
     say(f"calibrating {device} ({dtype})")
     flops_s = matmul_throughput(device, dtype)
     bytes_s = memory_bandwidth(device)
-    calibration = Row("calibration", 0.0, extra={"matmul_tflops": round(flops_s / 1e12, 3), "bandwidth_gbs": round(bytes_s / 1e9, 2),
-                                                  "dtype": str(dtype).replace("torch.", "")})
+    calibration = Row(
+        "calibration",
+        0.0,
+        extra={
+            "matmul_tflops": round(flops_s / 1e12, 3),
+            "bandwidth_gbs": round(bytes_s / 1e9, 2),
+            "dtype": str(dtype).replace("torch.", ""),
+        },
+    )
 
     prompt = "a yellow rubber duck" if preset.input == "text" else ""
     cond = make_condition(preset.model_kind, prompt, image=None if preset.input == "text" else input_image(args.image))
-    return Suite(args, device, preset, model, cond, torch.Generator().manual_seed(0), flops_s, bytes_s, say, [calibration])
+    return Suite(
+        args, device, preset, model, cond, torch.Generator().manual_seed(0), flops_s, bytes_s, say, [calibration]
+    )
 
 
 def bench_diffusion(s: Suite) -> None:
@@ -226,28 +244,59 @@ def bench_diffusion(s: Suite) -> None:
     nfe_fn = lambda: model.predict_noise(x, 501, prepared, sir_cfg.guidance_scale)  # noqa: E731
     flops_nfe = count_flops(nfe_fn)
     sec, _ = median_time(nfe_fn, device, args.repeats_fast)
-    s.rows.append(Row("one_nfe", sec, flops_nfe / s.flops_s, "compute", {"gflops": round(flops_nfe / 1e9, 2), "views": views}))
+    s.rows.append(
+        Row("one_nfe", sec, flops_nfe / s.flops_s, "compute", {"gflops": round(flops_nfe / 1e9, 2), "views": views})
+    )
 
     s.say("initial sampling (call 0)")
-    init_fn = lambda: sample(model, cond, cams, steps=sir_cfg.denoise_steps, guidance_scale=sir_cfg.guidance_scale,  # noqa: E731
-                             eta=sir_cfg.eta, seed=0, image_size=sir_cfg.image_size)
+    init_fn = lambda: sample(
+        model,
+        cond,
+        cams,
+        steps=sir_cfg.denoise_steps,
+        guidance_scale=sir_cfg.guidance_scale,  # noqa: E731
+        eta=sir_cfg.eta,
+        seed=0,
+        image_size=sir_cfg.image_size,
+    )
     n0 = model.nfe
     flops = count_flops(init_fn)
     nfe = model.nfe - n0
     sec, _ = median_time(init_fn, device, args.repeats)
-    s.rows.append(Row("init_sampling", sec, flops / s.flops_s, "compute", {"nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)}))
+    s.rows.append(
+        Row("init_sampling", sec, flops / s.flops_s, "compute", {"nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)})
+    )
 
     s.say("hybrid forward + sampling (first SIR iteration)")
     t2 = sir_cfg.t2_schedule()[0]
     renders = torch.rand(views, sir_cfg.image_size, sir_cfg.image_size, 3, generator=gen)
-    hyb_fn = lambda: refine_views(model, renders, cams, cond, t2, steps=sir_cfg.denoise_steps, inv_ratio=sir_cfg.inv_ratio,  # noqa: E731
-                                  mode=sir_cfg.forward_mode, guidance_scale=sir_cfg.guidance_scale, eta=sir_cfg.eta, seed=1,
-                                  image_size=sir_cfg.image_size)
+    hyb_fn = lambda: refine_views(
+        model,
+        renders,
+        cams,
+        cond,
+        t2,
+        steps=sir_cfg.denoise_steps,
+        inv_ratio=sir_cfg.inv_ratio,  # noqa: E731
+        mode=sir_cfg.forward_mode,
+        guidance_scale=sir_cfg.guidance_scale,
+        eta=sir_cfg.eta,
+        seed=1,
+        image_size=sir_cfg.image_size,
+    )
     n0 = model.nfe
     flops = count_flops(hyb_fn)
     nfe = model.nfe - n0
     sec, _ = median_time(hyb_fn, device, args.repeats)
-    s.rows.append(Row("hybrid_forward", sec, flops / s.flops_s, "compute", {"t2": t2, "nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)}))
+    s.rows.append(
+        Row(
+            "hybrid_forward",
+            sec,
+            flops / s.flops_s,
+            "compute",
+            {"t2": t2, "nfe": nfe, "s_per_nfe": round(sec / max(nfe, 1), 4)},
+        )
+    )
 
 
 def bench_fitting(s: Suite) -> None:
@@ -259,17 +308,33 @@ def bench_fitting(s: Suite) -> None:
     target = torch.rand(len(rcams), sir_cfg.resolution, sir_cfg.resolution, 3, generator=gen).to(device)
     g0 = init_ball(n_gauss, sir_cfg.init.radius, 0.5, generator=torch.Generator().manual_seed(1)).to(device)
     run = sir_cfg.runtime
-    fitter = GaussianFitter(g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), run.background, run.gaussian_backend)
+    fitter = GaussianFitter(
+        g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), run.background, run.gaussian_backend
+    )
     step_fn = lambda: fitter.step(rcams, target)  # noqa: E731
     sec, _ = median_time(step_fn, device, args.repeats_fast)
     floor = step_bytes(n_gauss, len(rcams), sir_cfg.resolution) / s.bytes_s
-    s.rows.append(Row("optimiser_step", sec, floor, "memory", {"gaussians": n_gauss, "views": len(rcams), "resolution": sir_cfg.resolution,
-                                                               "backend": run.gaussian_backend}))
+    s.rows.append(
+        Row(
+            "optimiser_step",
+            sec,
+            floor,
+            "memory",
+            {
+                "gaussians": n_gauss,
+                "views": len(rcams),
+                "resolution": sir_cfg.resolution,
+                "backend": run.gaussian_backend,
+            },
+        )
+    )
 
     s.say("densification")
 
     def densify_setup():
-        f = GaussianFitter(g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), run.background, run.gaussian_backend)
+        f = GaussianFitter(
+            g0, sir_cfg.lr, dataclasses.replace(sir_cfg.densify, steps=()), run.background, run.gaussian_backend
+        )
         for _ in range(2):
             out = f.render(rcams)
             out.means2d.retain_grad()
@@ -300,10 +365,26 @@ def bench_pipeline(s: Suite) -> GenerateResult:
     gcounts = [i.gaussians for i in res.sir.iterations]
     sir_steps = sir_cfg.init_steps + sir_cfg.iterations * sir_cfg.steps_per_iteration
     pipeline_floor = s.row("one_nfe").floor_s * res.nfe["sir"] + s.row("optimiser_step").floor_s * sir_steps
-    s.rows.append(Row("pipeline", sec, pipeline_floor, "compute + memory (SIR NFEs, SIR steps; + texture stage)", {
-        "preset": preset.name, "uv_charts": args.uv_charts, "iterations": sir_cfg.iterations, "nfe": res.nfe, "planned_sir_nfe": sir_cfg.planned_nfes(), "runs_s": [round(t, 3) for t in times],
-        "stages_s": {k: round(v, 3) for k, v in res.timings.items()}, "sir_s": {k: round(v, 3) for k, v in res.sir.timings.items()},
-        "gaussians_per_iteration": gcounts, "faces": res.mesh.num_faces if res.mesh is not None else None}))
+    s.rows.append(
+        Row(
+            "pipeline",
+            sec,
+            pipeline_floor,
+            "compute + memory (SIR NFEs, SIR steps; + texture stage)",
+            {
+                "preset": preset.name,
+                "uv_charts": args.uv_charts,
+                "iterations": sir_cfg.iterations,
+                "nfe": res.nfe,
+                "planned_sir_nfe": sir_cfg.planned_nfes(),
+                "runs_s": [round(t, 3) for t in times],
+                "stages_s": {k: round(v, 3) for k, v in res.timings.items()},
+                "sir_s": {k: round(v, 3) for k, v in res.sir.timings.items()},
+                "gaussians_per_iteration": gcounts,
+                "faces": res.mesh.num_faces if res.mesh is not None else None,
+            },
+        )
+    )
     return res
 
 
@@ -313,24 +394,50 @@ def bench_mesh_stages(s: Suite, gaussians: Gaussians) -> Mesh:
     args, device, mcfg = s.args, s.device, s.preset.mesh
     s.say("mesh extraction")
     meshes = []
-    sec, _ = median_time(lambda: meshes.append(extract_mesh(gaussians, ExtractConfig(resolution=mcfg.resolution, target_faces=mcfg.target_faces))),
-                         device, args.repeats, warmup=0)
+    sec, _ = median_time(
+        lambda: meshes.append(
+            extract_mesh(gaussians, ExtractConfig(resolution=mcfg.resolution, target_faces=mcfg.target_faces))
+        ),
+        device,
+        args.repeats,
+        warmup=0,
+    )
     mesh = meshes[-1]
-    s.rows.append(Row("mesh_extract", sec, None, "n/a: marching cubes and decimation run on the CPU", {"faces": mesh.num_faces,
-                                                                                                     "grid": mcfg.resolution}))
+    s.rows.append(
+        Row(
+            "mesh_extract",
+            sec,
+            None,
+            "n/a: marching cubes and decimation run on the CPU",
+            {"faces": mesh.num_faces, "grid": mcfg.resolution},
+        )
+    )
     unwrapped = {}
     for charts in ("quality", "fast"):
         s.say(f"uv unwrap ({charts})")
         out = []
-        sec, _ = median_time(lambda: out.append(unwrap_uv(mesh, mcfg.texture_size, charts=charts)), device,
-                             1 if (charts == "quality" and args.size == "full") else args.repeats, warmup=0)
+        sec, _ = median_time(
+            lambda: out.append(unwrap_uv(mesh, mcfg.texture_size, charts=charts)),
+            device,
+            1 if (charts == "quality" and args.size == "full") else args.repeats,
+            warmup=0,
+        )
         unwrapped[charts] = out[-1]
-        s.rows.append(Row(f"uv_unwrap_{charts}", sec, None, "n/a: xatlas runs on the CPU", {"faces": mesh.num_faces,
-                                                                                            "texture": mcfg.texture_size}))
+        s.rows.append(
+            Row(
+                f"uv_unwrap_{charts}",
+                sec,
+                None,
+                "n/a: xatlas runs on the CPU",
+                {"faces": mesh.num_faces, "texture": mcfg.texture_size},
+            )
+        )
     s.say("bake")
     baked = []
     bake_cfg = BakeConfig(texture_size=mcfg.texture_size, render_resolution=mcfg.bake_resolution)
-    sec, _ = median_time(lambda: baked.append(bake_texture(unwrapped["quality"], gaussians, bake_cfg)), device, args.repeats, warmup=0)
+    sec, _ = median_time(
+        lambda: baked.append(bake_texture(unwrapped["quality"], gaussians, bake_cfg)), device, args.repeats, warmup=0
+    )
     s.rows.append(Row("bake", sec, None, "", {"texture": mcfg.texture_size, "render_resolution": mcfg.bake_resolution}))
     return baked[-1]
 
@@ -345,7 +452,15 @@ def bench_texture_and_glb(s: Suite, baked: Mesh) -> None:
     flops = count_flops(tex_fn)
     nfe = s.model.nfe - n0
     sec, _ = median_time(tex_fn, device, args.repeats, warmup=0)
-    s.rows.append(Row("texture_refine", sec, flops / s.flops_s, "compute", {"nfe": nfe, "steps": tex_cfg.steps, "views": tex_cfg.views}))
+    s.rows.append(
+        Row(
+            "texture_refine",
+            sec,
+            flops / s.flops_s,
+            "compute",
+            {"nfe": nfe, "steps": tex_cfg.steps, "views": tex_cfg.views},
+        )
+    )
     s.row("pipeline").floor_s += flops / s.flops_s
 
     s.say("GLB write")
@@ -353,7 +468,9 @@ def bench_texture_and_glb(s: Suite, baked: Mesh) -> None:
         path = Path(tmp) / "m.glb"
         sec, _ = median_time(lambda: save_glb(baked, path), device, args.repeats, warmup=0)
         size = path.stat().st_size
-    s.rows.append(Row("glb_write", sec, size / s.bytes_s, "memory (file bytes; PNG encoding is CPU work)", {"bytes": size}))
+    s.rows.append(
+        Row("glb_write", sec, size / s.bytes_s, "memory (file bytes; PNG encoding is CPU work)", {"bytes": size})
+    )
 
 
 def bench_sds_against_sir(s: Suite) -> None:
@@ -362,8 +479,12 @@ def bench_sds_against_sir(s: Suite) -> None:
     renderer, learning rates, densification). One timed run each."""
     args, model, device = s.args, s.model, s.device
     paper = get_preset(args.preset).sir
-    cmp_cfg = dataclasses.replace(s.preset.sir, iterations=args.compare_iterations or paper.iterations,
-                                  init_steps=paper.init_steps, steps_per_iteration=paper.steps_per_iteration)
+    cmp_cfg = dataclasses.replace(
+        s.preset.sir,
+        iterations=args.compare_iterations or paper.iterations,
+        init_steps=paper.init_steps,
+        steps_per_iteration=paper.steps_per_iteration,
+    )
     s.say(f"SDS, {args.sds_steps} steps, against SIR with K = {cmp_cfg.iterations}")
     sds_cfg = SDSConfig.from_sir(cmp_cfg, steps=args.sds_steps)
     n0 = model.nfe
@@ -374,12 +495,37 @@ def bench_sds_against_sir(s: Suite) -> None:
     sir_res = []
     sec_sir = time_once(lambda: sir_res.append(run_sir(model, s.cond, cmp_cfg)), device)
     sir_nfe = model.nfe - n0
-    s.rows.append(Row("sds", sec_sds, None, "", {"steps": args.sds_steps, "nfe": sds_nfe, "guidance_scale": sds_cfg.guidance_scale, "timings_s": {k: round(v, 3) for k, v in sds_res[-1].timings.items()},
-                                                   "gaussians": sds_res[-1].gaussians.num}))
-    s.rows.append(Row("sir_gaussians", sec_sir, None, "", {"nfe": sir_nfe, "gaussians": sir_res[-1].gaussians.num,
-                                                           "iterations": cmp_cfg.iterations, "adam_steps": cmp_cfg.total_steps,
-                                                           "sds_over_sir_time": round(sec_sds / sec_sir, 2),
-                                                           "sds_over_sir_nfe": round(sds_nfe / max(sir_nfe, 1), 2)}))
+    s.rows.append(
+        Row(
+            "sds",
+            sec_sds,
+            None,
+            "",
+            {
+                "steps": args.sds_steps,
+                "nfe": sds_nfe,
+                "guidance_scale": sds_cfg.guidance_scale,
+                "timings_s": {k: round(v, 3) for k, v in sds_res[-1].timings.items()},
+                "gaussians": sds_res[-1].gaussians.num,
+            },
+        )
+    )
+    s.rows.append(
+        Row(
+            "sir_gaussians",
+            sec_sir,
+            None,
+            "",
+            {
+                "nfe": sir_nfe,
+                "gaussians": sir_res[-1].gaussians.num,
+                "iterations": cmp_cfg.iterations,
+                "adam_steps": cmp_cfg.total_steps,
+                "sds_over_sir_time": round(sec_sds / sec_sir, 2),
+                "sds_over_sir_nfe": round(sds_nfe / max(sir_nfe, 1), 2),
+            },
+        )
+    )
 
 
 def run_suite(args: argparse.Namespace) -> list[Row]:
@@ -400,18 +546,37 @@ def main() -> None:
     ap.add_argument("--size", default="tiny", choices=["tiny", "full"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="auto", choices=list(DTYPES))
-    ap.add_argument("--iterations", type=int, default=None, help="SIR iterations K (default: the preset's; 2 with --size tiny)")
-    ap.add_argument("--gaussians", type=int, default=None, help="Gaussians in the optimiser-step benchmark (default 20000 full, 2000 tiny)")
+    ap.add_argument(
+        "--iterations", type=int, default=None, help="SIR iterations K (default: the preset's; 2 with --size tiny)"
+    )
+    ap.add_argument(
+        "--gaussians",
+        type=int,
+        default=None,
+        help="Gaussians in the optimiser-step benchmark (default 20000 full, 2000 tiny)",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per stage (median)")
-    ap.add_argument("--repeats-fast", type=int, default=10, help="timed runs of the sub-second stages (one NFE, one step)")
+    ap.add_argument(
+        "--repeats-fast", type=int, default=10, help="timed runs of the sub-second stages (one NFE, one step)"
+    )
     ap.add_argument("--repeats-pipeline", type=int, default=3, help="timed runs of the whole pipeline")
-    ap.add_argument("--uv-charts", default="fast", choices=["fast", "quality"],
-                    help="uv chart settings of the whole-pipeline runs (default fast; both are timed in the uv_unwrap stages)")
+    ap.add_argument(
+        "--uv-charts",
+        default="fast",
+        choices=["fast", "quality"],
+        help="uv chart settings of the whole-pipeline runs (default fast; both are timed in the uv_unwrap stages)",
+    )
     ap.add_argument("--sds-steps", type=int, default=500, help="SDS steps (DreamGaussian: 500)")
-    ap.add_argument("--compare-iterations", type=int, default=None,
-                    help="SIR iterations K in the SDS comparison (default: the paper's; its Adam step counts are always the paper's)")
+    ap.add_argument(
+        "--compare-iterations",
+        type=int,
+        default=None,
+        help="SIR iterations K in the SDS comparison (default: the paper's; its Adam step counts are always the paper's)",
+    )
     ap.add_argument("--image", default=None, help="RGBA input for image presets (default: the shared duck photo)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results_suite.jsonl"), help="append JSON lines here ('' = do not write)")
+    ap.add_argument(
+        "--out", default=str(ROOT / "bench" / "results_suite.jsonl"), help="append JSON lines here ('' = do not write)"
+    )
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -435,9 +600,20 @@ def main() -> None:
         ratio = f"{r.ratio:.1f}x" if r.ratio else "-"
         note = r.floor_kind + ("; " if r.floor_kind and r.extra else "") + json.dumps(r.extra)
         print(f"{r.stage:<22}{r.seconds:>12.4f}{floor:>12}{ratio:>16}  {note}")
-    lines = [json.dumps({**meta, "stage": r.stage, "seconds": round(r.seconds, 5), "floor_s": None if r.floor_s is None else round(r.floor_s, 6),
-                         "measured_over_floor": None if r.ratio is None else round(r.ratio, 2), "floor_kind": r.floor_kind, **r.extra})
-             for r in rows]
+    lines = [
+        json.dumps(
+            {
+                **meta,
+                "stage": r.stage,
+                "seconds": round(r.seconds, 5),
+                "floor_s": None if r.floor_s is None else round(r.floor_s, 6),
+                "measured_over_floor": None if r.ratio is None else round(r.ratio, 2),
+                "floor_kind": r.floor_kind,
+                **r.extra,
+            }
+        )
+        for r in rows
+    ]
     if args.out:
         with open(args.out, "a") as f:
             f.write("\n".join(lines) + "\n")

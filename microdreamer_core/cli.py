@@ -26,7 +26,11 @@ from .io.ply import load_ply, save_ply
 from .runtime import DTYPES, CancelFn, ProgressFn, StageProgressFn, resolve_device
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj")
-PRESET_NAMES = ("zero123", "imagedream", "mvdream")  # microdreamer_core.pipeline.presets.PRESETS (kept import-free for --help)
+PRESET_NAMES = (
+    "zero123",
+    "imagedream",
+    "mvdream",
+)  # microdreamer_core.pipeline.presets.PRESETS (kept import-free for --help)
 UV_CHART_NAMES = ("quality", "fast")  # microdreamer_core.meshing.uv.UV_CHARTS (kept import-free for --help)
 IMAGE_KINDS = ("zero123", "imagedream")
 
@@ -119,8 +123,10 @@ def _progress_bar(total: int, desc: str) -> ProgressFn:
 def _check_size(width: int, height: int, what: str) -> None:
     """Refuse working at an image's own size beyond IMAGE_SIZE: --resolution must be given then."""
     if max(width, height) > IMAGE_SIZE[1]:
-        raise InputError(f"{what} are {width}x{height}, larger than the {IMAGE_SIZE[1]} px limit: give --resolution "
-                         f"(at most {IMAGE_SIZE[1]}) to work at a smaller size")
+        raise InputError(
+            f"{what} are {width}x{height}, larger than the {IMAGE_SIZE[1]} px limit: give --resolution "
+            f"(at most {IMAGE_SIZE[1]}) to work at a smaller size"
+        )
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
@@ -135,9 +141,14 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     views = load_transforms(args.views_dir)
     if args.resolution is None:
         _check_size(views.cameras.width, views.cameras.height, "the views")
-    cfg = ReconstructConfig(steps=args.steps, resolution=args.resolution, runtime=FitRuntime(seed=args.seed, device=args.device))
-    print(f"reconstructing from {len(views)} views ({views.cameras.width}x{views.cameras.height}"
-          f"{f' -> {args.resolution}' if args.resolution else ''}), {args.steps} steps", file=sys.stderr)
+    cfg = ReconstructConfig(
+        steps=args.steps, resolution=args.resolution, runtime=FitRuntime(seed=args.seed, device=args.device)
+    )
+    print(
+        f"reconstructing from {len(views)} views ({views.cameras.width}x{views.cameras.height}"
+        f"{f' -> {args.resolution}' if args.resolution else ''}), {args.steps} steps",
+        file=sys.stderr,
+    )
     result = reconstruct(views, cfg, progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
     save_ply(result.gaussians, out)
     print(f"wrote {out} ({result.gaussians.num} Gaussians, {result.seconds:.1f} s)")
@@ -155,7 +166,9 @@ def load_asset(path: Path):
         from .io.mesh_files import load_mesh
 
         return load_mesh(path)
-    raise InputError(f"unknown model type '{shown(suffix or path.name)}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh")
+    raise InputError(
+        f"unknown model type '{shown(suffix or path.name)}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh"
+    )
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -168,7 +181,9 @@ def cmd_render(args: argparse.Namespace) -> None:
     cameras = load_cameras(args.cameras, args.resolution)
     if args.resolution is None:
         _check_size(cameras.width, cameras.height, "the camera file's images")
-    refuse_overwriting([out / name for name in transforms_files(len(cameras))], [model_path, *transforms_inputs(args.cameras)])
+    refuse_overwriting(
+        [out / name for name in transforms_files(len(cameras))], [model_path, *transforms_inputs(args.cameras)]
+    )
     model = load_asset(model_path)
     images = render_rgba(model, cameras)
     json_path = save_transforms(PosedViews(images, cameras), out)
@@ -181,7 +196,9 @@ def cmd_mesh(args: argparse.Namespace) -> None:
 
     model, out = Path(args.model), Path(args.out)
     if model.suffix.lower() != ".ply":
-        raise InputError(f"mesh needs a 3D Gaussian .ply (got '{shown(model.name)}'): run `microdreamer reconstruct` first")
+        raise InputError(
+            f"mesh needs a 3D Gaussian .ply (got '{shown(model.name)}'): run `microdreamer reconstruct` first"
+        )
     if not model.is_file():
         raise InputError(f"model file {shown(model)} does not exist: check the path")
     if out.suffix.lower() not in SAVE_EXTENSIONS:
@@ -191,23 +208,37 @@ def cmd_mesh(args: argparse.Namespace) -> None:
     refuse_overwriting(mesh_files(out), [model])
     gaussians = load_ply(model)
     bake = not args.no_texture
-    print(f"extracting a mesh from {gaussians.num} Gaussians (grid {args.resolution}, <= {args.faces} faces"
-          f"{f', {args.texture_size} px texture' if bake else ', vertex colours'})", file=sys.stderr)
+    print(
+        f"extracting a mesh from {gaussians.num} Gaussians (grid {args.resolution}, <= {args.faces} faces"
+        f"{f', {args.texture_size} px texture' if bake else ', vertex colours'})",
+        file=sys.stderr,
+    )
     timings: dict = {}
-    config = MeshConfig(resolution=args.resolution, target_faces=args.faces, texture_size=args.texture_size, uv_charts=args.uv_charts)
+    config = MeshConfig(
+        resolution=args.resolution, target_faces=args.faces, texture_size=args.texture_size, uv_charts=args.uv_charts
+    )
     mesh = gaussians_to_mesh(gaussians, config, bake=bake, timings=timings, cancel=args.stop)
     path = save_mesh(mesh, out)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-    print(f"wrote {path} ({mesh.num_vertices} vertices, {mesh.num_faces} triangles"
-          f"{f', {mesh.texture.shape[1]}x{mesh.texture.shape[0]} texture' if mesh.has_texture else ''}; {stages})")
+    print(
+        f"wrote {path} ({mesh.num_vertices} vertices, {mesh.num_faces} triangles"
+        f"{f', {mesh.texture.shape[1]}x{mesh.texture.shape[0]} texture' if mesh.has_texture else ''}; {stages})"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from .eval.demo import run_demo
 
     check_output(Path(args.out), "--out", folder=True)
-    demo = run_demo(Path(args.out), steps=args.steps, resolution=args.resolution, seed=args.seed, device=args.device,
-                    progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
+    demo = run_demo(
+        Path(args.out),
+        steps=args.steps,
+        resolution=args.resolution,
+        seed=args.seed,
+        device=args.device,
+        progress=_progress_bar(args.steps, "reconstruct"),
+        cancel=args.stop,
+    )
     for line in demo.written:
         print(line)
 
@@ -225,7 +256,9 @@ def _stage_progress() -> tuple[StageProgressFn, Callable[[], None]]:
     def update(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="step", leave=False, dynamic_ncols=True, disable=None)
+            bar = bars[stage] = tqdm(
+                total=total, desc=stage, unit="step", leave=False, dynamic_ncols=True, disable=None
+            )
         if bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
@@ -269,8 +302,12 @@ def _read_rgba(path: Path):
     from .io.images import read_rgba
     from .pipeline.condition import object_alpha
 
-    image = read_rgba(path, "--image", need_alpha="image-to-3D needs the object's mask; remove the background first and "
-                                                  "save an RGBA PNG with a transparent background")
+    image = read_rgba(
+        path,
+        "--image",
+        need_alpha="image-to-3D needs the object's mask; remove the background first and "
+        "save an RGBA PNG with a transparent background",
+    )
     object_alpha(image, what=shown(path.name))
     return image
 
@@ -297,7 +334,9 @@ def _generate_preset(args: argparse.Namespace, kind: str, device: str):
 
     name = args.preset or kind
     preset = tiny_preset(name) if args.tiny else get_preset(name)
-    check_preset_kind(preset, kind, fix=f"leave --preset {name} out (the default is the model's preset) or use --preset {kind}")
+    check_preset_kind(
+        preset, kind, fix=f"leave --preset {name} out (the default is the model's preset) or use --preset {kind}"
+    )
     preset = preset.with_overrides(seed=args.seed, iterations=args.iterations, device=device)
     if args.no_refine:
         preset = dataclasses.replace(preset, refine_texture=False)
@@ -317,8 +356,10 @@ def _generate_condition(args: argparse.Namespace, kind: str, size: int):
     image = None
     if kind in IMAGE_KINDS:
         if args.image is None:
-            raise InputError(f"{model_name} is an image-to-3D model: give --image PATH (an RGBA PNG of the object on a "
-                             "transparent background)")
+            raise InputError(
+                f"{model_name} is an image-to-3D model: give --image PATH (an RGBA PNG of the object on a "
+                "transparent background)"
+            )
         image = _read_rgba(Path(args.image))
         if kind == "zero123" and prompt.strip():
             print("note: Stable Zero123 takes no text; --prompt is ignored", file=sys.stderr)
@@ -364,10 +405,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
     model, preset, condition = _load_generate_model(args, device)
     if outputs.views is not None:
         refuse_overwriting([outputs.views / name for name in _view_names(preset.sir.cameras.num_views)], outputs.inputs)
-    print(f"generating with {model.display_name} ({model.kind}): preset {preset.name}{' (tiny)' if args.tiny else ''}, "
-          f"{preset.sir.iterations} iteration{'' if preset.sir.iterations == 1 else 's'}, seed {preset.sir.runtime.seed}, "
-          f"{'with' if preset.refine_texture else 'without'} texture refinement, on {device} ({str(model.dtype).removeprefix('torch.')})",
-          file=sys.stderr)
+    print(
+        f"generating with {model.display_name} ({model.kind}): preset {preset.name}{' (tiny)' if args.tiny else ''}, "
+        f"{preset.sir.iterations} iteration{'' if preset.sir.iterations == 1 else 's'}, seed {preset.sir.runtime.seed}, "
+        f"{'with' if preset.refine_texture else 'without'} texture refinement, on {device} ({str(model.dtype).removeprefix('torch.')})",
+        file=sys.stderr,
+    )
     result = _run_generate(model, condition, preset, args.stop)
     written = _write_generated(result, outputs)
     _print_generated(result, written)
@@ -396,7 +439,9 @@ def _generate_outputs(args: argparse.Namespace) -> _GenerateOutputs:
     ply = Path(args.save_ply) if args.save_ply else None
     if ply is not None:
         if ply.suffix.lower() != ".ply":
-            raise InputError(f"--save-ply must end in .ply (got '{shown(ply.name)}'): it writes the 3D Gaussians as a 3DGS PLY")
+            raise InputError(
+                f"--save-ply must end in .ply (got '{shown(ply.name)}'): it writes the 3D Gaussians as a 3DGS PLY"
+            )
         check_output(ply, "--save-ply")
     views = Path(args.save_views) if args.save_views else None
     if views is not None:
@@ -433,7 +478,9 @@ def _run_generate(model, condition, preset, stop: CancelFn):
     finally:
         close_bars()
     if result.mesh is None or result.mesh.num_faces == 0:
-        raise InputError("the generated mesh is empty (the Gaussians left no surface): try another --seed or more --iterations")
+        raise InputError(
+            "the generated mesh is empty (the Gaussians left no surface): try another --seed or more --iterations"
+        )
     result.gaussians.check_finite("the generated Gaussians")
     return result
 
@@ -471,73 +518,154 @@ def _print_generated(result, written: list[str]) -> None:
 
 
 def _seed_option(parser: argparse.ArgumentParser, default: int | None, default_text: str) -> None:
-    parser.add_argument("--seed", type=_whole(*SEEDS, "2^63-1"), default=default,
-                        help=f"random seed of every stage, 0..2^63-1 (default {default_text})")
+    parser.add_argument(
+        "--seed",
+        type=_whole(*SEEDS, "2^63-1"),
+        default=default,
+        help=f"random seed of every stage, 0..2^63-1 (default {default_text})",
+    )
 
 
 def _device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", type=_device, default="auto", metavar="{auto,cpu,cuda}",
-                        help="auto (CUDA if available), cpu or cuda; cuda is refused where PyTorch sees no GPU (default auto)")
+    parser.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        metavar="{auto,cpu,cuda}",
+        help="auto (CUDA if available), cpu or cuda; cuda is refused where PyTorch sees no GPU (default auto)",
+    )
 
 
 def _image_size_option(parser: argparse.ArgumentParser, default: int | None, what: str) -> None:
     lo, hi = IMAGE_SIZE
     default_text = default or f"the images' own size, which must then be at most {hi}"
-    parser.add_argument("--resolution", type=_whole(lo, hi), default=default, metavar="PX",
-                        help=f"{what}, {lo}..{hi} pixels (default {default_text})")
+    parser.add_argument(
+        "--resolution",
+        type=_whole(lo, hi),
+        default=default,
+        metavar="PX",
+        help=f"{what}, {lo}..{hi} pixels (default {default_text})",
+    )
 
 
 def _steps_option(parser: argparse.ArgumentParser, default: int) -> None:
-    parser.add_argument("--steps", type=_whole(*STEPS), default=default, help=f"optimiser steps, {STEPS[0]}..{STEPS[1]} (default {default})")
+    parser.add_argument(
+        "--steps",
+        type=_whole(*STEPS),
+        default=default,
+        help=f"optimiser steps, {STEPS[0]}..{STEPS[1]} (default {default})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="microdreamer", description="MicroDreamer: fast 3D Gaussian reconstruction and generation. Every bad "
-                "input ends in one 'error:' line and exit code 2 with no file written; Ctrl-C, SIGTERM and SIGHUP remove "
-                "the unfinished outputs and exit with 128 + the signal number.")
+    p = _Parser(
+        prog="microdreamer",
+        description="MicroDreamer: fast 3D Gaussian reconstruction and generation. Every bad "
+        "input ends in one 'error:' line and exit code 2 with no file written; Ctrl-C, SIGTERM and SIGHUP remove "
+        "the unfinished outputs and exit with 128 + the signal number.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser(
-        "generate", help="the whole MicroDreamer pipeline: an image and/or a prompt -> 3D Gaussians -> textured mesh (.glb/.obj)",
+        "generate",
+        help="the whole MicroDreamer pipeline: an image and/or a prompt -> 3D Gaussians -> textured mesh (.glb/.obj)",
         description="Generate a textured 3D mesh with MicroDreamer: SIR on 3D Gaussians (stage 'sir'), mesh extraction and "
-                    "texture baking ('mesh'), then diffusion-guided texture refinement ('texture'). Image-to-3D with "
-                    "Stable Zero123 or ImageDream (--image, plus an optional --prompt for ImageDream), text-to-3D with "
-                    "MVDream (--prompt). Progress bars go to stderr (when it is a terminal), the summary to stdout.")
-    g.add_argument("--image", metavar="PATH", help="input image for image-to-3D: an RGBA PNG of the object on a transparent "
-                   "background (the alpha is the mask); re-centred to fill 80%% of the frame")
-    g.add_argument("--prompt", metavar="TEXT", type=_text, help="text prompt: required by MVDream, optional for ImageDream (may be "
-                   "empty), ignored by Stable Zero123. Give --image, --prompt or both")
-    g.add_argument("--negative-prompt", metavar="TEXT", type=_text, default=None,
-                   help="negative prompt (default: the paper's 'ugly, bad anatomy, ...' for MVDream/ImageDream, none for Stable Zero123)")
-    g.add_argument("--model", required=True, metavar="PATH_OR_HUB_ID",
-                   help="a diffusers folder, a single-file MVDream/ImageDream checkpoint (.safetensors/.pt/.ckpt/.pth/.bin) or a hub id "
-                        "(ashawkey/mvdream-sd2.1-diffusers, ashawkey/imagedream-ipmv-diffusers, ashawkey/stable-zero123-diffusers); "
-                        "the kind of model is detected from its files")
-    g.add_argument("--preset", metavar="NAME", default=None,
-                   help=f"{', '.join(PRESET_NAMES)} (default: the preset of the loaded model's kind)")
+        "texture baking ('mesh'), then diffusion-guided texture refinement ('texture'). Image-to-3D with "
+        "Stable Zero123 or ImageDream (--image, plus an optional --prompt for ImageDream), text-to-3D with "
+        "MVDream (--prompt). Progress bars go to stderr (when it is a terminal), the summary to stdout.",
+    )
+    g.add_argument(
+        "--image",
+        metavar="PATH",
+        help="input image for image-to-3D: an RGBA PNG of the object on a transparent "
+        "background (the alpha is the mask); re-centred to fill 80%% of the frame",
+    )
+    g.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        type=_text,
+        help="text prompt: required by MVDream, optional for ImageDream (may be "
+        "empty), ignored by Stable Zero123. Give --image, --prompt or both",
+    )
+    g.add_argument(
+        "--negative-prompt",
+        metavar="TEXT",
+        type=_text,
+        default=None,
+        help="negative prompt (default: the paper's 'ugly, bad anatomy, ...' for MVDream/ImageDream, none for Stable Zero123)",
+    )
+    g.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH_OR_HUB_ID",
+        help="a diffusers folder, a single-file MVDream/ImageDream checkpoint (.safetensors/.pt/.ckpt/.pth/.bin) or a hub id "
+        "(ashawkey/mvdream-sd2.1-diffusers, ashawkey/imagedream-ipmv-diffusers, ashawkey/stable-zero123-diffusers); "
+        "the kind of model is detected from its files",
+    )
+    g.add_argument(
+        "--preset",
+        metavar="NAME",
+        default=None,
+        help=f"{', '.join(PRESET_NAMES)} (default: the preset of the loaded model's kind)",
+    )
     g.add_argument("--out", required=True, help="output mesh: .glb (texture embedded) or .obj (+ .mtl + .png)")
     _seed_option(g, None, "the preset's, 0")
-    g.add_argument("--iterations", type=_whole(*ITERATIONS), default=None, metavar="K",
-                   help=f"SIR iterations K, {ITERATIONS[0]}..{ITERATIONS[1]} (default: the preset's: 20 zero123, 30 imagedream/mvdream; 2 with --tiny)")
-    g.add_argument("--save-ply", metavar="PATH", default=None, help="also write the 3D Gaussians as a standard 3DGS .ply")
-    g.add_argument("--save-views", metavar="DIR", default=None,
-                   help="also write the initial multi-view samples (init_XX.png) and the last SIR targets (target_XX.png) into DIR (created if missing)")
-    g.add_argument("--elevation", type=_degrees, default=0.0, metavar="DEG",
-                   help=f"camera elevation of the input image in degrees, {ELEVATION[0]:g}..{ELEVATION[1]:g}, negative = from above "
-                        "(default 0): the SIR cameras are drawn around it and Stable Zero123 is conditioned on it")
-    g.add_argument("--uv-charts", choices=UV_CHART_NAMES, default=None,
-                   help="uv unwrapping settings: quality (xatlas' defaults, the preset's) or fast (no chart refinement, "
-                        "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)")
-    g.add_argument("--no-refine", action="store_true", help="skip the texture refinement (stage 2): the mesh keeps its baked texture")
+    g.add_argument(
+        "--iterations",
+        type=_whole(*ITERATIONS),
+        default=None,
+        metavar="K",
+        help=f"SIR iterations K, {ITERATIONS[0]}..{ITERATIONS[1]} (default: the preset's: 20 zero123, 30 imagedream/mvdream; 2 with --tiny)",
+    )
+    g.add_argument(
+        "--save-ply", metavar="PATH", default=None, help="also write the 3D Gaussians as a standard 3DGS .ply"
+    )
+    g.add_argument(
+        "--save-views",
+        metavar="DIR",
+        default=None,
+        help="also write the initial multi-view samples (init_XX.png) and the last SIR targets (target_XX.png) into DIR (created if missing)",
+    )
+    g.add_argument(
+        "--elevation",
+        type=_degrees,
+        default=0.0,
+        metavar="DEG",
+        help=f"camera elevation of the input image in degrees, {ELEVATION[0]:g}..{ELEVATION[1]:g}, negative = from above "
+        "(default 0): the SIR cameras are drawn around it and Stable Zero123 is conditioned on it",
+    )
+    g.add_argument(
+        "--uv-charts",
+        choices=UV_CHART_NAMES,
+        default=None,
+        help="uv unwrapping settings: quality (xatlas' defaults, the preset's) or fast (no chart refinement, "
+        "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)",
+    )
+    g.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="skip the texture refinement (stage 2): the mesh keeps its baked texture",
+    )
     _device_option(g)
-    g.add_argument("--dtype", choices=tuple(DTYPES), default="auto",
-                   help="model weights' precision (default auto: fp16 on CUDA, fp32 on CPU)")
-    g.add_argument("--download-dir", metavar="DIR", default=None,
-                   help="where hub ids are downloaded, as DIR/owner--name, and looked up first (offline: put the files there); "
-                        "default: the Hugging Face cache (~/.cache/huggingface, or $HF_HOME)")
-    g.add_argument("--tiny", action="store_true",
-                   help="test/smoke mode: shrink the preset to tiny sizes (32 px diffusion, 64 px renders, 2 iterations, "
-                        "small mesh and texture) for tiny random models")
+    g.add_argument(
+        "--dtype",
+        choices=tuple(DTYPES),
+        default="auto",
+        help="model weights' precision (default auto: fp16 on CUDA, fp32 on CPU)",
+    )
+    g.add_argument(
+        "--download-dir",
+        metavar="DIR",
+        default=None,
+        help="where hub ids are downloaded, as DIR/owner--name, and looked up first (offline: put the files there); "
+        "default: the Hugging Face cache (~/.cache/huggingface, or $HF_HOME)",
+    )
+    g.add_argument(
+        "--tiny",
+        action="store_true",
+        help="test/smoke mode: shrink the preset to tiny sizes (32 px diffusion, 64 px renders, 2 iterations, "
+        "small mesh and texture) for tiny random models",
+    )
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("reconstruct", help="fit 3D Gaussians to posed RGBA views (transforms.json)")
@@ -552,28 +680,59 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("mesh", help="extract a textured mesh (.glb/.obj) from 3D Gaussians (.ply)")
     x.add_argument("model", help="3D Gaussian .ply (standard 3DGS layout, e.g. from `reconstruct`)")
     x.add_argument("--out", required=True, help="output .glb (texture embedded) or .obj (+ .mtl + .png)")
-    x.add_argument("--resolution", type=_whole(*GRID_SIZE), default=128, metavar="N",
-                   help=f"density grid samples per axis for marching cubes, {GRID_SIZE[0]}..{GRID_SIZE[1]} (default 128)")
-    x.add_argument("--faces", type=_whole(*FACES), default=50_000,
-                   help=f"decimate to at most this many triangles, {FACES[0]}..{FACES[1]}, 0 = keep all (default 50000)")
-    x.add_argument("--texture-size", type=_whole(*TEXTURE_SIZE), default=1024, metavar="PX",
-                   help=f"square texture size, {TEXTURE_SIZE[0]}..{TEXTURE_SIZE[1]} pixels (default 1024)")
-    x.add_argument("--uv-charts", choices=UV_CHART_NAMES, default="quality",
-                   help="uv unwrapping settings: quality (xatlas' defaults; the default) or fast (no chart refinement, "
-                        "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)")
-    x.add_argument("--no-texture", action="store_true", help="skip uv unwrapping and baking: vertex colours only (much faster)")
+    x.add_argument(
+        "--resolution",
+        type=_whole(*GRID_SIZE),
+        default=128,
+        metavar="N",
+        help=f"density grid samples per axis for marching cubes, {GRID_SIZE[0]}..{GRID_SIZE[1]} (default 128)",
+    )
+    x.add_argument(
+        "--faces",
+        type=_whole(*FACES),
+        default=50_000,
+        help=f"decimate to at most this many triangles, {FACES[0]}..{FACES[1]}, 0 = keep all (default 50000)",
+    )
+    x.add_argument(
+        "--texture-size",
+        type=_whole(*TEXTURE_SIZE),
+        default=1024,
+        metavar="PX",
+        help=f"square texture size, {TEXTURE_SIZE[0]}..{TEXTURE_SIZE[1]} pixels (default 1024)",
+    )
+    x.add_argument(
+        "--uv-charts",
+        choices=UV_CHART_NAMES,
+        default="quality",
+        help="uv unwrapping settings: quality (xatlas' defaults; the default) or fast (no chart refinement, "
+        "charts <= 1%% of the surface: 20-80x faster unwrap, same texture use within a few %% in our measurements)",
+    )
+    x.add_argument(
+        "--no-texture", action="store_true", help="skip uv unwrapping and baking: vertex colours only (much faster)"
+    )
     x.set_defaults(func=cmd_mesh)
 
     d = sub.add_parser("render", help="render a .ply or .glb/.obj model from the cameras of a transforms.json")
     d.add_argument("model", help=".ply (3D Gaussians) or .glb/.gltf/.obj (mesh)")
     d.add_argument("--cameras", required=True, help="transforms.json (or its folder) giving the cameras")
-    d.add_argument("--out", required=True, help="output folder: transforms.json + images/r_<i>.png (RGBA); refused where it "
-                   "would overwrite the model or the camera file's own files")
+    d.add_argument(
+        "--out",
+        required=True,
+        help="output folder: transforms.json + images/r_<i>.png (RGBA); refused where it "
+        "would overwrite the model or the camera file's own files",
+    )
     _image_size_option(d, None, "square image size")
     d.set_defaults(func=cmd_render)
 
-    m = sub.add_parser("demo", help="the embedded default: build a textured object in code, render it, reconstruct it, export a textured GLB")
-    m.add_argument("--out", default="microdreamer_demo", help="output folder, created in an existing folder (default ./microdreamer_demo)")
+    m = sub.add_parser(
+        "demo",
+        help="the embedded default: build a textured object in code, render it, reconstruct it, export a textured GLB",
+    )
+    m.add_argument(
+        "--out",
+        default="microdreamer_demo",
+        help="output folder, created in an existing folder (default ./microdreamer_demo)",
+    )
     _steps_option(m, 300)
     _image_size_option(m, 128, "square view size")
     _seed_option(m, 0, "0")

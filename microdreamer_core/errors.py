@@ -44,8 +44,10 @@ def shown(value, limit: int = 160) -> str:
     text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
     if len(text) > 2 * limit:  # never escape more than can be shown
         text = text[:limit] + text[-limit:]
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else
-                   (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}") for ch in text)
+    text = "".join(
+        ch if unicodedata.category(ch)[0] != "C" else (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        for ch in text
+    )
     if len(text) > limit:
         keep = (limit - 3) // 2
         text = f"{text[:keep]}...{text[-keep:]}"

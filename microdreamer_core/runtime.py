@@ -27,7 +27,12 @@ StageProgressFn = Callable[[str, int, int], None]
 CancelFn = Callable[[], "bool | None"]
 """``cancel()``: raise, or return True to stop; falsy to go on."""
 
-DTYPES: dict[str, torch.dtype | None] = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES: dict[str, torch.dtype | None] = {
+    "auto": None,
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
 """Precision names the CLI and the nodes offer; ``auto`` lets the loader choose per device."""
 
 
@@ -41,7 +46,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         raise InputError(f"unknown device '{shown(device)}': use auto, cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda, but PyTorch sees no CUDA GPU: use cpu (slow) or auto, or install a CUDA build of PyTorch")
+        raise InputError(
+            "device cuda, but PyTorch sees no CUDA GPU: use cpu (slow) or auto, or install a CUDA build of PyTorch"
+        )
     return dev
 
 

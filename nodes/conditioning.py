@@ -24,20 +24,43 @@ class MicroDreamerCondition(io.ComfyNode):
                 "or load an RGBA PNG with LoadImage and connect its MASK with invert_mask on)."
             ),
             inputs=[
-                io.String.Input("prompt", multiline=True, default="",
-                                tooltip="Text prompt. Needed for MVDream; optional for ImageDream (empty works); ignored by Stable Zero123."),
-                io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE,
-                                tooltip="Negative prompt of the unconditional branch; 'default' = the paper's 'ugly, bad anatomy, ...' list."),
+                io.String.Input(
+                    "prompt",
+                    multiline=True,
+                    default="",
+                    tooltip="Text prompt. Needed for MVDream; optional for ImageDream (empty works); ignored by Stable Zero123.",
+                ),
+                io.String.Input(
+                    "negative_prompt",
+                    multiline=True,
+                    default=DEFAULT_NEGATIVE,
+                    tooltip="Negative prompt of the unconditional branch; 'default' = the paper's 'ugly, bad anatomy, ...' list.",
+                ),
                 io.Image.Input("image", optional=True, tooltip="Input photo (first of the batch) for image-to-3D."),
-                io.Mask.Input("mask", optional=True, tooltip="Object mask of the image, 1 = object. Required with an image."),
-                io.Boolean.Input("invert_mask", default=False,
-                                 tooltip="Use 1 - mask: turn on for LoadImage's MASK output (1 = transparent)."),
-                io.Float.Input("elevation", default=0.0, min=-89.0, max=89.0, step=1.0,
-                               tooltip="Elevation of the input photo's camera in degrees (negative = from above): SIR draws its cameras around it, and Stable Zero123 is conditioned on it."),
+                io.Mask.Input(
+                    "mask", optional=True, tooltip="Object mask of the image, 1 = object. Required with an image."
+                ),
+                io.Boolean.Input(
+                    "invert_mask",
+                    default=False,
+                    tooltip="Use 1 - mask: turn on for LoadImage's MASK output (1 = transparent).",
+                ),
+                io.Float.Input(
+                    "elevation",
+                    default=0.0,
+                    min=-89.0,
+                    max=89.0,
+                    step=1.0,
+                    tooltip="Elevation of the input photo's camera in degrees (negative = from above): SIR draws its cameras around it, and Stable Zero123 is conditioned on it.",
+                ),
             ],
             outputs=[MDCondition.Output("condition", display_name="condition")],
         )
 
     @classmethod
-    def execute(cls, prompt: str, negative_prompt: str, invert_mask: bool, elevation: float, image=None, mask=None) -> io.NodeOutput:
-        return io.NodeOutput(make_condition(None, prompt, negative_prompt, image, mask, bool(invert_mask), float(elevation)))
+    def execute(
+        cls, prompt: str, negative_prompt: str, invert_mask: bool, elevation: float, image=None, mask=None
+    ) -> io.NodeOutput:
+        return io.NodeOutput(
+            make_condition(None, prompt, negative_prompt, image, mask, bool(invert_mask), float(elevation))
+        )

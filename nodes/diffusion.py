@@ -43,7 +43,9 @@ def model_choices() -> list[str]:
         if not base.is_dir():
             continue
         for entry in sorted(base.iterdir()):
-            if (entry / "unet" / "config.json").is_file() or (entry.is_file() and entry.suffix.lower() in SINGLE_FILE_SUFFIXES):
+            if (entry / "unet" / "config.json").is_file() or (
+                entry.is_file() and entry.suffix.lower() in SINGLE_FILE_SUFFIXES
+            ):
                 found.append(entry.name)
     return found + [HUB_PREFIX + h for h in HUB_IDS.values()]
 
@@ -53,7 +55,9 @@ def _locate(name: str) -> str:
     for root in folder_paths.get_folder_paths(MODELS_FOLDER):
         if (Path(root) / name).exists():
             return str(Path(root) / name)
-    raise InputError(f"model '{name}' is no longer in models/{MODELS_FOLDER}: refresh the node (press R) and pick another")
+    raise InputError(
+        f"model '{name}' is no longer in models/{MODELS_FOLDER}: refresh the node (press R) and pick another"
+    )
 
 
 class MicroDreamerMultiViewModelLoader(io.ComfyNode):
@@ -71,15 +75,28 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
                 "The kind of model is detected from the files."
             ),
             inputs=[
-                io.Combo.Input("model", options=model_choices(),
-                               tooltip=f"A folder or checkpoint in models/{MODELS_FOLDER}, or a hub id to download."),
-                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
-                               tooltip="auto: fp16 on CUDA, fp32 on CPU. fp32 reproduces the authors' numerics exactly."),
-                io.String.Input("hub_id", default="", optional=True,
-                                tooltip=(f"Another hub repo in the diffusers layout, as owner/name (no paths: local models go "
-                                         f"into models/{MODELS_FOLDER}); overrides 'model' when set. Only an MVDream, "
-                                         f"ImageDream or Stable Zero123 repo is downloaded, only the files it loads, at most "
-                                         f"{MAX_HUB_DOWNLOAD_BYTES // 10**9} GB.")),
+                io.Combo.Input(
+                    "model",
+                    options=model_choices(),
+                    tooltip=f"A folder or checkpoint in models/{MODELS_FOLDER}, or a hub id to download.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=list(DTYPES),
+                    default="auto",
+                    tooltip="auto: fp16 on CUDA, fp32 on CPU. fp32 reproduces the authors' numerics exactly.",
+                ),
+                io.String.Input(
+                    "hub_id",
+                    default="",
+                    optional=True,
+                    tooltip=(
+                        f"Another hub repo in the diffusers layout, as owner/name (no paths: local models go "
+                        f"into models/{MODELS_FOLDER}); overrides 'model' when set. Only an MVDream, "
+                        f"ImageDream or Stable Zero123 repo is downloaded, only the files it loads, at most "
+                        f"{MAX_HUB_DOWNLOAD_BYTES // 10**9} GB."
+                    ),
+                ),
             ],
             outputs=[MDMultiViewModel.Output("mv_model", display_name="mv_model")],
         )
@@ -100,7 +117,7 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
         device, dt = torch_device(), DTYPES[dtype]
         repo = hub_id.strip() if isinstance(hub_id, str) else hub_id
         if not repo and model.startswith(HUB_PREFIX):
-            repo = model[len(HUB_PREFIX):]
+            repo = model[len(HUB_PREFIX) :]
         if repo:  # a hub repo id only, never a local path (checked before anything is looked at)
             return io.NodeOutput(load_from_hub(check_repo_id(repo), device=device, dtype=dt, download_dir=download_dir))
         return io.NodeOutput(load_model(_locate(model), device=device, dtype=dt, download_dir=download_dir))
@@ -108,22 +125,59 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
 
 def _common_inputs() -> list:
     return [
-        io.String.Input("prompt", multiline=True, default="",
-                        tooltip="Text prompt (MVDream needs one; optional for ImageDream; ignored by Stable Zero123)."),
-        io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE,
-                        tooltip="Negative prompt for the unconditional branch; 'default' uses the usual 'ugly, bad anatomy, ...' list."),
-        io.Image.Input("image", optional=True,
-                       tooltip="Reference image for ImageDream / Stable Zero123 (first of the batch); it is re-centred to fill 80% of the frame."),
-        io.Mask.Input("mask", optional=True,
-                      tooltip="Object coverage of the image (1 = object), as background-removal nodes give; without it the image's alpha is used. It must separate the object from a background."),
-        io.Boolean.Input("invert_mask", default=False, optional=True,
-                         tooltip="Set for masks in ComfyUI's LoadImage convention (1 = transparent)."),
-        io.Float.Input("reference_elevation", default=0.0, min=-89.0, max=89.0, step=1.0, optional=True,
-                       tooltip="Elevation of the reference image's camera in degrees (negative = above); Stable Zero123 conditions on cameras relative to it."),
-        io.Float.Input("guidance_scale", default=0.0, min=0.0, max=50.0, step=0.1,
-                       tooltip="Classifier-free guidance; 0 uses the paper's value (MVDream 7.5, ImageDream 2.0, Zero123 3.0)."),
-        io.Float.Input("eta", default=-1.0, min=-1.0, max=1.0, step=0.05,
-                       tooltip="DDIM eta; -1 uses the paper's value (MVDream 0, ImageDream 1, Zero123 0.5)."),
+        io.String.Input(
+            "prompt",
+            multiline=True,
+            default="",
+            tooltip="Text prompt (MVDream needs one; optional for ImageDream; ignored by Stable Zero123).",
+        ),
+        io.String.Input(
+            "negative_prompt",
+            multiline=True,
+            default=DEFAULT_NEGATIVE,
+            tooltip="Negative prompt for the unconditional branch; 'default' uses the usual 'ugly, bad anatomy, ...' list.",
+        ),
+        io.Image.Input(
+            "image",
+            optional=True,
+            tooltip="Reference image for ImageDream / Stable Zero123 (first of the batch); it is re-centred to fill 80% of the frame.",
+        ),
+        io.Mask.Input(
+            "mask",
+            optional=True,
+            tooltip="Object coverage of the image (1 = object), as background-removal nodes give; without it the image's alpha is used. It must separate the object from a background.",
+        ),
+        io.Boolean.Input(
+            "invert_mask",
+            default=False,
+            optional=True,
+            tooltip="Set for masks in ComfyUI's LoadImage convention (1 = transparent).",
+        ),
+        io.Float.Input(
+            "reference_elevation",
+            default=0.0,
+            min=-89.0,
+            max=89.0,
+            step=1.0,
+            optional=True,
+            tooltip="Elevation of the reference image's camera in degrees (negative = above); Stable Zero123 conditions on cameras relative to it.",
+        ),
+        io.Float.Input(
+            "guidance_scale",
+            default=0.0,
+            min=0.0,
+            max=50.0,
+            step=0.1,
+            tooltip="Classifier-free guidance; 0 uses the paper's value (MVDream 7.5, ImageDream 2.0, Zero123 3.0).",
+        ),
+        io.Float.Input(
+            "eta",
+            default=-1.0,
+            min=-1.0,
+            max=1.0,
+            step=0.05,
+            tooltip="DDIM eta; -1 uses the paper's value (MVDream 0, ImageDream 1, Zero123 0.5).",
+        ),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
     ]
 
@@ -148,25 +202,73 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
             inputs=[
                 MDMultiViewModel.Input("mv_model"),
                 *_common_inputs(),
-                MDCameras.Input("cameras", optional=True, tooltip="Views to generate; default: the model's paper preset around reference_elevation (azimuth 0 = the input view, the front)."),
-                io.Int.Input("steps", default=20, min=1, max=200, tooltip="DDIM steps (the paper: 20 for Zero123, 10 for ImageDream)."),
-                io.Int.Input("image_size", default=256, min=64, max=1024, step=64,
-                             tooltip="Size of the generated views; the models are trained at 256."),
+                MDCameras.Input(
+                    "cameras",
+                    optional=True,
+                    tooltip="Views to generate; default: the model's paper preset around reference_elevation (azimuth 0 = the input view, the front).",
+                ),
+                io.Int.Input(
+                    "steps",
+                    default=20,
+                    min=1,
+                    max=200,
+                    tooltip="DDIM steps (the paper: 20 for Zero123, 10 for ImageDream).",
+                ),
+                io.Int.Input(
+                    "image_size",
+                    default=256,
+                    min=64,
+                    max=1024,
+                    step=64,
+                    tooltip="Size of the generated views; the models are trained at 256.",
+                ),
             ],
-            outputs=[io.Image.Output("images", display_name="images"), MDCameras.Output("cameras_out", display_name="cameras")],
+            outputs=[
+                io.Image.Output("images", display_name="images"),
+                MDCameras.Output("cameras_out", display_name="cameras"),
+            ],
         )
 
     @classmethod
-    def execute(cls, mv_model: MultiViewModel, prompt: str, negative_prompt: str, guidance_scale: float, eta: float,
-                seed: int, steps: int, image_size: int, image=None, mask=None, invert_mask: bool = False,
-                reference_elevation: float = 0.0, cameras=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        mv_model: MultiViewModel,
+        prompt: str,
+        negative_prompt: str,
+        guidance_scale: float,
+        eta: float,
+        seed: int,
+        steps: int,
+        image_size: int,
+        image=None,
+        mask=None,
+        invert_mask: bool = False,
+        reference_elevation: float = 0.0,
+        cameras=None,
+    ) -> io.NodeOutput:
         if cameras is None:
-            cameras = sample_orbit_cameras(CAMERA_PRESETS[mv_model.kind], image_size, torch.Generator().manual_seed(int(seed) % 2**63),
-                                           reference_elevation=float(reference_elevation))
-        cond = make_condition(None, prompt, negative_prompt, image, mask, bool(invert_mask), float(reference_elevation), image_size)
+            cameras = sample_orbit_cameras(
+                CAMERA_PRESETS[mv_model.kind],
+                image_size,
+                torch.Generator().manual_seed(int(seed) % 2**63),
+                reference_elevation=float(reference_elevation),
+            )
+        cond = make_condition(
+            None, prompt, negative_prompt, image, mask, bool(invert_mask), float(reference_elevation), image_size
+        )
         gs, et = _knobs(guidance_scale, eta)
-        result = sample(mv_model, cond, cameras, steps=steps, guidance_scale=gs, eta=et, seed=int(seed) % 2**63,
-                        image_size=image_size, progress=progress_hook(), cancel=cancel_hook())
+        result = sample(
+            mv_model,
+            cond,
+            cameras,
+            steps=steps,
+            guidance_scale=gs,
+            eta=et,
+            seed=int(seed) % 2**63,
+            image_size=image_size,
+            progress=progress_hook(),
+            cancel=cancel_hook(),
+        )
         return io.NodeOutput(result.images, cameras.with_resolution(image_size))
 
 
@@ -187,26 +289,75 @@ class MicroDreamerHybridForward(io.ComfyNode):
                 io.Image.Input("images", tooltip="One view per camera (B, H, W, 3); resized to image_size."),
                 MDCameras.Input("cameras", tooltip="The cameras the views were rendered from."),
                 *_common_inputs(),
-                io.Int.Input("t", default=601, min=1, max=1000,
-                             tooltip="How far into the diffusion process to push the views (snapped to the nearest DDIM grid timestep)."),
-                io.Int.Input("steps", default=20, min=2, max=200, tooltip="DDIM grid size (20: timesteps 951, 901, ..., 1)."),
-                io.Float.Input("inv_ratio", default=0.6, min=0.0, max=1.0, step=0.05,
-                               tooltip="Where noise-adding stops and DDIM inversion starts, as a fraction of t (the paper: 0.6)."),
-                io.Combo.Input("mode", options=["hybrid", "inversion", "noise"], default="hybrid",
-                               tooltip="hybrid: the paper's choice; inversion: slow; noise: one-shot noise-adding (artefacts)."),
+                io.Int.Input(
+                    "t",
+                    default=601,
+                    min=1,
+                    max=1000,
+                    tooltip="How far into the diffusion process to push the views (snapped to the nearest DDIM grid timestep).",
+                ),
+                io.Int.Input(
+                    "steps", default=20, min=2, max=200, tooltip="DDIM grid size (20: timesteps 951, 901, ..., 1)."
+                ),
+                io.Float.Input(
+                    "inv_ratio",
+                    default=0.6,
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    tooltip="Where noise-adding stops and DDIM inversion starts, as a fraction of t (the paper: 0.6).",
+                ),
+                io.Combo.Input(
+                    "mode",
+                    options=["hybrid", "inversion", "noise"],
+                    default="hybrid",
+                    tooltip="hybrid: the paper's choice; inversion: slow; noise: one-shot noise-adding (artefacts).",
+                ),
                 io.Int.Input("image_size", default=256, min=64, max=1024, step=64),
             ],
             outputs=[io.Image.Output("images_out", display_name="images")],
         )
 
     @classmethod
-    def execute(cls, mv_model: MultiViewModel, images, cameras, prompt: str, negative_prompt: str, guidance_scale: float,
-                eta: float, seed: int, t: int, steps: int, inv_ratio: float, mode: str, image_size: int, image=None,
-                mask=None, invert_mask: bool = False, reference_elevation: float = 0.0) -> io.NodeOutput:
+    def execute(
+        cls,
+        mv_model: MultiViewModel,
+        images,
+        cameras,
+        prompt: str,
+        negative_prompt: str,
+        guidance_scale: float,
+        eta: float,
+        seed: int,
+        t: int,
+        steps: int,
+        inv_ratio: float,
+        mode: str,
+        image_size: int,
+        image=None,
+        mask=None,
+        invert_mask: bool = False,
+        reference_elevation: float = 0.0,
+    ) -> io.NodeOutput:
         t2 = DDIMSchedule(num_inference_steps=steps).nearest_timestep(t)
-        cond = make_condition(None, prompt, negative_prompt, image, mask, bool(invert_mask), float(reference_elevation), image_size)
+        cond = make_condition(
+            None, prompt, negative_prompt, image, mask, bool(invert_mask), float(reference_elevation), image_size
+        )
         gs, et = _knobs(guidance_scale, eta)
-        result = refine_views(mv_model, images, cameras, cond, t2, steps=steps, inv_ratio=inv_ratio, mode=mode,
-                              guidance_scale=gs, eta=et, seed=int(seed) % 2**63, image_size=image_size,
-                              progress=progress_hook(), cancel=cancel_hook())
+        result = refine_views(
+            mv_model,
+            images,
+            cameras,
+            cond,
+            t2,
+            steps=steps,
+            inv_ratio=inv_ratio,
+            mode=mode,
+            guidance_scale=gs,
+            eta=et,
+            seed=int(seed) % 2**63,
+            image_size=image_size,
+            progress=progress_hook(),
+            cancel=cancel_hook(),
+        )
         return io.NodeOutput(result.images)

@@ -34,29 +34,73 @@ class MicroDreamerExtractMesh(io.ComfyNode):
             ),
             inputs=[
                 MDGaussians.Input("gaussians", tooltip="The 3D Gaussians to mesh (e.g. from SIR Reconstruct 3DGS)."),
-                io.Int.Input("resolution", default=128, min=16, max=512, step=8,
-                             tooltip="Density grid samples per axis for marching cubes: higher keeps finer detail, costs time and memory cubically."),
-                io.Int.Input("target_faces", default=50000, min=0, max=2000000, step=1000,
-                             tooltip="Decimate the marching-cubes surface to at most this many triangles; 0 keeps all of them."),
-                io.Boolean.Input("bake_texture", default=True,
-                                 tooltip="On: uv-unwrap and bake a texture (sharp colour). Off: vertex colours only (much faster, blurrier)."),
-                io.Int.Input("texture_size", default=1024, min=64, max=8192, step=64,
-                             tooltip="Width and height of the baked square texture in pixels (ignored when bake_texture is off)."),
-                io.Combo.Input("uv_charts", options=list(UV_CHARTS), default="quality", optional=True,
-                               tooltip="uv unwrapping (xatlas) settings. quality: xatlas' defaults. fast: no chart refinement "
-                                       "and charts capped at 1% of the surface: 20-80x faster on 50k faces with the same texture "
-                                       "use within a few percent and the same Duck PSNR in our measurements."),
+                io.Int.Input(
+                    "resolution",
+                    default=128,
+                    min=16,
+                    max=512,
+                    step=8,
+                    tooltip="Density grid samples per axis for marching cubes: higher keeps finer detail, costs time and memory cubically.",
+                ),
+                io.Int.Input(
+                    "target_faces",
+                    default=50000,
+                    min=0,
+                    max=2000000,
+                    step=1000,
+                    tooltip="Decimate the marching-cubes surface to at most this many triangles; 0 keeps all of them.",
+                ),
+                io.Boolean.Input(
+                    "bake_texture",
+                    default=True,
+                    tooltip="On: uv-unwrap and bake a texture (sharp colour). Off: vertex colours only (much faster, blurrier).",
+                ),
+                io.Int.Input(
+                    "texture_size",
+                    default=1024,
+                    min=64,
+                    max=8192,
+                    step=64,
+                    tooltip="Width and height of the baked square texture in pixels (ignored when bake_texture is off).",
+                ),
+                io.Combo.Input(
+                    "uv_charts",
+                    options=list(UV_CHARTS),
+                    default="quality",
+                    optional=True,
+                    tooltip="uv unwrapping (xatlas) settings. quality: xatlas' defaults. fast: no chart refinement "
+                    "and charts capped at 1% of the surface: 20-80x faster on 50k faces with the same texture "
+                    "use within a few percent and the same Duck PSNR in our measurements.",
+                ),
             ],
-            outputs=[MDMesh.Output("mesh", display_name="mesh",
-                                   tooltip="Mesh with uvs + texture (bake_texture on) or vertex colours, and vertex normals.")],
+            outputs=[
+                MDMesh.Output(
+                    "mesh",
+                    display_name="mesh",
+                    tooltip="Mesh with uvs + texture (bake_texture on) or vertex colours, and vertex normals.",
+                )
+            ],
         )
 
     @classmethod
-    def execute(cls, gaussians, resolution: int, target_faces: int, bake_texture: bool, texture_size: int,
-                uv_charts: str = "quality") -> io.NodeOutput:
-        config = MeshConfig(resolution=int(resolution), target_faces=int(target_faces), texture_size=int(texture_size), uv_charts=uv_charts)
-        mesh = gaussians_to_mesh(gaussians, config, bake=bool(bake_texture),
-                                 progress=_comfy.progress_hook(), cancel=_comfy.cancel_hook())
+    def execute(
+        cls,
+        gaussians,
+        resolution: int,
+        target_faces: int,
+        bake_texture: bool,
+        texture_size: int,
+        uv_charts: str = "quality",
+    ) -> io.NodeOutput:
+        config = MeshConfig(
+            resolution=int(resolution),
+            target_faces=int(target_faces),
+            texture_size=int(texture_size),
+            uv_charts=uv_charts,
+        )
+        mesh = gaussians_to_mesh(
+            gaussians, config, bake=bool(bake_texture), progress=_comfy.progress_hook(), cancel=_comfy.cancel_hook()
+        )
         return io.NodeOutput(mesh)
 
 
@@ -79,27 +123,79 @@ class MicroDreamerRefineTexture(io.ComfyNode):
                 MDMesh.Input("mesh", tooltip="A textured mesh (Extract Mesh with bake_texture on)."),
                 MDMultiViewModel.Input("mv_model"),
                 MDCondition.Input("condition"),
-                io.Int.Input("steps", default=d.steps, min=0, max=1000, tooltip="Adam steps on the texture (paper: 30)."),
-                io.Int.Input("views", default=d.views, min=1, max=64, tooltip="Views around the equator, evenly spaced (paper: 8; a multiple of 4 for MVDream/ImageDream)."),
-                io.Int.Input("t", default=d.t, min=1, max=1000, tooltip=f"How far the renders are noised, on the {d.denoise_steps}-step grid (paper: 181)."),
-                io.Float.Input("guidance_scale", default=d.guidance_scale, min=0.0, max=50.0, step=0.1,
-                               tooltip="CFG of the target sampling (paper: 2.0); 0 = the model's own paper value."),
-                io.Int.Input("render_resolution", default=d.render_resolution, min=64, max=2048, step=64,
-                             tooltip="Render size of the views and the fit (paper: 512)."),
-                io.Int.Input("image_size", default=d.image_size, min=32, max=1024, step=32,
-                             tooltip="Size the diffusion model works at; the models are trained at 256."),
+                io.Int.Input(
+                    "steps", default=d.steps, min=0, max=1000, tooltip="Adam steps on the texture (paper: 30)."
+                ),
+                io.Int.Input(
+                    "views",
+                    default=d.views,
+                    min=1,
+                    max=64,
+                    tooltip="Views around the equator, evenly spaced (paper: 8; a multiple of 4 for MVDream/ImageDream).",
+                ),
+                io.Int.Input(
+                    "t",
+                    default=d.t,
+                    min=1,
+                    max=1000,
+                    tooltip=f"How far the renders are noised, on the {d.denoise_steps}-step grid (paper: 181).",
+                ),
+                io.Float.Input(
+                    "guidance_scale",
+                    default=d.guidance_scale,
+                    min=0.0,
+                    max=50.0,
+                    step=0.1,
+                    tooltip="CFG of the target sampling (paper: 2.0); 0 = the model's own paper value.",
+                ),
+                io.Int.Input(
+                    "render_resolution",
+                    default=d.render_resolution,
+                    min=64,
+                    max=2048,
+                    step=64,
+                    tooltip="Render size of the views and the fit (paper: 512).",
+                ),
+                io.Int.Input(
+                    "image_size",
+                    default=d.image_size,
+                    min=32,
+                    max=1024,
+                    step=32,
+                    tooltip="Size the diffusion model works at; the models are trained at 256.",
+                ),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
             ],
             outputs=[MDMesh.Output("mesh_out", display_name="mesh")],
         )
 
     @classmethod
-    def execute(cls, mesh, mv_model: MultiViewModel, condition, steps: int, views: int, t: int, guidance_scale: float,
-                render_resolution: int, image_size: int, seed: int) -> io.NodeOutput:
-        cfg = TextureRefineConfig(steps=int(steps), views=int(views), t=int(t), guidance_scale=float(guidance_scale) or None,
-                                  render_resolution=int(render_resolution), image_size=int(image_size),
-                                  seed=int(seed) % 2**63, device=_comfy.torch_device())
-        result = refine_texture(mesh, mv_model, condition, cfg, progress=_comfy.progress_hook(), cancel=_comfy.cancel_hook())
+    def execute(
+        cls,
+        mesh,
+        mv_model: MultiViewModel,
+        condition,
+        steps: int,
+        views: int,
+        t: int,
+        guidance_scale: float,
+        render_resolution: int,
+        image_size: int,
+        seed: int,
+    ) -> io.NodeOutput:
+        cfg = TextureRefineConfig(
+            steps=int(steps),
+            views=int(views),
+            t=int(t),
+            guidance_scale=float(guidance_scale) or None,
+            render_resolution=int(render_resolution),
+            image_size=int(image_size),
+            seed=int(seed) % 2**63,
+            device=_comfy.torch_device(),
+        )
+        result = refine_texture(
+            mesh, mv_model, condition, cfg, progress=_comfy.progress_hook(), cancel=_comfy.cancel_hook()
+        )
         return io.NodeOutput(result.mesh)
 
 
@@ -117,8 +213,15 @@ def _core_mesh_class():
 
 # Optional fields newer MESH constructors accept, by the names we know of; passed only when the
 # installed ComfyUI's constructor has a parameter of that name. Values get a leading batch dim.
-_OPTIONAL_FIELDS = {"uvs": "uvs", "uv": "uvs", "texture": "texture", "vertex_colors": "vertex_colors",
-                    "colors": "vertex_colors", "normals": "normals", "vertex_normals": "normals"}
+_OPTIONAL_FIELDS = {
+    "uvs": "uvs",
+    "uv": "uvs",
+    "texture": "texture",
+    "vertex_colors": "vertex_colors",
+    "colors": "vertex_colors",
+    "normals": "normals",
+    "vertex_normals": "normals",
+}
 
 
 class MicroDreamerMeshToComfyMesh(io.ComfyNode):

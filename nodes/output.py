@@ -26,8 +26,11 @@ class MicroDreamerSaveGaussians(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 MDGaussians.Input("gaussians"),
-                io.String.Input("filename_prefix", default="microdreamer/gaussians",
-                                tooltip="File name prefix inside the output directory; may contain subfolders (a/b) and ComfyUI's %date% variables."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="microdreamer/gaussians",
+                    tooltip="File name prefix inside the output directory; may contain subfolders (a/b) and ComfyUI's %date% variables.",
+                ),
             ],
             outputs=[],
         )
@@ -58,8 +61,11 @@ class MicroDreamerSaveGLB(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 MDMesh.Input("mesh"),
-                io.String.Input("filename_prefix", default="microdreamer/mesh",
-                                tooltip="File name prefix inside the output directory; may contain subfolders (a/b) and ComfyUI's %date% variables."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="microdreamer/mesh",
+                    tooltip="File name prefix inside the output directory; may contain subfolders (a/b) and ComfyUI's %date% variables.",
+                ),
             ],
             outputs=[],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],

@@ -65,7 +65,9 @@ class MicroDreamerSplatToGaussians(io.ComfyNode):
             ),
             inputs=[
                 io.Splat.Input("splat"),
-                io.Int.Input("batch_index", default=0, min=0, max=4096, tooltip="Which item of the SPLAT batch to take."),
+                io.Int.Input(
+                    "batch_index", default=0, min=0, max=4096, tooltip="Which item of the SPLAT batch to take."
+                ),
             ],
             outputs=[MDGaussians.Output(display_name="gaussians")],
         )
@@ -73,8 +75,17 @@ class MicroDreamerSplatToGaussians(io.ComfyNode):
     @classmethod
     def execute(cls, splat, batch_index: int = 0) -> io.NodeOutput:
         counts = getattr(splat, "counts", None)
-        return io.NodeOutput(splat_to_gaussians(splat.positions, splat.scales, splat.rotations, splat.opacities,
-                                                splat.sh, counts=counts, index=batch_index))
+        return io.NodeOutput(
+            splat_to_gaussians(
+                splat.positions,
+                splat.scales,
+                splat.rotations,
+                splat.opacities,
+                splat.sh,
+                counts=counts,
+                index=batch_index,
+            )
+        )
 
 
 SPLAT_NODES = [MicroDreamerGaussiansToSplat, MicroDreamerSplatToGaussians]

@@ -34,13 +34,17 @@ def views_json(path) -> Path:
     """The real path of the transforms.json the node reads for ``path`` (a folder in ComfyUI's
     input directory, or a .json file there), or one :class:`InputError` line."""
     if not isinstance(path, str) or not path:
-        raise InputError(f"choose a views folder: a folder in {_comfy.INPUT_FOLDER} holding {VIEWS_FILE} and its RGBA PNGs")
+        raise InputError(
+            f"choose a views folder: a folder in {_comfy.INPUT_FOLDER} holding {VIEWS_FILE} and its RGBA PNGs"
+        )
     found = _comfy.input_path(path, "the views folder")
     if found.is_dir():
         found = _comfy.input_path(found / VIEWS_FILE, VIEWS_FILE)
     if not found.is_file():
-        raise InputError(f"no views folder '{shown(path)}' with a {VIEWS_FILE} in {_comfy.INPUT_FOLDER}: put the folder "
-                         f"({VIEWS_FILE} and its RGBA PNGs) there, refresh the node list (R) and pick it")
+        raise InputError(
+            f"no views folder '{shown(path)}' with a {VIEWS_FILE} in {_comfy.INPUT_FOLDER}: put the folder "
+            f"({VIEWS_FILE} and its RGBA PNGs) there, refresh the node list (R) and pick it"
+        )
     return found
 
 
@@ -73,9 +77,17 @@ class MicroDreamerLoadPosedViews(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Image.Output("images", display_name="images", tooltip="(N, H, W, 3) RGB of every view, straight colour (not composited over a background)."),
-                io.Mask.Output("masks", display_name="masks", tooltip="(N, H, W) alpha of every view: 1 = object, 0 = background."),
-                MDCameras.Output("cameras", display_name="cameras", tooltip="The N cameras of the views, at the images' size."),
+                io.Image.Output(
+                    "images",
+                    display_name="images",
+                    tooltip="(N, H, W, 3) RGB of every view, straight colour (not composited over a background).",
+                ),
+                io.Mask.Output(
+                    "masks", display_name="masks", tooltip="(N, H, W) alpha of every view: 1 = object, 0 = background."
+                ),
+                MDCameras.Output(
+                    "cameras", display_name="cameras", tooltip="The N cameras of the views, at the images' size."
+                ),
             ],
         )
 
@@ -120,7 +132,9 @@ def _degrees(text: str | None, name: str) -> list[float]:
     try:
         return [float(v) for v in (text or "").replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        raise InputError(f"{name} must be comma-separated numbers in degrees, e.g. '0, 90, 180, 270'; got '{text}'") from None
+        raise InputError(
+            f"{name} must be comma-separated numbers in degrees, e.g. '0, 90, 180, 270'; got '{text}'"
+        ) from None
 
 
 class MicroDreamerOrbitCameras(io.ComfyNode):
@@ -139,25 +153,57 @@ class MicroDreamerOrbitCameras(io.ComfyNode):
                 "given it places one camera per azimuth instead (fixed views)."
             ),
             inputs=[
-                io.Combo.Input("preset", options=list(CAMERA_PRESETS), default="zero123",
-                               tooltip="Paper preset: number of views, orbit radius, elevation range and field of view (49.1 degrees)."),
-                io.Int.Input("resolution", default=256, min=16, max=4096, step=8,
-                             tooltip="Square image size in pixels the cameras are made for."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seeds the random azimuth offset and elevations of the preset (ignored when azimuths are given)."),
-                io.String.Input("elevations", default="", optional=True,
-                                tooltip="Comma-separated elevations in degrees (negative = above). One value applies to every azimuth. Empty: random from the preset."),
-                io.String.Input("azimuths", default="", optional=True,
-                                tooltip="Comma-separated azimuths in degrees, one camera each. Empty: the preset's random views."),
-                io.Float.Input("radius", default=0.0, min=0.0, max=100.0, step=0.05, optional=True,
-                               tooltip="Distance of the cameras from the origin; 0 uses the preset's radius."),
+                io.Combo.Input(
+                    "preset",
+                    options=list(CAMERA_PRESETS),
+                    default="zero123",
+                    tooltip="Paper preset: number of views, orbit radius, elevation range and field of view (49.1 degrees).",
+                ),
+                io.Int.Input(
+                    "resolution",
+                    default=256,
+                    min=16,
+                    max=4096,
+                    step=8,
+                    tooltip="Square image size in pixels the cameras are made for.",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="Seeds the random azimuth offset and elevations of the preset (ignored when azimuths are given).",
+                ),
+                io.String.Input(
+                    "elevations",
+                    default="",
+                    optional=True,
+                    tooltip="Comma-separated elevations in degrees (negative = above). One value applies to every azimuth. Empty: random from the preset.",
+                ),
+                io.String.Input(
+                    "azimuths",
+                    default="",
+                    optional=True,
+                    tooltip="Comma-separated azimuths in degrees, one camera each. Empty: the preset's random views.",
+                ),
+                io.Float.Input(
+                    "radius",
+                    default=0.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.05,
+                    optional=True,
+                    tooltip="Distance of the cameras from the origin; 0 uses the preset's radius.",
+                ),
             ],
             outputs=[MDCameras.Output("cameras", display_name="cameras")],
         )
 
     @classmethod
-    def execute(cls, preset: str, resolution: int, seed: int, elevations: str = "",
-                azimuths: str = "", radius: float = 0.0) -> io.NodeOutput:
+    def execute(
+        cls, preset: str, resolution: int, seed: int, elevations: str = "", azimuths: str = "", radius: float = 0.0
+    ) -> io.NodeOutput:
         az = _degrees(azimuths, "azimuths")
         el = _degrees(elevations, "elevations")
         return io.NodeOutput(preset_cameras(preset, resolution, int(seed), el, az, float(radius) or None))

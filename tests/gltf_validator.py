@@ -31,8 +31,16 @@ def provision_validator() -> Path:
     if package.is_file() and json.loads(package.read_text()).get("version") == VALIDATOR_VERSION:
         return modules
     prefix.mkdir(parents=True, exist_ok=True)
-    cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
-           f"gltf-validator@{VALIDATOR_VERSION}"]
+    cmd = [
+        npm,
+        "install",
+        "--prefix",
+        str(prefix),
+        "--no-audit",
+        "--no-fund",
+        "--no-save",
+        f"gltf-validator@{VALIDATOR_VERSION}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     if proc.returncode != 0 or not package.is_file():
         pytest.fail(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -42,16 +50,22 @@ def provision_validator() -> Path:
 def validate_glb(path: str | Path) -> dict:
     """The validator's report (dict) for a .glb/.gltf file; prints its issue counts and messages."""
     modules = provision_validator()
-    proc = subprocess.run(["node", str(_SCRIPT), str(modules), str(path)], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        ["node", str(_SCRIPT), str(modules), str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
     if proc.returncode != 0:
         pytest.fail(f"glTF Validator could not read {path}: {proc.stderr[-2000:]}")
     report = json.loads(proc.stdout)
     issues = report["issues"]
-    print(f"\nglTF Validator {report.get('validatorVersion')} on {Path(path).name}: "
-          f"{issues['numErrors']} errors, {issues['numWarnings']} warnings, {issues['numInfos']} infos, "
-          f"{issues['numHints']} hints")
+    print(
+        f"\nglTF Validator {report.get('validatorVersion')} on {Path(path).name}: "
+        f"{issues['numErrors']} errors, {issues['numWarnings']} warnings, {issues['numInfos']} infos, "
+        f"{issues['numHints']} hints"
+    )
     for msg in issues["messages"]:
-        print(f"  [{('error', 'warning', 'info', 'hint')[msg['severity']]}] {msg['code']} at {msg.get('pointer', '')}: {msg['message']}")
+        print(
+            f"  [{('error', 'warning', 'info', 'hint')[msg['severity']]}] {msg['code']} at {msg.get('pointer', '')}: {msg['message']}"
+        )
     return report
 
 

@@ -84,8 +84,10 @@ def clip_text_to_open_clip(
         prefix + "ln_final.bias": sd["final_layer_norm.bias"],
     }
     num_layers = len({k.split(".")[2] for k in sd if k.startswith("encoder.layers.")})
-    layers = [{k.removeprefix(f"encoder.layers.{i}."): v for k, v in sd.items() if k.startswith(f"encoder.layers.{i}.")}
-              for i in range(num_layers)]
+    layers = [
+        {k.removeprefix(f"encoder.layers.{i}."): v for k, v in sd.items() if k.startswith(f"encoder.layers.{i}.")}
+        for i in range(num_layers)
+    ]
     if extra_layer:
         layers.append(_random_layer(layers[-1], seed))
     for i, layer in enumerate(layers):

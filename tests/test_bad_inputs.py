@@ -46,11 +46,14 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine 
 # ---------------------------------------------------------------------------------------------
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` (a decompression bomb's header; the data is short)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b"")
+    )
 
 
 def _rgba(h: int, w: int, alpha: int = 255, seed: int = 0) -> np.ndarray:
@@ -87,7 +90,9 @@ def env(tmp_path_factory) -> dict[str, str]:
     with torch.no_grad():
         out = render_gaussians(g, cams, (0.0, 0.0, 0.0))
     p["views"] = root / "views"
-    save_transforms(PosedViews(torch.cat([(out.rgb / out.alpha.clamp(min=1e-4)).clamp(0, 1), out.alpha], -1), cams), p["views"])
+    save_transforms(
+        PosedViews(torch.cat([(out.rgb / out.alpha.clamp(min=1e-4)).clamp(0, 1), out.alpha], -1), cams), p["views"]
+    )
     p["ply"] = save_ply(g, root / "ball.ply")
     import trimesh
 
@@ -100,7 +105,9 @@ def env(tmp_path_factory) -> dict[str, str]:
     for name in ("folder.ply", "folder.glb", "folder.obj", "sib"):
         (root / name).mkdir()
     (root / "sib" / "m.png").mkdir()  # a folder where the OBJ's texture would go
-    p["folder_ply"], p["folder_glb"], p["folder_obj"], p["sib"] = (root / n for n in ("folder.ply", "folder.glb", "folder.obj", "sib"))
+    p["folder_ply"], p["folder_glb"], p["folder_obj"], p["sib"] = (
+        root / n for n in ("folder.ply", "folder.glb", "folder.obj", "sib")
+    )
 
     # Image files
     good = _rgba(8, 8)
@@ -136,17 +143,23 @@ def env(tmp_path_factory) -> dict[str, str]:
         "tj_frames_dict": {"camera_angle_x": 0.8, "frames": {"a": 1}},
         "tj_fov_text": _frames(fovx="wide"),
         "tj_fov_degrees": _frames(fovx=80),
-        "tj_fov_huge": '{"camera_angle_x": 1' + "0" * 400 + ', "frames": [{"file_path": "a.png", "transform_matrix": ' + json.dumps(EYE) + "}]}",
-        "tj_fov_nan": '{"camera_angle_x": NaN, "frames": [{"file_path": "a.png", "transform_matrix": ' + json.dumps(EYE) + "}]}",
+        "tj_fov_huge": '{"camera_angle_x": 1'
+        + "0" * 400
+        + ', "frames": [{"file_path": "a.png", "transform_matrix": '
+        + json.dumps(EYE)
+        + "}]}",
+        "tj_fov_nan": '{"camera_angle_x": NaN, "frames": [{"file_path": "a.png", "transform_matrix": '
+        + json.dumps(EYE)
+        + "}]}",
         "tj_no_matrix": {"camera_angle_x": 0.8, "frames": [{"file_path": "a.png"}]},
         "tj_matrix_3x3": _frames(np.eye(3).tolist()),
         "tj_matrix_zero": _frames(np.zeros((4, 4)).tolist()),
         "tj_matrix_rank2": _frames([[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
         "tj_matrix_row": _frames([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 2], [0, 0, 0, 0]]),
         "tj_matrix_nan": '{"camera_angle_x": 0.8, "frames": [{"file_path": "a.png", "transform_matrix": '
-                         '[[NaN, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]}',
+        "[[NaN, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]}",
         "tj_matrix_huge": '{"camera_angle_x": 0.8, "frames": [{"file_path": "a.png", "transform_matrix": '
-                          '[[1' + "0" * 400 + ', 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]}',
+        "[[1" + "0" * 400 + ", 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}]}",
         "tj_matrix_text": _frames([["a"] * 4] * 4),
         "tj_missing_image": _frames(file_path="nope.png"),
         "tj_escape_name": _frames(file_path="evil\n\x1b[31mred\x1b[0m\r.png"),
@@ -159,14 +172,23 @@ def env(tmp_path_factory) -> dict[str, str]:
     for name, meta in bad_views.items():
         p[name] = _transforms(root / name, meta, {"a.png": good})
     image_views = {
-        "iv_rgb": "rgb_png", "iv_truncated": "truncated_png", "iv_random": "random_png", "iv_empty": "empty_png",
-        "iv_bomb": "bomb_png", "iv_hugebomb": "hugebomb_png", "iv_zero": "zero_png", "iv_clear": "clear_png",
+        "iv_rgb": "rgb_png",
+        "iv_truncated": "truncated_png",
+        "iv_random": "random_png",
+        "iv_empty": "empty_png",
+        "iv_bomb": "bomb_png",
+        "iv_hugebomb": "hugebomb_png",
+        "iv_zero": "zero_png",
+        "iv_clear": "clear_png",
     }
     for name, image in image_views.items():
         p[name] = _transforms(root / name, _frames(file_path="a.png", n=2))
         (p[name] / "a.png").write_bytes(p[image].read_bytes())
-    p["iv_mixed"] = _transforms(root / "iv_mixed", {"camera_angle_x": 0.8, "frames": [
-        {"file_path": n, "transform_matrix": EYE} for n in ("a.png", "b.png")]}, {"a.png": good, "b.png": _rgba(9, 9)})
+    p["iv_mixed"] = _transforms(
+        root / "iv_mixed",
+        {"camera_angle_x": 0.8, "frames": [{"file_path": n, "transform_matrix": EYE} for n in ("a.png", "b.png")]},
+        {"a.png": good, "b.png": _rgba(9, 9)},
+    )
     p["iv_wide"] = _transforms(root / "iv_wide", _frames(), {"a.png": _rgba(4, 2056)})
     p["iv_nonsquare"] = _transforms(root / "iv_nonsquare", _frames(), {"a.png": _rgba(8, 12)})
     p["tj_huge_file"] = root / "tj_huge_file"
@@ -183,16 +205,29 @@ def env(tmp_path_factory) -> dict[str, str]:
     # Mesh files
     box = p["glb"].read_bytes()
     meshes = {
-        "empty.glb": b"", "random.glb": np.random.default_rng(3).bytes(2000), "truncated.glb": box[: len(box) // 2],
-        "header.glb": b"glTF" + struct.pack("<II", 2, 10_000), "noface.obj": b"v 0 0 0\nv 1 0 0\n",
-        "badindex.obj": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "nan.obj": b"v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n",
-        "empty.obj": b"", "garbage.gltf": b"{not json",
-        "missingbin.gltf": json.dumps({"asset": {"version": "2.0"}, "buffers": [{"uri": "missing.bin", "byteLength": 36}],
-                                       "bufferViews": [{"buffer": 0, "byteLength": 36}],
-                                       "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"}],
-                                       "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
-                                       "nodes": [{"mesh": 0}], "scenes": [{"nodes": [0]}], "scene": 0}).encode(),
-        "random.ply": np.random.default_rng(4).bytes(800), "empty.ply": b"",
+        "empty.glb": b"",
+        "random.glb": np.random.default_rng(3).bytes(2000),
+        "truncated.glb": box[: len(box) // 2],
+        "header.glb": b"glTF" + struct.pack("<II", 2, 10_000),
+        "noface.obj": b"v 0 0 0\nv 1 0 0\n",
+        "badindex.obj": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n",
+        "nan.obj": b"v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n",
+        "empty.obj": b"",
+        "garbage.gltf": b"{not json",
+        "missingbin.gltf": json.dumps(
+            {
+                "asset": {"version": "2.0"},
+                "buffers": [{"uri": "missing.bin", "byteLength": 36}],
+                "bufferViews": [{"buffer": 0, "byteLength": 36}],
+                "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"}],
+                "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+                "nodes": [{"mesh": 0}],
+                "scenes": [{"nodes": [0]}],
+                "scene": 0,
+            }
+        ).encode(),
+        "random.ply": np.random.default_rng(4).bytes(800),
+        "empty.ply": b"",
         "points.ply": b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n",
         "model.xyz": b"1 2 3\n",
     }
@@ -223,15 +258,23 @@ def env(tmp_path_factory) -> dict[str, str]:
     # the inputs are checked first); loading it would fail, and no case gets that far.
     fake = root / "fake_imagedream" / "unet"
     fake.mkdir(parents=True)
-    (fake / "config.json").write_text(json.dumps({"_class_name": "MultiViewUNetModel", "camera_dim": 16, "ip_dim": 1024}))
+    (fake / "config.json").write_text(
+        json.dumps({"_class_name": "MultiViewUNetModel", "camera_dim": 16, "ip_dim": 1024})
+    )
     p["model"] = root / "fake_imagedream"
     p["long_name"] = root / ("n" * 200 + "\n\x1b[2J.png")
     return {k: str(v) for k, v in p.items()}
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(f.relative_to(folder)): (f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else (-1, 0)
-            for f in sorted(folder.rglob("*"))} if folder.exists() else {}
+    return (
+        {
+            str(f.relative_to(folder)): (f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else (-1, 0)
+            for f in sorted(folder.rglob("*"))
+        }
+        if folder.exists()
+        else {}
+    )
 
 
 def _error_line(err: str) -> str:
@@ -275,40 +318,65 @@ BIG = str(10**21)
 
 OPTION_CASES = [
     # reconstruct
-    ("r-steps-negative", R + ["--steps", "-1"], "--steps"), ("r-steps-zero", R + ["--steps", "0"], "at least 1"),
-    ("r-steps-float", R + ["--steps", "1e3"], "not a whole number"), ("r-steps-huge", R + ["--steps", BIG], "at most 100000"),
-    ("r-resolution-zero", R + ["--resolution", "0"], "at least 8"), ("r-resolution-negative", R + ["--resolution", "-5"], "--resolution"),
-    ("r-resolution-huge", R + ["--resolution", "100000"], "at most 2048"), ("r-resolution-text", R + ["--resolution", "abc"], "whole number"),
-    ("r-seed-negative", R + ["--seed", "-1"], "at least 0"), ("r-seed-1e21", R + ["--seed", BIG], "2^63-1"),
-    ("r-seed-2^63", R + ["--seed", str(2**63)], "2^63-1"), ("r-seed-float", R + ["--seed", "1.5"], "whole number"),
-    ("r-device-unknown", R + ["--device", "tpu"], "unknown device"), ("r-device-empty", R + ["--device", ""], "unknown device"),
+    ("r-steps-negative", R + ["--steps", "-1"], "--steps"),
+    ("r-steps-zero", R + ["--steps", "0"], "at least 1"),
+    ("r-steps-float", R + ["--steps", "1e3"], "not a whole number"),
+    ("r-steps-huge", R + ["--steps", BIG], "at most 100000"),
+    ("r-resolution-zero", R + ["--resolution", "0"], "at least 8"),
+    ("r-resolution-negative", R + ["--resolution", "-5"], "--resolution"),
+    ("r-resolution-huge", R + ["--resolution", "100000"], "at most 2048"),
+    ("r-resolution-text", R + ["--resolution", "abc"], "whole number"),
+    ("r-seed-negative", R + ["--seed", "-1"], "at least 0"),
+    ("r-seed-1e21", R + ["--seed", BIG], "2^63-1"),
+    ("r-seed-2^63", R + ["--seed", str(2**63)], "2^63-1"),
+    ("r-seed-float", R + ["--seed", "1.5"], "whole number"),
+    ("r-device-unknown", R + ["--device", "tpu"], "unknown device"),
+    ("r-device-empty", R + ["--device", ""], "unknown device"),
     ("r-device-index", R + ["--device", "cuda:0"], "unknown device"),
-    ("r-no-out", ["reconstruct", "{views}"], "--out"), ("r-unknown-option", R + ["--fast"], "unrecognized arguments"),
+    ("r-no-out", ["reconstruct", "{views}"], "--out"),
+    ("r-unknown-option", R + ["--fast"], "unrecognized arguments"),
     # render
-    ("render-resolution-zero", REN + ["--resolution", "0"], "at least 8"), ("render-resolution-negative", REN + ["--resolution", "-1"], "at least 8"),
-    ("render-resolution-huge", REN + ["--resolution", "99999"], "at most 2048"), ("render-resolution-nan", REN + ["--resolution", "nan"], "whole number"),
+    ("render-resolution-zero", REN + ["--resolution", "0"], "at least 8"),
+    ("render-resolution-negative", REN + ["--resolution", "-1"], "at least 8"),
+    ("render-resolution-huge", REN + ["--resolution", "99999"], "at most 2048"),
+    ("render-resolution-nan", REN + ["--resolution", "nan"], "whole number"),
     ("render-no-cameras", ["render", "{ply}", "--out", "{out}/r"], "--cameras"),
     # mesh
-    ("mesh-grid-small", MESH + ["--resolution", "4"], "at least 16"), ("mesh-grid-huge", MESH + ["--resolution", "100000"], "at most 512"),
-    ("mesh-faces-negative", MESH + ["--faces", "-1"], "--faces"), ("mesh-faces-huge", MESH + ["--faces", str(10**9)], "at most 2000000"),
-    ("mesh-texture-100000", MESH + ["--texture-size", "100000"], "at most 8192"), ("mesh-texture-zero", MESH + ["--texture-size", "0"], "at least 64"),
-    ("mesh-texture-small", MESH + ["--texture-size", "16"], "at least 64"), ("mesh-texture-float", MESH + ["--texture-size", "1e4"], "whole number"),
+    ("mesh-grid-small", MESH + ["--resolution", "4"], "at least 16"),
+    ("mesh-grid-huge", MESH + ["--resolution", "100000"], "at most 512"),
+    ("mesh-faces-negative", MESH + ["--faces", "-1"], "--faces"),
+    ("mesh-faces-huge", MESH + ["--faces", str(10**9)], "at most 2000000"),
+    ("mesh-texture-100000", MESH + ["--texture-size", "100000"], "at most 8192"),
+    ("mesh-texture-zero", MESH + ["--texture-size", "0"], "at least 64"),
+    ("mesh-texture-small", MESH + ["--texture-size", "16"], "at least 64"),
+    ("mesh-texture-float", MESH + ["--texture-size", "1e4"], "whole number"),
     # demo
-    ("demo-steps-negative", DEMO + ["--steps", "-5"], "--steps"), ("demo-steps-text", DEMO + ["--steps", "many"], "whole number"),
-    ("demo-resolution-zero", DEMO + ["--resolution", "0"], "at least 8"), ("demo-resolution-huge", DEMO + ["--resolution", "5000"], "at most 2048"),
-    ("demo-seed-negative", DEMO + ["--seed", "-1"], "at least 0"), ("demo-device-unknown", DEMO + ["--device", "gpu"], "unknown device"),
+    ("demo-steps-negative", DEMO + ["--steps", "-5"], "--steps"),
+    ("demo-steps-text", DEMO + ["--steps", "many"], "whole number"),
+    ("demo-resolution-zero", DEMO + ["--resolution", "0"], "at least 8"),
+    ("demo-resolution-huge", DEMO + ["--resolution", "5000"], "at most 2048"),
+    ("demo-seed-negative", DEMO + ["--seed", "-1"], "at least 0"),
+    ("demo-device-unknown", DEMO + ["--device", "gpu"], "unknown device"),
     # generate
-    ("gen-seed-negative", GEN + ["--seed", "-1"], "at least 0"), ("gen-seed-1e21", GEN + ["--seed", BIG], "2^63-1"),
-    ("gen-iterations-negative", GEN + ["--iterations", "-1"], "--iterations"), ("gen-iterations-huge", GEN + ["--iterations", "100000"], "at most 1000"),
-    ("gen-elevation-nan", GEN + ["--elevation", "nan"], "--elevation"), ("gen-elevation-inf", GEN + ["--elevation", "inf"], "-89 to 89"),
-    ("gen-elevation-90", GEN + ["--elevation", "90"], "-89 to 89"), ("gen-elevation-huge", GEN + ["--elevation", "-1000"], "-89 to 89"),
-    ("gen-elevation-text", GEN + ["--elevation", "up"], "-89 to 89"), ("gen-device-unknown", GEN + ["--device", "tpu"], "unknown device"),
+    ("gen-seed-negative", GEN + ["--seed", "-1"], "at least 0"),
+    ("gen-seed-1e21", GEN + ["--seed", BIG], "2^63-1"),
+    ("gen-iterations-negative", GEN + ["--iterations", "-1"], "--iterations"),
+    ("gen-iterations-huge", GEN + ["--iterations", "100000"], "at most 1000"),
+    ("gen-elevation-nan", GEN + ["--elevation", "nan"], "--elevation"),
+    ("gen-elevation-inf", GEN + ["--elevation", "inf"], "-89 to 89"),
+    ("gen-elevation-90", GEN + ["--elevation", "90"], "-89 to 89"),
+    ("gen-elevation-huge", GEN + ["--elevation", "-1000"], "-89 to 89"),
+    ("gen-elevation-text", GEN + ["--elevation", "up"], "-89 to 89"),
+    ("gen-device-unknown", GEN + ["--device", "tpu"], "unknown device"),
     ("gen-prompt-not-utf8", GEN + ["--prompt", "a duck \udcff\udcfe"], "UTF-8"),
     ("gen-negative-not-utf8", GEN + ["--negative-prompt", "\udc80"], "UTF-8"),
-    ("gen-dtype-unknown", GEN + ["--dtype", "fp8"], "invalid choice"), ("gen-uv-charts-unknown", GEN + ["--uv-charts", "best"], "invalid choice"),
-    ("gen-preset-unknown", GEN + ["--preset", "fastest"], "unknown --preset"), ("gen-no-model", ["generate", "--out", "{out}/m.glb"], "--model"),
+    ("gen-dtype-unknown", GEN + ["--dtype", "fp8"], "invalid choice"),
+    ("gen-uv-charts-unknown", GEN + ["--uv-charts", "best"], "invalid choice"),
+    ("gen-preset-unknown", GEN + ["--preset", "fastest"], "unknown --preset"),
+    ("gen-no-model", ["generate", "--out", "{out}/m.glb"], "--model"),
     # the program itself
-    ("no-command", [], "command"), ("unknown-command", ["explode"], "invalid choice"),
+    ("no-command", [], "command"),
+    ("unknown-command", ["explode"], "invalid choice"),
 ]
 
 INPUT_CASES = [
@@ -342,37 +410,81 @@ INPUT_CASES = [
     ("tj-10000-char-name", ["reconstruct", "{tj_long_name}", "--out", "{out}/m.ply"], "xxx...xxx"),
     ("tj-nul-in-name", ["reconstruct", "{tj_nul_name}", "--out", "{out}/m.ply"], "a\\x00.png"),
     ("tj-name-is-folder", ["reconstruct", "{tj_folder_name}", "--out", "{out}/m.ply"], "does not exist"),
-    ("tj-cameras-missing", ["render", "{ply}", "--cameras", "{root}/nowhere.json", "--out", "{out}/r"], "no transforms.json"),
+    (
+        "tj-cameras-missing",
+        ["render", "{ply}", "--cameras", "{root}/nowhere.json", "--out", "{out}/r"],
+        "no transforms.json",
+    ),
     ("tj-cameras-all-zero", ["render", "{glb}", "--cameras", "{tj_matrix_zero}", "--out", "{out}/r"], "singular"),
     # images named by transforms.json
     ("image-no-alpha", ["reconstruct", "{iv_rgb}", "--out", "{out}/m.ply"], "no alpha channel"),
     ("image-truncated", ["reconstruct", "{iv_truncated}", "--out", "{out}/m.ply"], "cannot read image"),
     ("image-random-bytes", ["reconstruct", "{iv_random}", "--out", "{out}/m.ply"], "cannot read image"),
     ("image-empty-file", ["reconstruct", "{iv_empty}", "--out", "{out}/m.ply"], "cannot read image"),
-    ("image-bomb-12000", ["reconstruct", "{iv_bomb}", "--out", "{out}/m.ply"], "12000x12000 pixels, more than the 64 megapixel limit"),
+    (
+        "image-bomb-12000",
+        ["reconstruct", "{iv_bomb}", "--out", "{out}/m.ply"],
+        "12000x12000 pixels, more than the 64 megapixel limit",
+    ),
     ("image-bomb-20000", ["reconstruct", "{iv_hugebomb}", "--out", "{out}/m.ply"], "64 megapixel limit"),
-    ("image-bomb-header-render", ["render", "{ply}", "--cameras", "{iv_bomb}", "--out", "{out}/r"], "64 megapixel limit"),
+    (
+        "image-bomb-header-render",
+        ["render", "{ply}", "--cameras", "{iv_bomb}", "--out", "{out}/r"],
+        "64 megapixel limit",
+    ),
     ("image-0x0", ["reconstruct", "{iv_zero}", "--out", "{out}/m.ply"], "a.png"),
     ("image-mixed-sizes", ["reconstruct", "{iv_mixed}", "--out", "{out}/m.ply"], "mixed sizes"),
-    ("image-all-transparent", ["reconstruct", "{iv_clear}", "--out", "{out}/m.ply", "--steps", "1"], "fully transparent"),
+    (
+        "image-all-transparent",
+        ["reconstruct", "{iv_clear}", "--out", "{out}/m.ply", "--steps", "1"],
+        "fully transparent",
+    ),
     ("image-too-wide-native", ["reconstruct", "{iv_wide}", "--out", "{out}/m.ply"], "give --resolution"),
     ("image-too-wide-render", ["render", "{ply}", "--cameras", "{iv_wide}", "--out", "{out}/r"], "give --resolution"),
-    ("image-not-square-resized", ["reconstruct", "{iv_nonsquare}", "--out", "{out}/m.ply", "--resolution", "8"], "square"),
+    (
+        "image-not-square-resized",
+        ["reconstruct", "{iv_nonsquare}", "--out", "{out}/m.ply", "--resolution", "8"],
+        "square",
+    ),
     # models given to render and mesh
     ("glb-empty", ["render", "{empty_glb}", "--cameras", "{views}", "--out", "{out}/r"], "could not read mesh file"),
     ("glb-random", ["render", "{random_glb}", "--cameras", "{views}", "--out", "{out}/r"], "could not read mesh file"),
-    ("glb-truncated", ["render", "{truncated_glb}", "--cameras", "{views}", "--out", "{out}/r"], "could not read mesh file"),
-    ("glb-header-only", ["render", "{header_glb}", "--cameras", "{views}", "--out", "{out}/r"], "could not read mesh file"),
+    (
+        "glb-truncated",
+        ["render", "{truncated_glb}", "--cameras", "{views}", "--out", "{out}/r"],
+        "could not read mesh file",
+    ),
+    (
+        "glb-header-only",
+        ["render", "{header_glb}", "--cameras", "{views}", "--out", "{out}/r"],
+        "could not read mesh file",
+    ),
     ("glb-texture-bomb", ["render", "{bombtex_glb}", "--cameras", "{views}", "--out", "{out}/r"], "64 megapixel limit"),
-    ("gltf-garbage", ["render", "{garbage_gltf}", "--cameras", "{views}", "--out", "{out}/r"], "could not read mesh file"),
-    ("gltf-missing-bin", ["render", "{missingbin_gltf}", "--cameras", "{views}", "--out", "{out}/r"], "missingbin.gltf"),
+    (
+        "gltf-garbage",
+        ["render", "{garbage_gltf}", "--cameras", "{views}", "--out", "{out}/r"],
+        "could not read mesh file",
+    ),
+    (
+        "gltf-missing-bin",
+        ["render", "{missingbin_gltf}", "--cameras", "{views}", "--out", "{out}/r"],
+        "missingbin.gltf",
+    ),
     ("obj-no-faces", ["render", "{noface_obj}", "--cameras", "{views}", "--out", "{out}/r"], "no triangles"),
-    ("obj-index-out-of-range", ["render", "{badindex_obj}", "--cameras", "{views}", "--out", "{out}/r"], "badindex.obj"),
+    (
+        "obj-index-out-of-range",
+        ["render", "{badindex_obj}", "--cameras", "{views}", "--out", "{out}/r"],
+        "badindex.obj",
+    ),
     ("obj-nan", ["render", "{nan_obj}", "--cameras", "{views}", "--out", "{out}/r"], "nan.obj"),
     ("obj-empty", ["render", "{empty_obj}", "--cameras", "{views}", "--out", "{out}/r"], "no triangles"),
     ("ply-random", ["render", "{random_ply}", "--cameras", "{views}", "--out", "{out}/r"], "not a readable PLY"),
     ("ply-empty", ["render", "{empty_ply}", "--cameras", "{views}", "--out", "{out}/r"], "not a readable PLY"),
-    ("ply-points-only", ["render", "{points_ply}", "--cameras", "{views}", "--out", "{out}/r"], "not a 3D Gaussian splatting PLY"),
+    (
+        "ply-points-only",
+        ["render", "{points_ply}", "--cameras", "{views}", "--out", "{out}/r"],
+        "not a 3D Gaussian splatting PLY",
+    ),
     ("ply-nan", ["render", "{nan_ply}", "--cameras", "{views}", "--out", "{out}/r"], "NaN"),
     ("model-unknown-type", ["render", "{model_xyz}", "--cameras", "{views}", "--out", "{out}/r"], "unknown model type"),
     ("model-missing", ["render", "{root}/nope.glb", "--cameras", "{views}", "--out", "{out}/r"], "does not exist"),
@@ -391,7 +503,11 @@ INPUT_CASES = [
     ("gen-image-huge-bomb", GEN[:4] + ["{hugebomb_png}", "--out", "{out}/m.glb"], "64 megapixel limit"),
     ("gen-image-folder", GEN[:4] + ["{folder_png}", "--out", "{out}/m.glb"], "does not exist"),
     ("gen-image-escape-name", GEN[:4] + ["{long_name}", "--out", "{out}/m.glb"], "\\x0a\\x1b[2J.png"),
-    ("gen-image-bomb-hub-id", ["generate", "--model", "owner/name", "--image", "{bomb_png}", "--out", "{out}/m.glb"], "64 megapixel limit"),
+    (
+        "gen-image-bomb-hub-id",
+        ["generate", "--model", "owner/name", "--image", "{bomb_png}", "--out", "{out}/m.glb"],
+        "64 megapixel limit",
+    ),
 ]
 
 OUTPUT_CASES = [
@@ -401,8 +517,16 @@ OUTPUT_CASES = [
     ("r-out-parent-is-file", ["reconstruct", "{views}", "--out", "{file}/m.ply"], "is a file, not a folder"),
     ("render-out-is-file", ["render", "{ply}", "--cameras", "{views}", "--out", "{file}"], "is a file, not a folder"),
     ("render-out-folder-missing", ["render", "{ply}", "--cameras", "{views}", "--out", "{out}/a/b"], "does not exist"),
-    ("render-out-is-views", ["render", "{ply}", "--cameras", "{views}", "--out", "{views}"], "would overwrite the input"),
-    ("render-out-over-frames", ["render", "{glb}", "--cameras", "{cams_named}/cams.json", "--out", "{cams_named}"], "would overwrite the input"),
+    (
+        "render-out-is-views",
+        ["render", "{ply}", "--cameras", "{views}", "--out", "{views}"],
+        "would overwrite the input",
+    ),
+    (
+        "render-out-over-frames",
+        ["render", "{glb}", "--cameras", "{cams_named}/cams.json", "--out", "{cams_named}"],
+        "would overwrite the input",
+    ),
     ("mesh-out-suffix", ["mesh", "{ply}", "--out", "{out}/m.stl"], "must end in .glb or .obj"),
     ("mesh-out-obj-is-folder", ["mesh", "{ply}", "--out", "{folder_obj}"], "it is a folder"),
     ("mesh-out-png-is-folder", ["mesh", "{ply}", "--out", "{sib}/m.obj"], "m.png (--out): it is a folder"),
@@ -416,12 +540,17 @@ OUTPUT_CASES = [
     ("gen-save-ply-suffix", GEN + ["--save-ply", "{out}/g.glb"], "--save-ply must end in .ply"),
     ("gen-save-ply-folder-missing", GEN + ["--save-ply", "{out}/no/g.ply"], "does not exist"),
     ("gen-save-views-is-file", GEN + ["--save-views", "{file}"], "is a file, not a folder"),
-    ("gen-out-png-overwrites-image", ["generate", "--model", "{model}", "--image", "{root}/image.png", "--out", "{root}/image.obj"],
-     "would overwrite the input"),
+    (
+        "gen-out-png-overwrites-image",
+        ["generate", "--model", "{model}", "--image", "{root}/image.png", "--out", "{root}/image.obj"],
+        "would overwrite the input",
+    ),
 ]
 
 
-@pytest.mark.parametrize("argv, message", [pytest.param(a, m, id=i) for i, a, m in OPTION_CASES + INPUT_CASES + OUTPUT_CASES])
+@pytest.mark.parametrize(
+    "argv, message", [pytest.param(a, m, id=i) for i, a, m in OPTION_CASES + INPUT_CASES + OUTPUT_CASES]
+)
 def test_cli_bad_input(run_bad, argv, message):
     assert message in run_bad(argv)
 
@@ -434,7 +563,9 @@ def test_cli_cuda_without_gpu(run_bad, argv):
 
 def test_the_battery_is_large_enough():
     assert len(OPTION_CASES + INPUT_CASES + OUTPUT_CASES) >= 100
-    assert len({c[0] for c in OPTION_CASES + INPUT_CASES + OUTPUT_CASES}) == len(OPTION_CASES + INPUT_CASES + OUTPUT_CASES)
+    assert len({c[0] for c in OPTION_CASES + INPUT_CASES + OUTPUT_CASES}) == len(
+        OPTION_CASES + INPUT_CASES + OUTPUT_CASES
+    )
 
 
 def test_help_shows_the_ranges(capsys):
@@ -457,9 +588,13 @@ def test_help_shows_the_ranges(capsys):
 @contextmanager
 def _tmpfs(folder: Path, options: str):
     folder.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True, check=False
+    )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root with mount permission needed): {r.stderr.strip() or r.returncode}")
+        pytest.skip(
+            f"cannot mount a tmpfs here (root with mount permission needed): {r.stderr.strip() or r.returncode}"
+        )
     try:
         yield folder
     finally:
@@ -495,28 +630,48 @@ def _full_disk_case(env, folder: Path, argv: list[str], capsys) -> str:
     return line
 
 
-@pytest.mark.parametrize("argv, output", [
-    (["reconstruct", "{views}", "--out", "{disk}/m.ply", "--steps", "1"], "m.ply"),
-    (["render", "{ply}", "--cameras", "{views}", "--out", "{disk}/r"], "r"),
-    (["render", "{ply}", "--cameras", "{views}", "--out", "{disk}/r/"], "r"),
-    (["mesh", "{ply}", "--out", "{disk}/m.obj", "--resolution", "16", "--faces", "200", "--texture-size", "64"], "m."),
-], ids=["reconstruct", "render", "render-slash", "mesh-obj"])
+@pytest.mark.parametrize(
+    "argv, output",
+    [
+        (["reconstruct", "{views}", "--out", "{disk}/m.ply", "--steps", "1"], "m.ply"),
+        (["render", "{ply}", "--cameras", "{views}", "--out", "{disk}/r"], "r"),
+        (["render", "{ply}", "--cameras", "{views}", "--out", "{disk}/r/"], "r"),
+        (
+            ["mesh", "{ply}", "--out", "{disk}/m.obj", "--resolution", "16", "--faces", "200", "--texture-size", "64"],
+            "m.",
+        ),
+    ],
+    ids=["reconstruct", "render", "render-slash", "mesh-obj"],
+)
 def test_disk_full_gives_one_line_and_no_file(env, full_disk, capsys, argv, output):
     line = _full_disk_case(env, full_disk, argv, capsys)
-    assert f"cannot write {full_disk}/{output}" in line and "No space left on device" in line and "free some disk space" in line
+    assert (
+        f"cannot write {full_disk}/{output}" in line
+        and "No space left on device" in line
+        and "free some disk space" in line
+    )
 
 
-@pytest.mark.parametrize("argv", [
-    ["reconstruct", "{views}", "--out", "{disk}/m.ply"], ["render", "{ply}", "--cameras", "{views}", "--out", "{disk}/r"],
-    ["mesh", "{ply}", "--out", "{disk}/m.glb"], ["demo", "--out", "{disk}/demo"], GEN[:6] + ["{disk}/m.glb"],
-], ids=["reconstruct", "render", "mesh", "demo", "generate"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reconstruct", "{views}", "--out", "{disk}/m.ply"],
+        ["render", "{ply}", "--cameras", "{views}", "--out", "{disk}/r"],
+        ["mesh", "{ply}", "--out", "{disk}/m.glb"],
+        ["demo", "--out", "{disk}/demo"],
+        GEN[:6] + ["{disk}/m.glb"],
+    ],
+    ids=["reconstruct", "render", "mesh", "demo", "generate"],
+)
 def test_read_only_folder_is_refused_before_work(env, read_only, capsys, argv):
     assert "(--out): the folder" in (line := _full_disk_case(env, read_only, argv, capsys)) and "read-only disk" in line
 
 
 @pytest.mark.slow
 def test_demo_on_a_full_disk(env, full_disk, capsys):
-    line = _full_disk_case(env, full_disk, ["demo", "--out", "{disk}/demo", "--steps", "1", "--resolution", "16"], capsys)
+    line = _full_disk_case(
+        env, full_disk, ["demo", "--out", "{disk}/demo", "--steps", "1", "--resolution", "16"], capsys
+    )
     assert f"cannot write {full_disk}/demo" in line and "No space left on device" in line
 
 
@@ -528,8 +683,23 @@ def test_generate_on_a_full_disk_writes_neither_ply_nor_mesh(env, full_disk, tmp
     model = tmp_path_factory.mktemp("tiny_imagedream")
     save_diffusers_folder(build_random_model("imagedream", "tiny", seed=0), model)
     capsys.readouterr()
-    argv = ["generate", "--model", str(model), "--image", "{image}", "--out", "{disk}/m.glb", "--save-ply", "{disk}/g.ply",
-            "--save-views", "{disk}/views", "--tiny", "--device", "cpu", "--no-refine"]
+    argv = [
+        "generate",
+        "--model",
+        str(model),
+        "--image",
+        "{image}",
+        "--out",
+        "{disk}/m.glb",
+        "--save-ply",
+        "{disk}/g.ply",
+        "--save-views",
+        "{disk}/views",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--no-refine",
+    ]
     assert "No space left on device" in _full_disk_case(env, full_disk, argv, capsys)
 
 
@@ -548,11 +718,19 @@ def _signal_mid_write(monkeypatch, target, name: str, signum: int) -> None:
     monkeypatch.setattr(target, name, write)
 
 
-@pytest.mark.parametrize("argv, patch, signum", [
-    (["reconstruct", "{views}", "--out", "{out}/m.ply", "--steps", "2"], "ply", signal.SIGTERM),
-    (["render", "{ply}", "--cameras", "{views}", "--out", "{out}/r"], "png", signal.SIGHUP),
-    (["mesh", "{ply}", "--out", "{out}/m.obj", "--resolution", "16", "--faces", "200", "--texture-size", "64"], "png", signal.SIGTERM),
-], ids=["reconstruct-sigterm", "render-sighup", "mesh-obj-sigterm"])
+@pytest.mark.parametrize(
+    "argv, patch, signum",
+    [
+        (["reconstruct", "{views}", "--out", "{out}/m.ply", "--steps", "2"], "ply", signal.SIGTERM),
+        (["render", "{ply}", "--cameras", "{views}", "--out", "{out}/r"], "png", signal.SIGHUP),
+        (
+            ["mesh", "{ply}", "--out", "{out}/m.obj", "--resolution", "16", "--faces", "200", "--texture-size", "64"],
+            "png",
+            signal.SIGTERM,
+        ),
+    ],
+    ids=["reconstruct-sigterm", "render-sighup", "mesh-obj-sigterm"],
+)
 def test_signal_while_writing_removes_everything(env, tmp_path, monkeypatch, capsys, argv, patch, signum):
     from plyfile import PlyData
 
@@ -579,12 +757,20 @@ def _caught_signals(pid: int) -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to see when the handlers are installed")
-@pytest.mark.parametrize("command, started, signum", [
-    (["reconstruct", "{views}", "--out", "{out}/m.ply", "--steps", "100000"], "reconstructing from", signal.SIGTERM),
-    (["reconstruct", "{views}", "--out", "{out}/m.ply", "--steps", "100000"], "reconstructing from", signal.SIGHUP),
-    (["demo", "--out", "{out}/demo", "--steps", "100000", "--resolution", "16"], 6.0, signal.SIGTERM),
-    (["demo", "--out", "{out}/demo", "--steps", "100000", "--resolution", "16"], 6.0, signal.SIGHUP),
-], ids=["reconstruct-sigterm", "reconstruct-sighup", "demo-sigterm", "demo-sighup"])
+@pytest.mark.parametrize(
+    "command, started, signum",
+    [
+        (
+            ["reconstruct", "{views}", "--out", "{out}/m.ply", "--steps", "100000"],
+            "reconstructing from",
+            signal.SIGTERM,
+        ),
+        (["reconstruct", "{views}", "--out", "{out}/m.ply", "--steps", "100000"], "reconstructing from", signal.SIGHUP),
+        (["demo", "--out", "{out}/demo", "--steps", "100000", "--resolution", "16"], 6.0, signal.SIGTERM),
+        (["demo", "--out", "{out}/demo", "--steps", "100000", "--resolution", "16"], 6.0, signal.SIGHUP),
+    ],
+    ids=["reconstruct-sigterm", "reconstruct-sighup", "demo-sigterm", "demo-sighup"],
+)
 def test_stop_signals_end_a_run_cleanly(env, tmp_path, command, started, signum):
     """A real signal to a running command: ``started`` is the stderr line that says the work has
     begun, or the seconds to wait after the handlers are installed (the demo prints nothing)."""
@@ -593,8 +779,9 @@ def test_stop_signals_end_a_run_cleanly(env, tmp_path, command, started, signum)
     out = tmp_path / "out"
     out.mkdir()
     cmd = [sys.executable, "-m", "microdreamer_core.cli", *(a.format(**env, out=str(out)) for a in command)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
     reader.start()
@@ -662,25 +849,73 @@ def _library_cases():
         ("posed-views-0x0", lambda: PosedViews(torch.zeros(1, 0, 0, 4), cams), "0x0 pixels"),
         ("posed-views-nan", lambda: PosedViews(torch.full((1, 8, 8, 4), float("nan")), cams), "NaN"),
         ("posed-views-resize-zero", lambda: views.resized(0), "at least 1"),
-        ("from-images-empty", lambda: PosedViews.from_images_and_masks(torch.zeros(0, 8, 8, 3), torch.zeros(0, 8, 8), cams), "empty batch"),
-        ("from-images-empty-masks", lambda: PosedViews.from_images_and_masks(image, torch.zeros(0, 8, 8), cams), "empty batch"),
-        ("from-images-0x0", lambda: PosedViews.from_images_and_masks(torch.zeros(1, 0, 0, 3), torch.zeros(1, 0, 0), cams), "0x0"),
-        ("condition-empty-batch", lambda: make_condition("zero123", image=torch.zeros(0, 8, 8, 3), mask=mask), "empty batch"),
-        ("condition-0x0-image", lambda: make_condition("zero123", image=torch.zeros(1, 0, 0, 3), mask=torch.zeros(1, 0, 0)), "0x0"),
-        ("condition-empty-mask-batch", lambda: make_condition("zero123", image=image, mask=torch.zeros(0, 8, 8)), "empty batch"),
-        ("condition-mask-size", lambda: make_condition("zero123", image=image, mask=torch.ones(1, 4, 5)), "the mask is 5x4"),
+        (
+            "from-images-empty",
+            lambda: PosedViews.from_images_and_masks(torch.zeros(0, 8, 8, 3), torch.zeros(0, 8, 8), cams),
+            "empty batch",
+        ),
+        (
+            "from-images-empty-masks",
+            lambda: PosedViews.from_images_and_masks(image, torch.zeros(0, 8, 8), cams),
+            "empty batch",
+        ),
+        (
+            "from-images-0x0",
+            lambda: PosedViews.from_images_and_masks(torch.zeros(1, 0, 0, 3), torch.zeros(1, 0, 0), cams),
+            "0x0",
+        ),
+        (
+            "condition-empty-batch",
+            lambda: make_condition("zero123", image=torch.zeros(0, 8, 8, 3), mask=mask),
+            "empty batch",
+        ),
+        (
+            "condition-0x0-image",
+            lambda: make_condition("zero123", image=torch.zeros(1, 0, 0, 3), mask=torch.zeros(1, 0, 0)),
+            "0x0",
+        ),
+        (
+            "condition-empty-mask-batch",
+            lambda: make_condition("zero123", image=image, mask=torch.zeros(0, 8, 8)),
+            "empty batch",
+        ),
+        (
+            "condition-mask-size",
+            lambda: make_condition("zero123", image=image, mask=torch.ones(1, 4, 5)),
+            "the mask is 5x4",
+        ),
         ("condition-nan-image", lambda: make_condition("zero123", image=nan_image, mask=mask), "NaN"),
-        ("condition-elevation-nan", lambda: make_condition("zero123", image=image, mask=mask, elevation=float("nan")), "elevation"),
+        (
+            "condition-elevation-nan",
+            lambda: make_condition("zero123", image=image, mask=mask, elevation=float("nan")),
+            "elevation",
+        ),
         ("condition-elevation-90", lambda: make_condition("mvdream", "a duck", elevation=90.0), "elevation"),
         ("recenter-0x0", lambda: recenter_rgba(torch.zeros(0, 0, 3)), "0x0"),
         ("recenter-size-zero", lambda: recenter_rgba(torch.ones(8, 8, 3), size=0), "canvas size"),
         # the nodes' form: the model kind decided later
         ("reference-empty-batch", lambda: make_condition(None, image=torch.zeros(0, 8, 8, 3)), "empty batch"),
-        ("reference-empty-mask-batch", lambda: make_condition(None, image=image, mask=torch.zeros(0, 8, 8)), "empty batch"),
-        ("reconstruct-resolution-negative", lambda: reconstruct(views, ReconstructConfig(steps=1, resolution=-3)), "resolution"),
-        ("reconstruct-device-unknown", lambda: reconstruct(views, ReconstructConfig(steps=1, runtime=FitRuntime(device="tpu"))), "unknown device"),
+        (
+            "reference-empty-mask-batch",
+            lambda: make_condition(None, image=image, mask=torch.zeros(0, 8, 8)),
+            "empty batch",
+        ),
+        (
+            "reconstruct-resolution-negative",
+            lambda: reconstruct(views, ReconstructConfig(steps=1, resolution=-3)),
+            "resolution",
+        ),
+        (
+            "reconstruct-device-unknown",
+            lambda: reconstruct(views, ReconstructConfig(steps=1, runtime=FitRuntime(device="tpu"))),
+            "unknown device",
+        ),
         ("reconstruct-not-views", lambda: reconstruct(torch.rand(1, 8, 8, 4)), "PosedViews"),
-        ("gaussians-render-width-zero", lambda: render_gaussians(init_ball(10), cams.with_resolution(0, 8)), "at least 1x1"),
+        (
+            "gaussians-render-width-zero",
+            lambda: render_gaussians(init_ball(10), cams.with_resolution(0, 8)),
+            "at least 1x1",
+        ),
         ("render-mesh-singular", lambda: render_mesh(box, Cameras(torch.zeros(1, 4, 4), 0.8, 8, 8)), "singular"),
         ("sampling-empty-views", lambda: to_bchw(torch.zeros(0, 8, 8, 3)), "empty batch"),
         ("sampling-0x0-views", lambda: to_bchw(torch.zeros(2, 0, 0, 3)), "0x0"),
@@ -750,7 +985,11 @@ def test_atomic_outputs_are_all_or_nothing(tmp_path):
             inner.file(tmp_path / "old.txt").write_text("new")
         assert (tmp_path / "old.txt").read_text() == "old" and not (tmp_path / "result").exists()
     assert (tmp_path / "old.txt").read_text() == "new"
-    assert sorted(p.name for p in (tmp_path / "result" / "views").rglob("*")) == ["images", "r_0.png", "transforms.json"]
+    assert sorted(p.name for p in (tmp_path / "result" / "views").rglob("*")) == [
+        "images",
+        "r_0.png",
+        "transforms.json",
+    ]
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary or backup file left
 
 
@@ -778,8 +1017,9 @@ def test_a_swallowed_stop_still_ends_the_process_cleanly(tmp_path, signum):
     prints the one line and exits with 128 + the signal number."""
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", _SWALLOWING_RUN, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SWALLOWING_RUN, str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         assert [p.name for p in out.iterdir()][0].startswith(".m.ply.")  # the temporary output exists

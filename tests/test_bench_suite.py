@@ -11,21 +11,58 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STAGES = {"calibration", "one_nfe", "init_sampling", "hybrid_forward", "optimiser_step", "densification", "pipeline",
-          "mesh_extract", "uv_unwrap_quality", "uv_unwrap_fast", "bake", "texture_refine", "glb_write", "sds", "sir_gaussians"}
+STAGES = {
+    "calibration",
+    "one_nfe",
+    "init_sampling",
+    "hybrid_forward",
+    "optimiser_step",
+    "densification",
+    "pipeline",
+    "mesh_extract",
+    "uv_unwrap_quality",
+    "uv_unwrap_fast",
+    "bake",
+    "texture_refine",
+    "glb_write",
+    "sds",
+    "sir_gaussians",
+}
 
 
 @pytest.mark.slow
 def test_tiny_suite_runs_and_every_measurement_is_above_its_floor(tmp_path):
     out = tmp_path / "suite.jsonl"
-    cmd = [sys.executable, str(ROOT / "bench" / "suite.py"), "--size", "tiny", "--repeats", "1", "--repeats-fast", "2",
-           "--repeats-pipeline", "1", "--sds-steps", "8", "--compare-iterations", "2", "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "suite.py"),
+        "--size",
+        "tiny",
+        "--repeats",
+        "1",
+        "--repeats-fast",
+        "2",
+        "--repeats-pipeline",
+        "1",
+        "--sds-steps",
+        "8",
+        "--compare-iterations",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {r["stage"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert set(rows) == STAGES
     for r in rows.values():  # every line says where and how it was measured
-        assert r["command"].startswith("python bench/suite.py --size tiny") and r["date"] and r["commit"] and r["device"] == "cpu"
+        assert (
+            r["command"].startswith("python bench/suite.py --size tiny")
+            and r["date"]
+            and r["commit"]
+            and r["device"] == "cpu"
+        )
     cal = rows["calibration"]
     assert cal["matmul_tflops"] > 0 and cal["bandwidth_gbs"] > 0
     for stage, r in rows.items():

@@ -44,7 +44,9 @@ def test_reconstruct_and_render_roundtrip(views_dir, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     g = load_ply(out)
     assert g.num > 0
-    assert main(["render", str(out), "--cameras", str(views_dir / "transforms.json"), "--out", str(tmp_path / "r")]) == 0
+    assert (
+        main(["render", str(out), "--cameras", str(views_dir / "transforms.json"), "--out", str(tmp_path / "r")]) == 0
+    )
     rendered = load_transforms(tmp_path / "r")
     original = load_transforms(views_dir)
     assert rendered.images.shape == original.images.shape
@@ -59,7 +61,21 @@ def test_reconstruct_and_render_roundtrip(views_dir, tmp_path, capsys):
 def test_render_with_resolution_override(views_dir, tmp_path):
     g = init_ball(50, generator=torch.Generator().manual_seed(0))
     save_ply(g, tmp_path / "g.ply")
-    assert main(["render", str(tmp_path / "g.ply"), "--cameras", str(views_dir), "--out", str(tmp_path / "r"), "--resolution", "24"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(tmp_path / "g.ply"),
+                "--cameras",
+                str(views_dir),
+                "--out",
+                str(tmp_path / "r"),
+                "--resolution",
+                "24",
+            ]
+        )
+        == 0
+    )
     assert load_transforms(tmp_path / "r").images.shape == (6, 24, 24, 4)
 
 
@@ -83,6 +99,7 @@ def test_bad_inputs_give_one_line_and_no_output(views_dir, tmp_path, capsys):
     g = init_ball(10, generator=torch.Generator().manual_seed(0))
     save_ply(g, tmp_path / "nan.ply")
     from plyfile import PlyData
+
     ply = PlyData.read(str(tmp_path / "nan.ply"), mmap=False)
     ply["vertex"]["x"][0] = np.nan
     ply.write(str(tmp_path / "nan.ply"))
@@ -99,7 +116,9 @@ def test_bad_inputs_give_one_line_and_no_output(views_dir, tmp_path, capsys):
     (mixed / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
     assert main(["reconstruct", str(mixed), "--out", str(out)]) == 2
     assert "mixed sizes" in _error_line(capsys)
-    (mixed / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": [{"file_path": "c.png", "transform_matrix": np.eye(4).tolist()}]}))
+    (mixed / "transforms.json").write_text(
+        json.dumps({"camera_angle_x": 0.8, "frames": [{"file_path": "c.png", "transform_matrix": np.eye(4).tolist()}]})
+    )
     assert main(["reconstruct", str(mixed), "--out", str(out)]) == 2
     assert "no alpha" in _error_line(capsys)
     assert not out.exists() and not list(tmp_path.glob(".model.ply.*"))
@@ -125,7 +144,9 @@ def test_interrupt_leaves_no_partial_file(views_dir, tmp_path, monkeypatch, caps
 
 
 def test_console_entry_point_help():
-    r = subprocess.run([sys.executable, "-m", "microdreamer_core.cli", "--help"], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "microdreamer_core.cli", "--help"], capture_output=True, text=True, check=False
+    )
     assert r.returncode == 0
     for cmd in ("reconstruct", "render", "demo"):
         assert cmd in r.stdout
@@ -143,7 +164,6 @@ def test_render_a_glb_mesh(views_dir, tmp_path):
     assert 0.05 < covered.float().mean() < 0.6  # a box in the middle of each view
     green = v.images[..., :3][covered].mean(0)
     assert green[1] > 0.6 and green[0] < 0.3 and green[2] < 0.3, green
-
 
 
 def test_mesh_passes_uv_charts_to_the_mesh_stage(tmp_path, monkeypatch, capsys):
@@ -215,25 +235,44 @@ def _gen_args(kind, model_dir, out, image=None, *extra):
     return args + [str(e) for e in extra]
 
 
-@pytest.mark.parametrize("kind", [pytest.param("zero123", marks=pytest.mark.slow), "imagedream",
-                                  pytest.param("mvdream", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param("zero123", marks=pytest.mark.slow), "imagedream", pytest.param("mvdream", marks=pytest.mark.slow)],
+)
 def test_generate_writes_a_valid_glb_ply_and_views(kind, tiny_model_dir, blob_png, tmp_path, capsys):
     from gltf_validator import assert_valid
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out, ply, views = out_dir / "model.glb", out_dir / "gaussians.ply", out_dir / "views"
-    assert main(_gen_args(kind, tiny_model_dir(kind), out, blob_png, "--save-ply", ply, "--save-views", views, "--seed", 3)) == 0
+    assert (
+        main(
+            _gen_args(kind, tiny_model_dir(kind), out, blob_png, "--save-ply", ply, "--save-views", views, "--seed", 3)
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     start = [line for line in cap.err.splitlines() if line.startswith("generating with")]
-    assert len(start) == 1 and f"({kind})" in start[0] and "(tiny)" in start[0] and "seed 3" in start[0] and "on cpu" in start[0], cap.err
+    assert (
+        len(start) == 1
+        and f"({kind})" in start[0]
+        and "(tiny)" in start[0]
+        and "seed 3" in start[0]
+        and "on cpu" in start[0]
+    ), cap.err
     assert_valid(out)
     g = load_ply(ply)
     assert g.num > 0 and torch.isfinite(g.means).all()
-    assert f"Gaussians: {g.num}" in cap.out and "NFEs: " in cap.out and "triangles" in cap.out and f"wrote {out}" in cap.out
+    assert (
+        f"Gaussians: {g.num}" in cap.out
+        and "NFEs: " in cap.out
+        and "triangles" in cap.out
+        and f"wrote {out}" in cap.out
+    )
     n_views = 6 if kind == "zero123" else 4
-    assert sorted(p.name for p in views.iterdir()) == sorted([f"init_{i:02d}.png" for i in range(n_views)]
-                                                              + [f"target_{i:02d}.png" for i in range(n_views)])
+    assert sorted(p.name for p in views.iterdir()) == sorted(
+        [f"init_{i:02d}.png" for i in range(n_views)] + [f"target_{i:02d}.png" for i in range(n_views)]
+    )
     with Image.open(views / "init_00.png") as im:
         assert im.mode == "RGB" and im.size == (64, 64)  # the tiny preset's render resolution
     assert sorted(p.name for p in out_dir.iterdir()) == ["gaussians.ply", "model.glb", "views"]  # no temp files left
@@ -244,7 +283,21 @@ def test_generate_same_seed_gives_byte_identical_files(tiny_model_dir, blob_png,
     outs = []
     for run in ("a", "b"):
         out = tmp_path / f"{run}.glb"
-        assert main(_gen_args("imagedream", tiny_model_dir("imagedream"), out, blob_png, "--seed", 5, "--save-ply", tmp_path / f"{run}.ply")) == 0
+        assert (
+            main(
+                _gen_args(
+                    "imagedream",
+                    tiny_model_dir("imagedream"),
+                    out,
+                    blob_png,
+                    "--seed",
+                    5,
+                    "--save-ply",
+                    tmp_path / f"{run}.ply",
+                )
+            )
+            == 0
+        )
         outs.append(out)
     assert outs[0].read_bytes() == outs[1].read_bytes()
     assert (tmp_path / "a.ply").read_bytes() == (tmp_path / "b.ply").read_bytes()
@@ -281,10 +334,16 @@ def test_generate_bad_inputs_fail_fast_with_one_line(tiny_model_dir, blob_png, t
     assert "text-to-3D" in line and "--prompt TEXT" in line
     assert "--prompt" in run(["--model", mvdream, "--prompt", "  ", "--out", out])
     assert "give --image PATH" in run(["--model", mvdream, "--out", out])  # neither input
-    assert "--out must end in .glb or .obj" in run(["--model", mvdream, "--prompt", "a duck", "--out", out_dir / "model.ply"])
-    assert "--out must end in" in run(["--model", tmp_path / "no_such_model", "--prompt", "a duck", "--out", out_dir / "model.gltf"])
+    assert "--out must end in .glb or .obj" in run(
+        ["--model", mvdream, "--prompt", "a duck", "--out", out_dir / "model.ply"]
+    )
+    assert "--out must end in" in run(
+        ["--model", tmp_path / "no_such_model", "--prompt", "a duck", "--out", out_dir / "model.gltf"]
+    )
     assert "does not exist" in run(["--model", mvdream, "--prompt", "a duck", "--out", tmp_path / "nowhere" / "m.glb"])
-    assert "--save-ply must end in .ply" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--save-ply", out_dir / "g.glb"])
+    assert "--save-ply must end in .ply" in run(
+        ["--model", mvdream, "--prompt", "a duck", "--out", out, "--save-ply", out_dir / "g.glb"]
+    )
     assert "--preset zero123" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--preset", "zero123"])
     assert "unknown --preset" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--preset", "fastest"])
     assert "--iterations" in run(["--model", mvdream, "--prompt", "a duck", "--out", out, "--iterations", "-1"])
@@ -300,9 +359,25 @@ def test_generate_help_matches_the_code(capsys):
         main(["generate", "--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for option in ("--image PATH", "--prompt TEXT", "--negative-prompt TEXT", "--model PATH_OR_HUB_ID", "--preset NAME", "--out OUT",
-                   "--seed SEED", "--iterations K", "--save-ply PATH", "--save-views DIR", "--elevation DEG", "--no-refine",
-                   "--device {auto,cpu,cuda}", "--dtype {auto,fp32,fp16,bf16}", "--download-dir DIR", "--tiny", "test/smoke mode"):
+    for option in (
+        "--image PATH",
+        "--prompt TEXT",
+        "--negative-prompt TEXT",
+        "--model PATH_OR_HUB_ID",
+        "--preset NAME",
+        "--out OUT",
+        "--seed SEED",
+        "--iterations K",
+        "--save-ply PATH",
+        "--save-views DIR",
+        "--elevation DEG",
+        "--no-refine",
+        "--device {auto,cpu,cuda}",
+        "--dtype {auto,fp32,fp16,bf16}",
+        "--download-dir DIR",
+        "--tiny",
+        "test/smoke mode",
+    ):
         assert option in text, option
     assert ", ".join(PRESETS) in text
 
@@ -320,8 +395,15 @@ def test_generate_ctrl_c_exits_130_and_leaves_no_file(tiny_model_dir, blob_png, 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out, ply = out_dir / "model.glb", out_dir / "gaussians.ply"
-    cmd = [sys.executable, "-m", "microdreamer_core.cli", *_gen_args("imagedream", model, out, blob_png, "--iterations", 200, "--save-ply", ply)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "microdreamer_core.cli",
+        *_gen_args("imagedream", model, out, blob_png, "--iterations", 200, "--save-ply", ply),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     lines: queue.Queue = queue.Queue()
     err: list[str] = []
 

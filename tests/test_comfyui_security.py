@@ -29,20 +29,33 @@ def server(comfyui_server: ComfyServer) -> ComfyServer:
 
 
 def views_prompt(path) -> dict:
-    return {"1": {"class_type": "MicroDreamerLoadPosedViews", "inputs": {"path": path}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "security/x"}}}
+    return {
+        "1": {"class_type": "MicroDreamerLoadPosedViews", "inputs": {"path": path}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "security/x"}},
+    }
 
 
 def upload(server: ComfyServer, filename: str, data: bytes, subfolder: str) -> dict:
     """POST /upload/image (multipart), as the front end uploads, into ``input/<subfolder>``."""
     boundary = uuid.uuid4().hex
     fields = [("subfolder", subfolder.encode()), ("type", b"input"), ("overwrite", b"true")]
-    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'.encode() + v + b"\r\n"
-                    for k, v in fields)
-    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-             f"Content-Type: application/json\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(server.url + "/upload/image", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'.encode() + v + b"\r\n" for k, v in fields
+    )
+    body += (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            f"Content-Type: application/json\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        server.url + "/upload/image",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         assert r.status == 200
         return json.loads(r.read())
@@ -56,8 +69,14 @@ def assert_reveals_nothing(text: str, server: ComfyServer) -> None:
 def test_views_path_outside_the_input_folder_is_refused_at_queue_time(server: ComfyServer):
     outside = server.base / OUTSIDE
     messages = set()
-    for path in (str(outside), f"../{OUTSIDE}", str(outside / "transforms.json"), "../../../../etc",
-                 str(server.base / "no_such_folder"), f"../{OUTSIDE}_missing"):
+    for path in (
+        str(outside),
+        f"../{OUTSIDE}",
+        str(outside / "transforms.json"),
+        "../../../../etc",
+        str(server.base / "no_such_folder"),
+        f"../{OUTSIDE}_missing",
+    ):
         status, body = server.post_prompt(views_prompt(path))
         assert status == 400 and list(body["node_errors"]) == ["1"], body
         (error,) = body["node_errors"]["1"]["errors"]
@@ -72,7 +91,9 @@ def test_views_path_outside_the_input_folder_is_refused_at_queue_time(server: Co
     assert len(messages) == 1, f"the message depends on the path: {messages}"
 
     # The list offers folders inside the input folder only.
-    options = server.get_json("/object_info/MicroDreamerLoadPosedViews")["MicroDreamerLoadPosedViews"]["input"]["required"]["path"]
+    options = server.get_json("/object_info/MicroDreamerLoadPosedViews")["MicroDreamerLoadPosedViews"]["input"][
+        "required"
+    ]["path"]
     listed = options[0] if isinstance(options[0], list) else options[1]["options"]
     assert not any(OUTSIDE in name or name.startswith(("/", "..")) for name in listed), listed
 
@@ -81,11 +102,26 @@ def test_uploaded_transforms_pointing_outside_is_a_clean_node_error(server: Comf
     outside = server.base / OUTSIDE
     tag = uuid.uuid4().hex[:6]
     messages = set()
-    for i, file_path in enumerate((f"../../{OUTSIDE}/images/r_0.png", str(outside / "images" / "r_1.png"),
-                                   "../../../../../../etc/passwd", f"../../{OUTSIDE}/images/missing.png")):
+    for i, file_path in enumerate(
+        (
+            f"../../{OUTSIDE}/images/r_0.png",
+            str(outside / "images" / "r_1.png"),
+            "../../../../../../etc/passwd",
+            f"../../{OUTSIDE}/images/missing.png",
+        )
+    ):
         folder = f"uploaded_{tag}_{i}"
-        meta = {"camera_angle_x": 0.8, "frames": [{"file_path": file_path, "transform_matrix": json.loads(
-            (outside / "transforms.json").read_text())["frames"][0]["transform_matrix"]}]}
+        meta = {
+            "camera_angle_x": 0.8,
+            "frames": [
+                {
+                    "file_path": file_path,
+                    "transform_matrix": json.loads((outside / "transforms.json").read_text())["frames"][0][
+                        "transform_matrix"
+                    ],
+                }
+            ],
+        }
         assert upload(server, "transforms.json", json.dumps(meta).encode(), folder)["name"] == "transforms.json"
         assert (server.base / "input" / folder / "transforms.json").is_file()
         if i == 0:  # the uploaded folder is offered in the list
@@ -111,18 +147,32 @@ def test_hub_id_refuses_local_paths_at_queue_time(server: ComfyServer):
     messages = set()
     for hub_id in (str(models), "../models/microdreamer", "~/models", "owner/name/extra", "C:\\models"):
         prompt = {
-            "1": {"class_type": "MicroDreamerMultiViewModelLoader",
-                  "inputs": {"model": "hub: ashawkey/mvdream-sd2.1-diffusers", "dtype": "fp32", "hub_id": hub_id}},
-            "2": {"class_type": "MicroDreamerMultiViewSampler",
-                  "inputs": {"mv_model": ["1", 0], "prompt": "a duck", "negative_prompt": "default", "guidance_scale": 0.0,
-                             "eta": -1.0, "seed": 0, "steps": 1, "image_size": 64}},
+            "1": {
+                "class_type": "MicroDreamerMultiViewModelLoader",
+                "inputs": {"model": "hub: ashawkey/mvdream-sd2.1-diffusers", "dtype": "fp32", "hub_id": hub_id},
+            },
+            "2": {
+                "class_type": "MicroDreamerMultiViewSampler",
+                "inputs": {
+                    "mv_model": ["1", 0],
+                    "prompt": "a duck",
+                    "negative_prompt": "default",
+                    "guidance_scale": 0.0,
+                    "eta": -1.0,
+                    "seed": 0,
+                    "steps": 1,
+                    "image_size": 64,
+                },
+            },
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "security/hub"}},
         }
         status, body = server.post_prompt(prompt)
         assert status == 400 and list(body["node_errors"]) == ["1"], body
         (error,) = body["node_errors"]["1"]["errors"]
         message = error["details"].removeprefix("hub_id - ")
-        assert error["type"] == "custom_validation_failed" and message.startswith("hub_id takes a hub repo id 'owner/name', not a path"), error
+        assert error["type"] == "custom_validation_failed" and message.startswith(
+            "hub_id takes a hub repo id 'owner/name', not a path"
+        ), error
         assert str(models) not in json.dumps(body)
         messages.add(message)
     assert len(messages) == 1

@@ -162,8 +162,11 @@ def object_info(server: ComfyServer) -> dict:
 # --- tests ---------------------------------------------------------------------------------------
 def test_pack_imports_and_registers_all_nodes(server: ComfyServer, object_info: dict):
     log = server.log()
-    failed = [line for line in log.splitlines()
-              if "microdreamer" in line.lower() and ("IMPORT FAILED" in line or "Cannot import" in line)]
+    failed = [
+        line
+        for line in log.splitlines()
+        if "microdreamer" in line.lower() and ("IMPORT FAILED" in line or "Cannot import" in line)
+    ]
     assert not failed, "\n".join(failed) + "\n" + server.log_tail()
     missing = NODE_IDS - set(object_info)
     assert not missing, f"nodes missing from /object_info: {sorted(missing)}\n{server.log_tail()}"
@@ -197,7 +200,9 @@ def test_example_workflow_ui_and_api_twin_agree(object_info: dict, ui_path: Path
     assert ui["version"] == 0.4 and ui["last_node_id"] >= max(n["id"] for n in ui["nodes"])
     assert ui["last_link_id"] >= max(link[0] for link in ui["links"])
     nodes = {n["id"]: n for n in ui["nodes"]}
-    assert all(n["type"] in object_info or n["type"] == "Note" for n in nodes.values()), [n["type"] for n in nodes.values()]
+    assert all(n["type"] in object_info or n["type"] == "Note" for n in nodes.values()), [
+        n["type"] for n in nodes.values()
+    ]
     for link_id, src, src_slot, dst, dst_slot, typ in ui["links"]:  # link types match the sockets
         src_node, dst_node = nodes[src], nodes[dst]
         assert object_info[src_node["type"]]["output"][src_slot] == typ, (link_id, src_node["type"], typ)
@@ -210,7 +215,10 @@ def test_example_workflow_ui_and_api_twin_agree(object_info: dict, ui_path: Path
     for node in nodes.values():  # every socket that claims a link has it, and vice versa
         for socket in node.get("inputs", []):
             if socket.get("link") is not None:
-                assert any(link[0] == socket["link"] and link[3] == node["id"] for link in ui["links"]), (node["id"], socket)
+                assert any(link[0] == socket["link"] and link[3] == node["id"] for link in ui["links"]), (
+                    node["id"],
+                    socket,
+                )
     api = strip_meta(json.loads(api_twin(ui_path).read_text()))
     assert ui_to_api(ui, object_info) == api
     # comfy-cli converts UI workflows client-side (what `comfy run --workflow` sends): same prompt.
@@ -248,8 +256,9 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     alpha = render_gaussians(gaussians, cams[:2], backend="torch").alpha
     assert float(alpha.max()) > 0.5, "the reconstruction renders empty"
 
-    status, body = server.request("GET", "/view?filename={}&subfolder={}&type=output".format(
-        files[0]["filename"], files[0]["subfolder"]))
+    status, body = server.request(
+        "GET", "/view?filename={}&subfolder={}&type=output".format(files[0]["filename"], files[0]["subfolder"])
+    )
     assert status == 200 and body == path.read_bytes()
 
     # The textured GLB: listed for the 3D preview, served by /view, valid glTF, loads with texture.
@@ -264,7 +273,7 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     assert mesh.has_texture and mesh.texture.shape == (256, 256, 3) and 0 < mesh.num_faces <= 3000
     assert float(mesh.uvs.min()) >= 0.0 and float(mesh.uvs.max()) <= 1.0
     # The run's prompt is embedded like core savers do (asset.extras), so the file documents itself.
-    doc = json.loads(body[20:20 + int.from_bytes(body[12:16], "little")])
+    doc = json.loads(body[20 : 20 + int.from_bytes(body[12:16], "little")])
     assert json.loads(doc["asset"]["extras"]["prompt"])[GLB_ID]["class_type"] == "MicroDreamerSaveGLB"
 
     # Core SaveGLB wrote the same geometry (positions and indices only in ComfyUI 0.3.75).
@@ -299,7 +308,9 @@ def test_invalid_prompts_are_refused_naming_our_node(server: ComfyServer):
     assert status == 400 and RECON_ID in body["node_errors"], body
 
 
-def interrupt_after_progress(server: ComfyServer, prompt: dict, node: str, reports: int) -> tuple[dict, float, list[float]]:
+def interrupt_after_progress(
+    server: ComfyServer, prompt: dict, node: str, reports: int
+) -> tuple[dict, float, list[float]]:
     """Queue ``prompt``, wait until ``node`` has sent ``reports`` progress messages, POST /interrupt;
     returns the history entry, the seconds from the interrupt to the end, and the report times."""
     client_id = uuid.uuid4().hex
@@ -331,7 +342,8 @@ def interrupt_after_progress(server: ComfyServer, prompt: dict, node: str, repor
 def test_interrupt_stops_reconstruction_and_server_stays_healthy(server: ComfyServer):
     # Wait until the reconstruction itself has reported two steps (to time one step).
     entry, stop_seconds, step_times = interrupt_after_progress(
-        server, small_prompt(seed=3, prefix="interrupt/x", steps=100000), RECON_ID, reports=2)
+        server, small_prompt(seed=3, prefix="interrupt/x", steps=100000), RECON_ID, reports=2
+    )
     assert "execution_interrupted" in history_messages(entry), entry["status"]
     # The interrupt is checked between optimiser steps: it may wait for the running step.
     step_seconds = step_times[1] - step_times[0]
@@ -369,8 +381,10 @@ def _execution_error(entry: dict) -> dict:
 def test_node_errors_name_the_problem_and_the_fix(server: ComfyServer):
     # 6 views but the mvdream preset gives 4 cameras: the SIR node refuses before optimising.
     prompt = small_prompt(seed=5, prefix="mismatch/x")
-    prompt["4"] = {"class_type": "MicroDreamerOrbitCameras",
-                   "inputs": {"preset": "mvdream", "resolution": 64, "seed": 0, "elevations": "", "azimuths": "", "radius": 0.0}}
+    prompt["4"] = {
+        "class_type": "MicroDreamerOrbitCameras",
+        "inputs": {"preset": "mvdream", "resolution": 64, "seed": 0, "elevations": "", "azimuths": "", "radius": 0.0},
+    }
     prompt[RECON_ID]["inputs"]["cameras"] = ["4", 0]
     err = _execution_error(server.wait_history(server.queue(prompt), timeout=60))
     assert err["node_id"] == RECON_ID and err["exception_type"].endswith("InputError"), err
@@ -395,15 +409,34 @@ def test_node_errors_name_the_problem_and_the_fix(server: ComfyServer):
 def diffusion_prompt(model: str, prefix: str, prompt_text: str = "a yellow duck") -> dict:
     """Loader -> Multi-View Sampler (reference image from LoadImage) -> Hybrid Forward -> SaveImage,
     tiny models at 64 px."""
-    common = {"prompt": prompt_text, "negative_prompt": "default", "guidance_scale": 0.0, "eta": -1.0, "seed": 5,
-              "image": ["2", 0], "mask": ["2", 1], "invert_mask": True, "image_size": 64}
+    common = {
+        "prompt": prompt_text,
+        "negative_prompt": "default",
+        "guidance_scale": 0.0,
+        "eta": -1.0,
+        "seed": 5,
+        "image": ["2", 0],
+        "mask": ["2", 1],
+        "invert_mask": True,
+        "image_size": 64,
+    }
     return {
         "1": {"class_type": "MicroDreamerMultiViewModelLoader", "inputs": {"model": model, "dtype": "fp32"}},
         "2": {"class_type": "LoadImage", "inputs": {"image": REF_IMAGE}},
         "3": {"class_type": "MicroDreamerMultiViewSampler", "inputs": {"mv_model": ["1", 0], "steps": 4, **common}},
-        "4": {"class_type": "MicroDreamerHybridForward",
-              "inputs": {"mv_model": ["1", 0], "images": ["3", 0], "cameras": ["3", 1], "t": 600, "steps": 10,
-                         "inv_ratio": 0.6, "mode": "hybrid", **common}},
+        "4": {
+            "class_type": "MicroDreamerHybridForward",
+            "inputs": {
+                "mv_model": ["1", 0],
+                "images": ["3", 0],
+                "cameras": ["3", 1],
+                "t": 600,
+                "steps": 10,
+                "inv_ratio": 0.6,
+                "mode": "hybrid",
+                **common,
+            },
+        },
         "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": prefix}},
         "6": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": prefix + "_init"}},
     }
@@ -429,7 +462,9 @@ def test_diffusion_workflow_runs_and_images_come_back(server: ComfyServer, kind:
         images = entry["outputs"][node]["images"]
         assert len(images) == views, images
         for img in images:
-            status, body = server.request("GET", "/view?filename={}&subfolder={}&type=output".format(img["filename"], img["subfolder"]))
+            status, body = server.request(
+                "GET", "/view?filename={}&subfolder={}&type=output".format(img["filename"], img["subfolder"])
+            )
             assert status == 200
             path = server.base / "output" / img["subfolder"] / img["filename"]
             assert body == path.read_bytes() and Image.open(path).size == (64, 64)
@@ -438,8 +473,10 @@ def test_diffusion_workflow_runs_and_images_come_back(server: ComfyServer, kind:
 
 def test_diffusion_node_errors_name_the_problem(server: ComfyServer):
     # MVDream without a prompt, and an image model given to a text-only run without an image.
-    for kind, text, drop_image, message in (("mvdream", "", False, "needs a non-empty prompt"),
-                                            ("imagedream", "x", True, "connect an input image")):
+    for kind, text, drop_image, message in (
+        ("mvdream", "", False, "needs a non-empty prompt"),
+        ("imagedream", "x", True, "connect an input image"),
+    ):
         prompt = diffusion_prompt(TINY[kind], "mv/err", prompt_text=text)
         if drop_image:
             for node in ("3", "4"):
@@ -461,8 +498,10 @@ def small_values(class_type: str, linked: set[str]) -> dict:
         if "mv_model" in linked:  # SIR: 2 iterations at 64 px, the model at 32 px (init steps: the preset's)
             return {"iterations": 2, "resolution": 64, "image_size": 32}
         return {"steps": 20}  # own views: the plain fit, at the views' own 64 px
-    return {"MicroDreamerExtractMesh": {"resolution": 32, "target_faces": 2000, "texture_size": 64},
-            "MicroDreamerRefineTexture": {"steps": 2, "render_resolution": 64, "image_size": 32}}.get(class_type, {})
+    return {
+        "MicroDreamerExtractMesh": {"resolution": 32, "target_faces": 2000, "texture_size": 64},
+        "MicroDreamerRefineTexture": {"steps": 2, "render_resolution": 64, "image_size": 32},
+    }.get(class_type, {})
 
 
 def shrink_api(prompt: dict, prefix: str) -> dict:
@@ -537,7 +576,9 @@ def check_glb(path: Path, name: str) -> None:
     assert mesh.has_texture and tuple(mesh.texture.shape[:2]) == (64, 64) and 0 < mesh.num_faces <= 2000
     if name == "own_views_to_glb":  # the blobs lie within 0.55 of the origin
         extent = float(mesh.vertices.abs().max())
-        assert extent < 0.8, f"the own-views mesh reaches {extent:.2f} from the centre: the background was reconstructed"
+        assert extent < 0.8, (
+            f"the own-views mesh reaches {extent:.2f} from the centre: the background was reconstructed"
+        )
 
 
 def comfy_cli(server: ComfyServer, workflow: Path, home: Path, timeout: float = 280) -> tuple[dict, str]:
@@ -548,14 +589,39 @@ def comfy_cli(server: ComfyServer, workflow: Path, home: Path, timeout: float = 
     internet: telemetry is off (--no-enable-telemetry) and nothing else may go out."""
     exe = Path(sys.executable).with_name("comfy")
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "comfy_cli"]
-    cmd += ["--skip-prompt", "--no-enable-telemetry", "run", "--workflow", str(workflow), "--host", "127.0.0.1",
-            "--port", str(server.port), "--wait", "--json", "--timeout", "240"]
+    cmd += [
+        "--skip-prompt",
+        "--no-enable-telemetry",
+        "run",
+        "--workflow",
+        str(workflow),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--wait",
+        "--json",
+        "--timeout",
+        "240",
+    ]
     blackhole = "http://127.0.0.1:9"
-    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"),
-               XDG_DATA_HOME=str(home / ".local" / "share"), HTTP_PROXY=blackhole, HTTPS_PROXY=blackhole,
-               http_proxy=blackhole, https_proxy=blackhole, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        HTTP_PROXY=blackhole,
+        HTTPS_PROXY=blackhole,
+        http_proxy=blackhole,
+        https_proxy=blackhole,
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     home.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False
+    )
     log = f"`{' '.join(cmd)}` exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-3000:]}"
     for line in reversed(proc.stdout.splitlines()):
         try:
@@ -568,7 +634,9 @@ def comfy_cli(server: ComfyServer, workflow: Path, home: Path, timeout: float = 
 
 
 @pytest.mark.parametrize("name", GENERATION_WORKFLOWS)
-def test_example_workflow_runs_headless_over_http_and_comfy_cli(server: ComfyServer, object_info: dict, tmp_path, name: str):
+def test_example_workflow_runs_headless_over_http_and_comfy_cli(
+    server: ComfyServer, object_info: dict, tmp_path, name: str
+):
     tag = uuid.uuid4().hex[:6]
     # (i) The API twin over plain HTTP: POST /prompt, poll /history/<id>, GET /view.
     prompt = shrink_api(json.loads((WORKFLOWS / "api" / f"{name}.api.json").read_text()), f"workflows/{name}_api_{tag}")
@@ -584,7 +652,9 @@ def test_example_workflow_runs_headless_over_http_and_comfy_cli(server: ComfySer
     # (ii) The UI workflow, shrunk the same way, through comfy-cli (converts it with /object_info).
     ui = shrink_ui(json.loads((WORKFLOWS / f"{name}.json").read_text()), object_info, f"workflows/{name}_ui_{tag}")
     expected = shrink_api(prompt, f"workflows/{name}_ui_{tag}")
-    assert ui_to_api(ui, object_info) == strip_meta(expected), "the UI workflow and its API twin were shrunk differently"
+    assert ui_to_api(ui, object_info) == strip_meta(expected), (
+        "the UI workflow and its API twin were shrunk differently"
+    )
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(ui))
     before = output_files(server)
@@ -598,13 +668,17 @@ def test_example_workflow_runs_headless_over_http_and_comfy_cli(server: ComfySer
     # comfy-cli sent each node exactly the API twin's inputs: the server reused the HTTP run's
     # results for every node but the saver, whose prefix differs.
     assert set(envelope["data"]["cached_node_ids"]) == set(prompt) - {save_id}, envelope["data"]
-    print(f"\n{name}: HTTP run {http_seconds:.1f} s (tiny models), comfy-cli run {cli_seconds:.1f} s (cached up to Save GLB)")
+    print(
+        f"\n{name}: HTTP run {http_seconds:.1f} s (tiny models), comfy-cli run {cli_seconds:.1f} s (cached up to Save GLB)"
+    )
 
 
 def test_interrupt_stops_sir_and_leaves_no_file(server: ComfyServer):
     from gltf_validator import assert_valid
 
-    prompt = shrink_api(json.loads((WORKFLOWS / "api" / "image_to_3d_imagedream.api.json").read_text()), "interrupt_sir/x")
+    prompt = shrink_api(
+        json.loads((WORKFLOWS / "api" / "image_to_3d_imagedream.api.json").read_text()), "interrupt_sir/x"
+    )
     sir_id = node_id(prompt, "MicroDreamerSIRReconstruct3DGS")
     prompt[sir_id]["inputs"].update(iterations=500, seed=11)
     before = output_files(server)
@@ -643,14 +717,18 @@ def test_generation_node_errors_name_the_fix(server: ComfyServer):
     prompt[node_id(prompt, "MicroDreamerCondition")]["inputs"]["prompt"] = "  "
     err = error_of(prompt)
     assert err["node_type"] == "MicroDreamerCondition" and err["exception_type"].endswith("InputError"), err
-    assert "write a prompt" in err["exception_message"] and "connect an image and its mask" in err["exception_message"], err
+    assert (
+        "write a prompt" in err["exception_message"] and "connect an image and its mask" in err["exception_message"]
+    ), err
 
     # Condition with an image (RGB, as LoadImage gives) but no mask.
     prompt = workflow("image_to_3d_imagedream")
     del prompt[node_id(prompt, "MicroDreamerCondition")]["inputs"]["mask"]
     err = error_of(prompt)
     assert err["node_type"] == "MicroDreamerCondition", err
-    assert "has no mask" in err["exception_message"] and "LoadImage's MASK with invert_mask on" in err["exception_message"], err
+    assert (
+        "has no mask" in err["exception_message"] and "LoadImage's MASK with invert_mask on" in err["exception_message"]
+    ), err
 
     # SIR with a model but no condition.
     prompt = workflow("image_to_3d_zero123")

@@ -67,8 +67,11 @@ def test_pipeline_keeps_the_reference_view_at_azimuth_0(kind, models):
     else:
         cond = make_condition(kind, "", image=blob_rgba(), elevation=elevation)
     p = tiny_preset(kind, iterations=1, init_steps=2, steps_per_iteration=1)
-    p = dataclasses.replace(p, sir=dataclasses.replace(p.sir, reference=ReferenceView(rgb_weight=0.3, mask_weight=0.01)),
-                            texture=dataclasses.replace(p.texture, reference_weight=1.0, steps=1))
+    p = dataclasses.replace(
+        p,
+        sir=dataclasses.replace(p.sir, reference=ReferenceView(rgb_weight=0.3, mask_weight=0.01)),
+        texture=dataclasses.replace(p.texture, reference_weight=1.0, steps=1),
+    )
     result = generate(models[kind], cond, p)
     cameras = [result.sir.reference_camera, result.texture.reference_camera]
     if kind == "mvdream":  # text-to-3D: no input photo, no reference view

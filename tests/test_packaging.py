@@ -30,8 +30,13 @@ def test_comfy_node_validate_passes():
     comfy = shutil.which("comfy") or str(Path(sys.executable).with_name("comfy"))
     if not Path(comfy).exists():
         pytest.fail("comfy-cli is not installed: pip install -r tests/requirements.txt")
-    r = subprocess.run([comfy, "--skip-prompt", "--no-enable-telemetry", "node", "validate"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [comfy, "--skip-prompt", "--no-enable-telemetry", "node", "validate"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "passed" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
 
@@ -72,7 +77,9 @@ def test_root_entry_point_is_harmless_without_comfyui():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests")
     assert r.returncode == 0, r.stderr
     defined, heavy = r.stdout.strip().split("] [")
-    assert "NODE_CLASS_MAPPINGS" not in defined and "comfy_entrypoint" not in defined and "NODES" not in defined, defined
+    assert "NODE_CLASS_MAPPINGS" not in defined and "comfy_entrypoint" not in defined and "NODES" not in defined, (
+        defined
+    )
     assert heavy.strip("[]") == "", heavy
 
 
@@ -131,6 +138,9 @@ def test_console_script_installed():
 
 def test_requirements_txt_matches_pyproject():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    listed = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    listed = [
+        line.strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert listed == [d for d in deps if not d.startswith("torch")]

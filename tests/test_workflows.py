@@ -44,7 +44,15 @@ def test_the_examples_exist_each_with_an_api_twin():
 @pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.stem)
 def test_ui_workflow_is_consistent_and_matches_its_twin(path: Path):
     ui = json.loads(path.read_text())
-    assert ui["version"] == 0.4 and {"last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra"} <= set(ui)
+    assert ui["version"] == 0.4 and {
+        "last_node_id",
+        "last_link_id",
+        "nodes",
+        "links",
+        "groups",
+        "config",
+        "extra",
+    } <= set(ui)
     nodes = {n["id"]: n for n in ui["nodes"]}
     assert len(nodes) == len(ui["nodes"]) and ui["last_node_id"] == max(nodes)
     assert ui["last_link_id"] == max(link[0] for link in ui["links"])
@@ -75,17 +83,32 @@ def test_generation_workflows_use_the_papers_values(name: str, kind: str):
     assert (sir["iterations"], sir["resolution"], sir["image_size"]) == (-1, 0, 256)  # -1 / 0 = the preset's
     mesh, paper = one(prompt, "MicroDreamerExtractMesh"), MeshConfig()
     assert (mesh["resolution"], mesh["target_faces"], mesh["texture_size"], mesh["bake_texture"]) == (
-        paper.resolution, paper.target_faces, paper.texture_size, True)
+        paper.resolution,
+        paper.target_faces,
+        paper.texture_size,
+        True,
+    )
     refine, paper = one(prompt, "MicroDreamerRefineTexture"), TextureRefineConfig()
     assert (refine["steps"], refine["views"], refine["t"], refine["guidance_scale"]) == (30, 8, 181, 2.0)
-    assert (refine["steps"], refine["views"], refine["t"], refine["guidance_scale"], refine["render_resolution"], refine["image_size"]) == (
-        paper.steps, paper.views, paper.t, paper.guidance_scale, paper.render_resolution, paper.image_size)
+    assert (
+        refine["steps"],
+        refine["views"],
+        refine["t"],
+        refine["guidance_scale"],
+        refine["render_resolution"],
+        refine["image_size"],
+    ) == (paper.steps, paper.views, paper.t, paper.guidance_scale, paper.render_resolution, paper.image_size)
     cond = one(prompt, "MicroDreamerCondition")
     if kind == "mvdream":
         assert cond["prompt"].strip() and "image" not in cond and not nodes_of(prompt, "LoadImage")
     else:  # LoadImage's IMAGE + MASK (1 = transparent, hence invert_mask)
         assert one(prompt, "LoadImage")["image"] == EXAMPLE_IMAGE
-        assert cond["invert_mask"] is True and cond["image"][1] == 0 and cond["mask"][1] == 1 and cond["mask"][0] == cond["image"][0]
+        assert (
+            cond["invert_mask"] is True
+            and cond["image"][1] == 0
+            and cond["mask"][1] == 1
+            and cond["mask"][0] == cond["image"][0]
+        )
     assert one(prompt, "MicroDreamerSaveGLB")["filename_prefix"] == f"microdreamer/{name}"
 
 
@@ -103,8 +126,13 @@ def test_readme_documents_every_workflow_and_file_it_needs():
     readme = (WORKFLOWS / "README.md").read_text()
     for path in UI_WORKFLOWS:
         assert f"`{path.name}`" in readme, path.name
-    names = {n["image"] for p in UI_WORKFLOWS for n in api(p.stem).values() if n["class_type"] == "LoadImage"
-             for n in [n["inputs"]]}
+    names = {
+        n["image"]
+        for p in UI_WORKFLOWS
+        for n in api(p.stem).values()
+        if n["class_type"] == "LoadImage"
+        for n in [n["inputs"]]
+    }
     for name in names | {"models/microdreamer", "ComfyUI/input", "/prompt", "/history", "/view", "comfy run"}:
         assert name in readme, name
     for hub in HUB_IDS.values():

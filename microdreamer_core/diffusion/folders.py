@@ -40,10 +40,17 @@ __all__ = ["detect_folder_kind", "load_diffusers_folder", "save_diffusers_folder
 
 
 def _component_weights(folder: Path) -> dict[str, Tensor]:
-    for name in ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin"):
+    for name in (
+        "diffusion_pytorch_model.safetensors",
+        "model.safetensors",
+        "diffusion_pytorch_model.bin",
+        "pytorch_model.bin",
+    ):
         if (folder / name).is_file():
             return read_state_dict(folder / name)
-    raise InputError(f"no weights file in {folder}: expected diffusion_pytorch_model.safetensors (or .bin); download the folder again")
+    raise InputError(
+        f"no weights file in {folder}: expected diffusion_pytorch_model.safetensors (or .bin); download the folder again"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -57,7 +64,9 @@ def detect_folder_kind(folder: Path) -> str:
     """``mvdream`` / ``imagedream`` / ``zero123`` from a diffusers folder, or a clear error."""
     unet_cfg = folder / "unet" / "config.json"
     if not unet_cfg.is_file():
-        raise InputError(f"{folder} is not a diffusers model folder (no unet/config.json): point to the folder that holds unet/, vae/, ...")
+        raise InputError(
+            f"{folder} is not a diffusers model folder (no unet/config.json): point to the folder that holds unet/, vae/, ..."
+        )
     cfg = _read_json(unet_cfg)
     cls = cfg.get("_class_name", "")
     if cls == "MultiViewUNetModel" or "camera_dim" in cfg:
@@ -69,10 +78,14 @@ def detect_folder_kind(folder: Path) -> str:
             f"{folder.name} is a plain Stable Diffusion model (UNet2DConditionModel, {cfg.get('in_channels')} input channels, no camera "
             "conditioning): MicroDreamer needs MVDream, ImageDream or Stable Zero123"
         )
-    raise InputError(f"{folder.name}: unknown UNet class {cls!r}; expected MultiViewUNetModel (MVDream/ImageDream) or Stable Zero123")
+    raise InputError(
+        f"{folder.name}: unknown UNet class {cls!r}; expected MultiViewUNetModel (MVDream/ImageDream) or Stable Zero123"
+    )
 
 
-def load_diffusers_folder(folder: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> MultiViewModel:
+def load_diffusers_folder(
+    folder: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> MultiViewModel:
     """Load a diffusers-layout MVDream / ImageDream / Stable Zero123 folder."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import (
@@ -96,7 +109,9 @@ def load_diffusers_folder(folder: str | os.PathLike, device: torch.device | str 
         tokenizer = load_component("tokenizer", CLIPTokenizer.from_pretrained, folder / "tokenizer")
     else:
         unet = load_component("UNet", UNet2DConditionModel.from_pretrained, folder / "unet", torch_dtype=dtype)
-        enc = load_component("image encoder", CLIPVisionModelWithProjection.from_pretrained, folder / "image_encoder", **hf)
+        enc = load_component(
+            "image encoder", CLIPVisionModelWithProjection.from_pretrained, folder / "image_encoder", **hf
+        )
         pcfg = _read_json(folder / "clip_camera_projection" / "config.json")
         with empty_weights():
             proj = CLIPCameraProjection(pcfg.get("embedding_dim", 768), pcfg.get("additional_embeddings", 4))
@@ -123,7 +138,11 @@ def save_diffusers_folder(model: MultiViewModel, folder: str | os.PathLike) -> P
     index: dict[str, Any] = {"_class_name": type(model).__name__, "_microdreamer_kind": model.kind}
     model.vae.save_pretrained(folder / "vae")
     model.unet.save_pretrained(folder / "unet")
-    parts = {"vae": ["diffusers", "AutoencoderKL"], "unet": ["mv_unet", "MultiViewUNetModel"], "scheduler": ["diffusers", "DDIMScheduler"]}
+    parts = {
+        "vae": ["diffusers", "AutoencoderKL"],
+        "unet": ["mv_unet", "MultiViewUNetModel"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+    }
     if isinstance(model, MVDreamModel | ImageDreamModel):
         model.text_encoder.save_pretrained(folder / "text_encoder")
         model.tokenizer.save_pretrained(folder / "tokenizer")
@@ -131,16 +150,28 @@ def save_diffusers_folder(model: MultiViewModel, folder: str | os.PathLike) -> P
     if isinstance(model, ImageDreamModel | Zero123Model):
         model.image_encoder.save_pretrained(folder / "image_encoder")
         model.image_processor.save_pretrained(folder / "feature_extractor")
-        parts |= {"image_encoder": ["transformers", type(model.image_encoder).__name__], "feature_extractor": ["transformers", "CLIPImageProcessor"]}
+        parts |= {
+            "image_encoder": ["transformers", type(model.image_encoder).__name__],
+            "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        }
     if isinstance(model, Zero123Model):
         parts["unet"] = ["diffusers", "UNet2DConditionModel"]
         parts["clip_camera_projection"] = ["pipeline_zero1to3", "CLIPCameraProjection"]
         proj = folder / "clip_camera_projection"
         proj.mkdir(exist_ok=True)
         (proj / "config.json").write_text(
-            json.dumps({"_class_name": "CLIPCameraProjection", "embedding_dim": model.camera_projection.embedding_dim, "additional_embeddings": model.camera_projection.additional_embeddings})
+            json.dumps(
+                {
+                    "_class_name": "CLIPCameraProjection",
+                    "embedding_dim": model.camera_projection.embedding_dim,
+                    "additional_embeddings": model.camera_projection.additional_embeddings,
+                }
+            )
         )
-        save_file({k: v.contiguous() for k, v in model.camera_projection.state_dict().items()}, str(proj / "diffusion_pytorch_model.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in model.camera_projection.state_dict().items()},
+            str(proj / "diffusion_pytorch_model.safetensors"),
+        )
     (folder / "scheduler").mkdir(exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(_SCHEDULER_CONFIG, indent=2))
     (folder / "model_index.json").write_text(json.dumps(index | parts, indent=2))

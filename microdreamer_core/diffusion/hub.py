@@ -13,7 +13,15 @@ from ..errors import InputError
 from .folders import detect_folder_kind, load_diffusers_folder
 from .models import MODEL_CLASSES, MultiViewModel
 
-__all__ = ["HUB_IDS", "MAX_HUB_DOWNLOAD_BYTES", "check_repo_id", "is_repo_id", "download", "download_model", "load_from_hub"]
+__all__ = [
+    "HUB_IDS",
+    "MAX_HUB_DOWNLOAD_BYTES",
+    "check_repo_id",
+    "is_repo_id",
+    "download",
+    "download_model",
+    "load_from_hub",
+]
 
 HUB_IDS = {
     "mvdream": "ashawkey/mvdream-sd2.1-diffusers",
@@ -32,7 +40,16 @@ COMPONENTS = {
     "zero123": ("unet", "vae", "image_encoder", "feature_extractor", "clip_camera_projection"),
 }
 """The diffusers sub-folders each model kind loads (``scheduler/`` holds only a config)."""
-MODEL_FOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "clip_camera_projection", "scheduler")
+MODEL_FOLDERS = (
+    "unet",
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "image_encoder",
+    "feature_extractor",
+    "clip_camera_projection",
+    "scheduler",
+)
 CONFIG_SUFFIXES = (".json", ".txt", ".model")  # configs, tokenizer vocab / merges / sentencepiece
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _REPO_PART = re.compile(rf"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{{0,{MAX_REPO_PART - 2}}}[A-Za-z0-9_])?")
@@ -45,14 +62,23 @@ def check_repo_id(value: object) -> str:
     backslashes, more parts) are refused whether or not they exist; the value is not echoed."""
     text = value if isinstance(value, str) else ""
     parts = text.split("/")
-    if (len(parts) == 2 and all(_REPO_PART.fullmatch(p) for p in parts)
-            and "--" not in text and ".." not in text and not text.endswith(".git")):
+    if (
+        len(parts) == 2
+        and all(_REPO_PART.fullmatch(p) for p in parts)
+        and "--" not in text
+        and ".." not in text
+        and not text.endswith(".git")
+    ):
         return text
     if text.startswith(("/", "~", ".", "\\")) or "\\" in text or ":" in text or text.count("/") > 1:
-        raise InputError("hub_id takes a hub repo id 'owner/name', not a path: put a model that is on this machine "
-                         "into models/microdreamer and pick it in 'model'")
-    raise InputError(f"hub_id must be a hub repo id 'owner/name' (letters, digits, '-', '_' and '.', at most {MAX_REPO_PART} "
-                     "characters each, no '--' or '..'), e.g. ashawkey/imagedream-ipmv-diffusers")
+        raise InputError(
+            "hub_id takes a hub repo id 'owner/name', not a path: put a model that is on this machine "
+            "into models/microdreamer and pick it in 'model'"
+        )
+    raise InputError(
+        f"hub_id must be a hub repo id 'owner/name' (letters, digits, '-', '_' and '.', at most {MAX_REPO_PART} "
+        "characters each, no '--' or '..'), e.g. ashawkey/imagedream-ipmv-diffusers"
+    )
 
 
 def is_repo_id(value: object) -> bool:
@@ -71,7 +97,12 @@ def _offline_error(repo_id: str, download_dir, what: str, exc: BaseException) ->
     )
 
 
-def download(repo_id: str, download_dir: str | os.PathLike | None, allow_patterns: list[str] | None = None, what: str = "the model") -> Path:
+def download(
+    repo_id: str,
+    download_dir: str | os.PathLike | None,
+    allow_patterns: list[str] | None = None,
+    what: str = "the model",
+) -> Path:
     """Download a hub repo (or the parts matching ``allow_patterns``) and return its folder."""
     from huggingface_hub import snapshot_download
 
@@ -107,7 +138,9 @@ def _weight_files(names: list[str], folders: tuple[str, ...]) -> list[str]:
     return chosen
 
 
-def download_model(repo_id: str, download_dir: str | os.PathLike | None, max_bytes: int = MAX_HUB_DOWNLOAD_BYTES) -> Path:
+def download_model(
+    repo_id: str, download_dir: str | os.PathLike | None, max_bytes: int = MAX_HUB_DOWNLOAD_BYTES
+) -> Path:
     """Download a diffusers MVDream / ImageDream / Stable Zero123 repo, only what it loads.
 
     1. the repo's file list (``HfApi().model_info``): a repo without ``unet/config.json`` is refused;
@@ -132,8 +165,10 @@ def download_model(repo_id: str, download_dir: str | os.PathLike | None, max_byt
     sizes = {s.rfilename: getattr(s, "size", None) for s in (info.siblings or [])}
     revision = getattr(info, "sha", None)
     if "unet/config.json" not in sizes:
-        raise InputError(f"hub repo '{repo_id}' is not a diffusers model (no unet/config.json): MicroDreamer loads MVDream, "
-                         "ImageDream or Stable Zero123 in the diffusers layout, e.g. " + ", ".join(HUB_IDS.values()))
+        raise InputError(
+            f"hub repo '{repo_id}' is not a diffusers model (no unet/config.json): MicroDreamer loads MVDream, "
+            "ImageDream or Stable Zero123 in the diffusers layout, e.g. " + ", ".join(HUB_IDS.values())
+        )
 
     def fetch(files: list[str], what: str) -> Path:
         try:
@@ -145,15 +180,22 @@ def download_model(repo_id: str, download_dir: str | os.PathLike | None, max_byt
         folder = fetch(_config_files(list(sizes)), "the model's configs")
         kind = detect_folder_kind(folder)
         weights = _weight_files(list(sizes), COMPONENTS[kind])
-        missing = [c for c in COMPONENTS[kind] if c not in ("tokenizer", "feature_extractor")
-                   and not any(w.startswith(c + "/") for w in weights)]
+        missing = [
+            c
+            for c in COMPONENTS[kind]
+            if c not in ("tokenizer", "feature_extractor") and not any(w.startswith(c + "/") for w in weights)
+        ]
         if missing:
-            raise InputError(f"hub repo '{repo_id}' has no weights for {', '.join(missing)}: it is not a complete "
-                             f"{MODEL_CLASSES[kind].display_name} model in the diffusers layout")
+            raise InputError(
+                f"hub repo '{repo_id}' has no weights for {', '.join(missing)}: it is not a complete "
+                f"{MODEL_CLASSES[kind].display_name} model in the diffusers layout"
+            )
         total = sum(sizes[w] or 0 for w in weights)
         if total > max_bytes:
-            raise InputError(f"hub repo '{repo_id}' would download {total / 1e9:.1f} GB of weights, more than the "
-                             f"{max_bytes / 1e9:.0f} GB allowed: that is not one of the supported models")
+            raise InputError(
+                f"hub repo '{repo_id}' would download {total / 1e9:.1f} GB of weights, more than the "
+                f"{max_bytes / 1e9:.0f} GB allowed: that is not one of the supported models"
+            )
         return fetch(weights, "the model's weights")
     except BaseException:
         if target is not None and not existed:  # leave nothing half-downloaded behind
@@ -161,11 +203,19 @@ def download_model(repo_id: str, download_dir: str | os.PathLike | None, max_byt
         raise
 
 
-def load_from_hub(repo_id: str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
-                  download_dir: str | os.PathLike | None = None) -> MultiViewModel:
+def load_from_hub(
+    repo_id: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    download_dir: str | os.PathLike | None = None,
+) -> MultiViewModel:
     """Load the diffusers model of hub repo ``owner/name``: from ``download_dir/owner--name`` when
     it is there, else downloaded there by :func:`download_model`. Never reads any other local path."""
     repo_id = check_repo_id(repo_id)
     local = Path(download_dir) / repo_id.replace("/", "--") if download_dir else None
-    folder = local if local is not None and (local / "unet" / "config.json").is_file() else download_model(repo_id, download_dir)
+    folder = (
+        local
+        if local is not None and (local / "unet" / "config.json").is_file()
+        else download_model(repo_id, download_dir)
+    )
     return load_diffusers_folder(folder, device, dtype)

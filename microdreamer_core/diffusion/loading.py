@@ -47,12 +47,18 @@ def load_model(
         model = load_diffusers_folder(src, device, dtype)
     elif src.is_file():
         if src.suffix.lower() not in SINGLE_FILE_SUFFIXES:
-            raise InputError(f"{src.name}: unknown model file type {src.suffix!r}; expected one of {', '.join(SINGLE_FILE_SUFFIXES)}")
+            raise InputError(
+                f"{src.name}: unknown model file type {src.suffix!r}; expected one of {', '.join(SINGLE_FILE_SUFFIXES)}"
+            )
         model = load_single_file(src, device, dtype, download_dir=download_dir, **single_file_sources)
     elif is_repo_id(str(source)):
         model = load_from_hub(str(source), device, dtype, download_dir)
     else:
-        raise InputError(f"model {source} not found: give a diffusers folder, a .safetensors/.pt checkpoint or a hub id like {HUB_IDS['imagedream']}")
+        raise InputError(
+            f"model {source} not found: give a diffusers folder, a .safetensors/.pt checkpoint or a hub id like {HUB_IDS['imagedream']}"
+        )
     if kind is not None and model.kind != kind:
-        raise InputError(f"{Path(str(source)).name} is a {model.display_name} model, but {MODEL_CLASSES[kind].display_name} is needed here")
+        raise InputError(
+            f"{Path(str(source)).name} is a {model.display_name} model, but {MODEL_CLASSES[kind].display_name} is needed here"
+        )
     return model

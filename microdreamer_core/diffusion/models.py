@@ -136,8 +136,12 @@ def _numerics_state(device: torch.device) -> tuple:
         autocast = (torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
     except (RuntimeError, TypeError):  # a device type autocast does not know
         autocast = (torch.is_autocast_enabled(), None)
-    return (torch.is_inference_mode_enabled(), autocast, torch.get_float32_matmul_precision(),
-            torch.backends.cudnn.allow_tf32)
+    return (
+        torch.is_inference_mode_enabled(),
+        autocast,
+        torch.get_float32_matmul_precision(),
+        torch.backends.cudnn.allow_tf32,
+    )
 
 
 class CLIPCameraProjection(nn.Module):
@@ -193,7 +197,7 @@ class MultiViewModel(nn.Module):
     def encode_images(self, images: Tensor, generator: torch.Generator | None = None, scaled: bool = True) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> latents: a posterior *sample* (as the authors' code), times
         the scaling factor unless ``scaled=False`` (Zero123's concat latent)."""
-        x = (images.to(self.device, self.dtype) * 2 - 1)
+        x = images.to(self.device, self.dtype) * 2 - 1
         dist = self.vae.encode(x).latent_dist
         noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(self.device, dist.mean.dtype)
         latents = dist.mean + dist.std * noise
@@ -233,8 +237,13 @@ class MultiViewModel(nn.Module):
             return self._encode_condition(condition, image_size)
         image = condition.image if self.uses_image else None
         firsts = [next(m.parameters(), None) for m in modules]
-        key = (self._condition_fields(condition, image_size), self.device, self.dtype,
-               tuple(None if p is None else (p.device, p.dtype) for p in firsts), _numerics_state(self.device))
+        key = (
+            self._condition_fields(condition, image_size),
+            self.device,
+            self.dtype,
+            tuple(None if p is None else (p.device, p.dtype) for p in firsts),
+            _numerics_state(self.device),
+        )
         cache = self._condition_cache
         for i, (k, stored_image, enc) in enumerate(cache):
             if k == key and _same_contents(stored_image, image):
@@ -320,7 +329,11 @@ class _TextMixin:
 
     def encode_text(self, prompt: str) -> Tensor:
         ids = self.tokenizer(  # type: ignore[operator]
-            [prompt], padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt"  # type: ignore[attr-defined]
+            [prompt],
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",  # type: ignore[attr-defined]
         ).input_ids
         device = next(self.text_encoder.parameters()).device
         return self.text_encoder(ids.to(device))[0]
@@ -347,8 +360,10 @@ class MVDreamModel(_TextMixin, MultiViewModel):
 
     def _encode_condition(self, condition: Condition, image_size: int) -> dict[str, Tensor]:
         """``context`` / ``uncond_context``: (1, 77, D) prompt / negative prompt encodings."""
-        return {"context": self.encode_text(condition.prompt).to(self.dtype),
-                "uncond_context": self.encode_text(condition.negative_prompt).to(self.dtype)}
+        return {
+            "context": self.encode_text(condition.prompt).to(self.dtype),
+            "uncond_context": self.encode_text(condition.negative_prompt).to(self.dtype),
+        }
 
     @torch.no_grad()
     def prepare(self, condition: Condition, cameras: Cameras, image_size: int = 256) -> Prepared:
@@ -375,7 +390,15 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
     condition_modules = ("text_encoder", "image_encoder", "vae")
     uses_image = True
 
-    def __init__(self, unet: nn.Module, vae: nn.Module, tokenizer, text_encoder: nn.Module, image_processor, image_encoder: nn.Module):
+    def __init__(
+        self,
+        unet: nn.Module,
+        vae: nn.Module,
+        tokenizer,
+        text_encoder: nn.Module,
+        image_processor,
+        image_encoder: nn.Module,
+    ):
         super().__init__(unet, vae)
         self.tokenizer, self.text_encoder = tokenizer, text_encoder
         self.image_processor, self.image_encoder = image_processor, image_encoder
@@ -409,7 +432,12 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
         v = len(cameras)
         tokens = enc["ip"].expand(v + 1, -1, -1)
         ref = enc["ip_img"]
-        cam = torch.cat([cameras.mvdream_embedding().to(self.device, self.dtype), torch.zeros(1, 16, device=self.device, dtype=self.dtype)])
+        cam = torch.cat(
+            [
+                cameras.mvdream_embedding().to(self.device, self.dtype),
+                torch.zeros(1, 16, device=self.device, dtype=self.dtype),
+            ]
+        )
         text = enc["context"].expand(v + 1, -1, -1)
         neg = enc["uncond_context"].expand(v + 1, -1, -1)
         cond = {"context": text, "camera": cam, "ip": tokens, "ip_img": ref}
@@ -420,7 +448,15 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
         frames = rearrange(x, "(b f) c h w -> b f c h w", f=num_views)
         x5 = rearrange(torch.cat([frames, torch.zeros_like(frames[:, :1])], dim=1), "b f c h w -> (b f) c h w")
         ts = torch.full((x5.shape[0],), t, device=self.device)
-        eps = self.unet(x5, ts, inputs["context"], camera=inputs["camera"], num_frames=num_views + 1, ip=inputs["ip"], ip_img=inputs["ip_img"])
+        eps = self.unet(
+            x5,
+            ts,
+            inputs["context"],
+            camera=inputs["camera"],
+            num_frames=num_views + 1,
+            ip=inputs["ip"],
+            ip_img=inputs["ip_img"],
+        )
         views = rearrange(eps, "(b f) c h w -> b f c h w", f=num_views + 1)[:, :-1]  # the reference frames dropped
         return rearrange(views, "b f c h w -> (b f) c h w")
 
@@ -436,9 +472,20 @@ class Zero123Model(MultiViewModel):
     condition_modules = ("image_encoder", "vae")
     uses_image = True
 
-    def __init__(self, unet: nn.Module, vae: nn.Module, image_processor, image_encoder: nn.Module, camera_projection: CLIPCameraProjection):
+    def __init__(
+        self,
+        unet: nn.Module,
+        vae: nn.Module,
+        image_processor,
+        image_encoder: nn.Module,
+        camera_projection: CLIPCameraProjection,
+    ):
         super().__init__(unet, vae)
-        self.image_processor, self.image_encoder, self.camera_projection = image_processor, image_encoder, camera_projection
+        self.image_processor, self.image_encoder, self.camera_projection = (
+            image_processor,
+            image_encoder,
+            camera_projection,
+        )
 
     @staticmethod
     def relative_camera(cameras: Cameras, reference_elevation: float) -> Tensor:
@@ -487,4 +534,6 @@ def _clip_pixels(processor, rgb: Tensor) -> Tensor:
     return processor(images=arr, return_tensors="pt").pixel_values
 
 
-MODEL_CLASSES: dict[str, type[MultiViewModel]] = {cls.kind: cls for cls in (MVDreamModel, ImageDreamModel, Zero123Model)}
+MODEL_CLASSES: dict[str, type[MultiViewModel]] = {
+    cls.kind: cls for cls in (MVDreamModel, ImageDreamModel, Zero123Model)
+}

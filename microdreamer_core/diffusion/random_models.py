@@ -25,7 +25,11 @@ __all__ = ["build_random_model"]
 def _byte_alphabet() -> list[str]:
     """The 256 printable stand-ins byte-level BPE uses for bytes (printable Latin-1 bytes map to
     themselves, the others to code points from 256 up)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1), *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    keep = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("\u00a1"), ord("\u00ac") + 1),
+        *range(ord("\u00ae"), ord("\u00ff") + 1),
+    ]
     extra = iter(range(256, 512))
     return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
 
@@ -44,30 +48,87 @@ def _byte_tokenizer(max_length: int = 77):
 def _sizes(size: str) -> dict[str, Any]:
     if size == "full":
         return dict(
-            unet=dict(model_channels=320, channel_mult=(1, 2, 4, 4), attention_resolutions=(4, 2, 1), num_res_blocks=2, num_head_channels=64, context_dim=1024),
+            unet=dict(
+                model_channels=320,
+                channel_mult=(1, 2, 4, 4),
+                attention_resolutions=(4, 2, 1),
+                num_res_blocks=2,
+                num_head_channels=64,
+                context_dim=1024,
+            ),
             vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
             text=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16),
-            vision_h=dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, patch_size=14, image_size=224, projection_dim=1024),
-            vision_l=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=224, projection_dim=768),
+            vision_h=dict(
+                hidden_size=1280,
+                intermediate_size=5120,
+                num_hidden_layers=32,
+                num_attention_heads=16,
+                patch_size=14,
+                image_size=224,
+                projection_dim=1024,
+            ),
+            vision_l=dict(
+                hidden_size=1024,
+                intermediate_size=4096,
+                num_hidden_layers=24,
+                num_attention_heads=16,
+                patch_size=14,
+                image_size=224,
+                projection_dim=768,
+            ),
             ip=dict(ip_embedding_dim=1280, ip_heads=12, ip_dim_head=64, ip_depth=4, ip_dim=16),
-            zero123_unet=dict(block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8, layers_per_block=2),
+            zero123_unet=dict(
+                block_out_channels=(320, 640, 1280, 1280),
+                cross_attention_dim=768,
+                attention_head_dim=8,
+                layers_per_block=2,
+            ),
             crop=224,
         )
     if size == "tiny":
         return dict(
-            unet=dict(model_channels=32, channel_mult=(1, 2), attention_resolutions=(2,), num_res_blocks=1, num_head_channels=16, context_dim=64),
+            unet=dict(
+                model_channels=32,
+                channel_mult=(1, 2),
+                attention_resolutions=(2,),
+                num_res_blocks=1,
+                num_head_channels=16,
+                context_dim=64,
+            ),
             vae=dict(block_out_channels=(32, 32), layers_per_block=1, norm_num_groups=32),
-            text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1),  # OpenCLIP: 64-wide heads
-            vision_h=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8, image_size=32, projection_dim=32),
-            vision_l=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=8, image_size=32, projection_dim=32),
+            text=dict(
+                hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1
+            ),  # OpenCLIP: 64-wide heads
+            vision_h=dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                patch_size=8,
+                image_size=32,
+                projection_dim=32,
+            ),
+            vision_l=dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                patch_size=8,
+                image_size=32,
+                projection_dim=32,
+            ),
             ip=dict(ip_embedding_dim=32, ip_heads=1, ip_dim_head=64, ip_depth=1, ip_dim=4),
-            zero123_unet=dict(block_out_channels=(32, 64), cross_attention_dim=32, attention_head_dim=8, layers_per_block=1),
+            zero123_unet=dict(
+                block_out_channels=(32, 64), cross_attention_dim=32, attention_head_dim=8, layers_per_block=1
+            ),
             crop=32,
         )
     raise InputError(f"unknown model size {size!r}: use 'full' or 'tiny'")
 
 
-def build_random_model(kind: str, size: str = "tiny", seed: int = 0, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> MultiViewModel:
+def build_random_model(
+    kind: str, size: str = "tiny", seed: int = 0, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> MultiViewModel:
     """A randomly initialised model of the real architecture: ``full`` size for timing without a
     download (speed does not depend on weight values), ``tiny`` for tests. Same classes, same
     layouts, so a tiny model saved with :func:`~.folders.save_diffusers_folder` loads like a real one."""
@@ -98,7 +159,17 @@ def build_random_model(kind: str, size: str = "tiny", seed: int = 0, device: tor
         ip = s["ip"] if kind == "imagedream" else {}
         unet = MultiViewUNetModel(camera_dim=16, **s["unet"], **ip)
         tok = _byte_tokenizer()
-        text = CLIPTextModel(CLIPTextConfig(vocab_size=max(len(tok), 49408 if size == "full" else 0), max_position_embeddings=77, hidden_act="gelu", bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **s["text"]))
+        text = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=max(len(tok), 49408 if size == "full" else 0),
+                max_position_embeddings=77,
+                hidden_act="gelu",
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                **s["text"],
+            )
+        )
         if kind == "mvdream":
             model: MultiViewModel = MVDreamModel(unet, vae, tok, text)
         else:

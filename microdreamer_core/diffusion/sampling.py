@@ -62,12 +62,22 @@ def to_bchw(images: Tensor) -> Tensor:
 def _prepare(model: MultiViewModel, condition: Condition | Prepared, cameras: Cameras, image_size: int) -> Prepared:
     prepared = condition if isinstance(condition, Prepared) else model.prepare(condition, cameras, image_size)
     if prepared.num_views != len(cameras):
-        raise InputError(f"conditioning was prepared for {prepared.num_views} views but {len(cameras)} cameras were given")
+        raise InputError(
+            f"conditioning was prepared for {prepared.num_views} views but {len(cameras)} cameras were given"
+        )
     return prepared
 
 
-def _setup(model: MultiViewModel, condition: Condition | Prepared, cameras: Cameras, steps: int, guidance_scale: float | None,
-           eta: float | None, seed: int, image_size: int) -> tuple[Prepared, DDIMSchedule, torch.Generator, float, float]:
+def _setup(
+    model: MultiViewModel,
+    condition: Condition | Prepared,
+    cameras: Cameras,
+    steps: int,
+    guidance_scale: float | None,
+    eta: float | None,
+    seed: int,
+    image_size: int,
+) -> tuple[Prepared, DDIMSchedule, torch.Generator, float, float]:
     """What both operations start with: the prepared condition, the grid, the seeded generator and
     the guidance / eta (the model's paper values where ``None``)."""
     gs = model.defaults.guidance_scale if guidance_scale is None else guidance_scale
@@ -81,7 +91,9 @@ def _setup(model: MultiViewModel, condition: Condition | Prepared, cameras: Came
 
 def _latent_shape(model: MultiViewModel, views: int, size: int) -> tuple[int, int, int, int]:
     if size < model.vae_factor or size % model.vae_factor:
-        raise InputError(f"image size {size} is not a multiple of {model.vae_factor}; use 256 (the models' training size)")
+        raise InputError(
+            f"image size {size} is not a multiple of {model.vae_factor}; use 256 (the models' training size)"
+        )
     return (views, model.unet.config.get("out_channels", 4), size // model.vae_factor, size // model.vae_factor)
 
 
@@ -107,7 +119,9 @@ def reverse_sample(
         noise = _noise(x.shape, generator, x) if eta > 0 else None
         x = schedule.step(eps, t, x, eta=eta, noise=noise)
         if not torch.isfinite(x).all():
-            raise FloatingPointError(f"sampling produced NaN at t={t}: try float32 (dtype=fp32) or a lower guidance scale")
+            raise FloatingPointError(
+                f"sampling produced NaN at t={t}: try float32 (dtype=fp32) or a lower guidance scale"
+            )
         if progress is not None:
             progress(i + 1, len(steps))
     return x
@@ -128,7 +142,9 @@ def sample(
 ) -> SampleResult:
     """Sample ``len(cameras)`` views from pure noise (t = 1000): all ``steps`` DDIM steps with
     CFG. ``guidance_scale`` / ``eta`` default to the model's paper values."""
-    prepared, schedule, generator, gs, eta = _setup(model, condition, cameras, steps, guidance_scale, eta, seed, image_size)
+    prepared, schedule, generator, gs, eta = _setup(
+        model, condition, cameras, steps, guidance_scale, eta, seed, image_size
+    )
     start = model.nfe
     x = _noise(_latent_shape(model, len(cameras), image_size), generator, torch.empty(0, device=model.device))
     x = reverse_sample(model, x, schedule.num_train_timesteps, prepared, schedule, gs, eta, generator, progress, cancel)
@@ -155,7 +171,9 @@ def hybrid_forward(
     ``noise``: q-sample straight to ``t2``.
     """
     if t2 not in set(int(t) for t in schedule.timesteps):
-        raise InputError(f"t2={t2} is not on the {schedule.num_inference_steps}-step DDIM grid {schedule.timesteps.tolist()}")
+        raise InputError(
+            f"t2={t2} is not on the {schedule.num_inference_steps}-step DDIM grid {schedule.timesteps.tolist()}"
+        )
     generator = generator or torch.Generator().manual_seed(0)
     x0 = model.encode_images(images, generator=generator).float()
     grid = [int(t) for t in schedule.inverse_timesteps]
@@ -199,7 +217,9 @@ def refine_views(
     if len(x) != len(cameras):
         raise InputError(f"{len(x)} images but {len(cameras)} cameras: give one camera per view")
     x = resize_bchw(x, image_size)
-    prepared, schedule, generator, gs, eta = _setup(model, condition, cameras, steps, guidance_scale, eta, seed, image_size)
+    prepared, schedule, generator, gs, eta = _setup(
+        model, condition, cameras, steps, guidance_scale, eta, seed, image_size
+    )
     start = model.nfe
     xt = hybrid_forward(model, x, prepared, t2, schedule, inv_ratio, mode, generator, cancel)
     x0 = reverse_sample(model, xt, t2, prepared, schedule, gs, eta, generator, progress, cancel)

@@ -34,12 +34,16 @@ class DDIMSchedule:
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
-            raise InputError(f"the DDIM grid needs 1 to {self.num_train_timesteps} steps (got {self.num_inference_steps})")
+            raise InputError(
+                f"the DDIM grid needs 1 to {self.num_train_timesteps} steps (got {self.num_inference_steps})"
+            )
 
     @cached_property
     def alphas_cumprod(self) -> Tensor:
         """(T,) cumulative products of 1 - beta, scaled-linear betas, float32 as diffusers keeps them."""
-        betas = torch.linspace(self.beta_start**0.5, self.beta_end**0.5, self.num_train_timesteps, dtype=torch.float32) ** 2
+        betas = (
+            torch.linspace(self.beta_start**0.5, self.beta_end**0.5, self.num_train_timesteps, dtype=torch.float32) ** 2
+        )
         return torch.cumprod(1.0 - betas, dim=0)
 
     @property

@@ -49,9 +49,13 @@ def detect_checkpoint_kind(sd: dict[str, Tensor], name: str) -> str:
             "(single-file Zero123 is not supported)"
         )
     if UNET_PREFIX + "input_blocks.0.0.weight" in sd:
-        raise InputError(f"{name} is a plain Stable Diffusion checkpoint (no camera embedding): MicroDreamer needs MVDream or ImageDream weights")
+        raise InputError(
+            f"{name} is a plain Stable Diffusion checkpoint (no camera embedding): MicroDreamer needs MVDream or ImageDream weights"
+        )
     if any(k.startswith(("down_blocks.", "encoder.down", "text_model.", "vision_model.")) for k in sd):
-        raise InputError(f"{name} holds a single component (UNet, VAE or CLIP), not a whole MVDream/ImageDream checkpoint")
+        raise InputError(
+            f"{name} holds a single component (UNet, VAE or CLIP), not a whole MVDream/ImageDream checkpoint"
+        )
     raise InputError(f"{name} is not a diffusion model checkpoint this loader knows (expected MVDream or ImageDream)")
 
 
@@ -94,7 +98,14 @@ def infer_unet_config(unet_sd: dict[str, Tensor], num_head_channels: int = 64) -
     return cfg
 
 
-_YAML_SWITCHES = ("use_spatial_transformer", "use_linear_in_transformer", "legacy", "use_checkpoint", "use_scale_shift_norm", "resblock_updown")
+_YAML_SWITCHES = (
+    "use_spatial_transformer",
+    "use_linear_in_transformer",
+    "legacy",
+    "use_checkpoint",
+    "use_scale_shift_norm",
+    "resblock_updown",
+)
 
 
 def _yaml_unet_params(path: Path) -> dict[str, Any]:
@@ -107,7 +118,9 @@ def _yaml_unet_params(path: Path) -> dict[str, Any]:
             try:
                 return dict(data["model"]["params"]["unet_config"]["params"])
             except (KeyError, TypeError) as exc:
-                raise InputError(f"{cand.name} has no model.params.unet_config.params: it is not the checkpoint's config") from exc
+                raise InputError(
+                    f"{cand.name} has no model.params.unet_config.params: it is not the checkpoint's config"
+                ) from exc
     return {}
 
 
@@ -175,7 +188,13 @@ SINGLE_FILE_HUB_FILES: dict[str | None, list[str]] = {
 }
 
 
-def _resolve_source(value: str | os.PathLike | None, hub_id: str, subfolder: str | None, download_dir: str | os.PathLike | None, what: str) -> Path:
+def _resolve_source(
+    value: str | os.PathLike | None,
+    hub_id: str,
+    subfolder: str | None,
+    download_dir: str | os.PathLike | None,
+    what: str,
+) -> Path:
     """A local folder for a component: the given path, or the hub download of ``hub_id`` limited to
     the files the component loads (:data:`SINGLE_FILE_HUB_FILES`)."""
     if value is not None and Path(value).exists():
@@ -227,7 +246,9 @@ def load_single_file(
     load_strict(unet, unet_sd, "UNet", assign=True)
 
     if VAE_PREFIX + "encoder.conv_in.weight" not in sd:
-        raise InputError(f"{path.name} has no VAE (first_stage_model): it is not a complete MVDream/ImageDream checkpoint")
+        raise InputError(
+            f"{path.name} has no VAE (first_stage_model): it is not a complete MVDream/ImageDream checkpoint"
+        )
     vae_cfg = _vae_config(sd)
     with empty_weights():
         vae = AutoencoderKL(**vae_cfg)
@@ -243,7 +264,9 @@ def load_single_file(
     if kind == "mvdream":
         model: MultiViewModel = MVDreamModel(unet, vae, tok, text)
     else:
-        enc_dir = _resolve_source(image_encoder, CLIP_H_HUB_ID, None, download_dir, "the OpenCLIP ViT-H/14 image encoder")
+        enc_dir = _resolve_source(
+            image_encoder, CLIP_H_HUB_ID, None, download_dir, "the OpenCLIP ViT-H/14 image encoder"
+        )
         enc = load_component("image encoder", CLIPVisionModel.from_pretrained, enc_dir, **transformers_kwargs(dtype))
         if (enc_dir / "preprocessor_config.json").is_file():
             proc = CLIPImageProcessor.from_pretrained(enc_dir)

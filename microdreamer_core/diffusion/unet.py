@@ -119,7 +119,15 @@ class Attention(nn.Module):
     """Multi-head attention; with ``ip_dim > 0`` the last ``ip_dim`` context tokens are image
     tokens attended to separately (``to_k_ip``/``to_v_ip``) and added with weight ``ip_weight``."""
 
-    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int, ip_dim: int = 0, ip_weight: float = 1.0):
+    def __init__(
+        self,
+        query_dim: int,
+        context_dim: int | None,
+        heads: int,
+        dim_head: int,
+        ip_dim: int = 0,
+        ip_weight: float = 1.0,
+    ):
         super().__init__()
         inner = heads * dim_head
         context_dim = context_dim or query_dim
@@ -136,7 +144,9 @@ class Attention(nn.Module):
         context = x if context is None else context
         q = _heads(self.to_q(x), self.heads)
         text = context[:, : context.shape[1] - self.ip_dim] if self.ip_dim > 0 else context
-        out = F.scaled_dot_product_attention(q, _heads(self.to_k(text), self.heads), _heads(self.to_v(text), self.heads))
+        out = F.scaled_dot_product_attention(
+            q, _heads(self.to_k(text), self.heads), _heads(self.to_v(text), self.heads)
+        )
         if self.ip_dim > 0:
             image = context[:, -self.ip_dim :]
             k_ip, v_ip = _heads(self.to_k_ip(image), self.heads), _heads(self.to_v_ip(image), self.heads)
@@ -182,7 +192,9 @@ class TransformerBlock3D(nn.Module):
 
 
 class SpatialTransformer3D(nn.Module):
-    def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int, depth: int, ip_dim: int, ip_weight: float):
+    def __init__(
+        self, channels: int, heads: int, dim_head: int, context_dim: int, depth: int, ip_dim: int, ip_weight: float
+    ):
         super().__init__()
         inner = heads * dim_head
         self.norm = _norm(channels, eps=1e-6)
@@ -221,7 +233,17 @@ class PerceiverAttention(nn.Module):
 class Resampler(nn.Module):
     """Perceiver resampler: image tokens (B, 257, E) -> ``num_queries`` context tokens."""
 
-    def __init__(self, dim: int, depth: int, dim_head: int, heads: int, num_queries: int, embedding_dim: int, output_dim: int, ff_mult: int = 4):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        dim_head: int,
+        heads: int,
+        num_queries: int,
+        embedding_dim: int,
+        output_dim: int,
+        ff_mult: int = 4,
+    ):
         super().__init__()
         self.latents = nn.Parameter(torch.randn(1, num_queries, dim) / dim**0.5)
         self.proj_in = nn.Linear(embedding_dim, dim)
@@ -232,7 +254,10 @@ class Resampler(nn.Module):
                 [
                     PerceiverAttention(dim, dim_head, heads),
                     nn.Sequential(
-                        nn.LayerNorm(dim), nn.Linear(dim, dim * ff_mult, bias=False), nn.GELU(), nn.Linear(dim * ff_mult, dim, bias=False)
+                        nn.LayerNorm(dim),
+                        nn.Linear(dim, dim * ff_mult, bias=False),
+                        nn.GELU(),
+                        nn.Linear(dim * ff_mult, dim, bias=False),
                     ),
                 ]
             )
@@ -260,7 +285,9 @@ def _check_supported(
     where = "MultiViewUNetModel (unet/config.json or the checkpoint's YAML)"
     for key in ("use_scale_shift_norm", "resblock_updown"):
         if switches[key]:
-            raise InputError(f"{where}: {key}=true is not supported: MVDream/ImageDream checkpoints are built without it (false)")
+            raise InputError(
+                f"{where}: {key}=true is not supported: MVDream/ImageDream checkpoints are built without it (false)"
+            )
     if not switches["use_spatial_transformer"]:
         raise InputError(
             f"{where}: use_spatial_transformer=false (plain self-attention blocks, no text conditioning) is not supported: "
@@ -341,9 +368,15 @@ class MultiViewUNetModel(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         _check_supported(
-            model_channels, channel_mult, attention_resolutions, num_head_channels,
-            use_scale_shift_norm=use_scale_shift_norm, resblock_updown=resblock_updown,
-            use_spatial_transformer=use_spatial_transformer, use_linear_in_transformer=use_linear_in_transformer, legacy=legacy,
+            model_channels,
+            channel_mult,
+            attention_resolutions,
+            num_head_channels,
+            use_scale_shift_norm=use_scale_shift_norm,
+            resblock_updown=resblock_updown,
+            use_spatial_transformer=use_spatial_transformer,
+            use_linear_in_transformer=use_linear_in_transformer,
+            legacy=legacy,
         )
         self.model_channels, self.ip_dim = model_channels, ip_dim
         emb_dim = model_channels * 4
@@ -351,10 +384,14 @@ class MultiViewUNetModel(ModelMixin, ConfigMixin):
         if camera_dim is not None:
             self.camera_embed = nn.Sequential(nn.Linear(camera_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         if ip_dim > 0:
-            self.image_embed = Resampler(context_dim, ip_depth, ip_dim_head, ip_heads, ip_dim, ip_embedding_dim, context_dim)
+            self.image_embed = Resampler(
+                context_dim, ip_depth, ip_dim_head, ip_heads, ip_dim, ip_embedding_dim, context_dim
+            )
 
         def transformer(ch: int) -> SpatialTransformer3D:
-            heads, dim_head = (ch // num_head_channels, num_head_channels) if num_head_channels > 0 else (num_heads, ch // num_heads)
+            heads, dim_head = (
+                (ch // num_head_channels, num_head_channels) if num_head_channels > 0 else (num_heads, ch // num_heads)
+            )
             return SpatialTransformer3D(ch, heads, dim_head, context_dim, transformer_depth, ip_dim, ip_weight)
 
         self.input_blocks = nn.ModuleList([TimestepSequential(nn.Conv2d(in_channels, model_channels, 3, padding=1))])

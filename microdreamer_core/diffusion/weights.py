@@ -103,7 +103,9 @@ def load_component(name: str, fn, *args, **kwargs):
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"could not load the {name} ({type(exc).__name__}: {str(exc)[:200]}): the folder is incomplete or corrupt; download it again") from exc
+        raise InputError(
+            f"could not load the {name} ({type(exc).__name__}: {str(exc)[:200]}): the folder is incomplete or corrupt; download it again"
+        ) from exc
 
 
 def load_strict(module: nn.Module, sd: dict[str, Tensor], what: str, assign: bool = False) -> None:
@@ -120,7 +122,9 @@ def load_strict(module: nn.Module, sd: dict[str, Tensor], what: str, assign: boo
         )
     for k, v in sd.items():
         if not _all_finite(v):
-            raise InputError(f"the {what} weight {k} contains NaN or infinite values: the file is corrupt; download it again")
+            raise InputError(
+                f"the {what} weight {k} contains NaN or infinite values: the file is corrupt; download it again"
+            )
 
 
 def _all_finite(v: Tensor) -> bool:

@@ -45,8 +45,15 @@ class DemoResult:
     written: list[str]
 
 
-def run_demo(out: Path, steps: int = 300, resolution: int = 128, seed: int = 0, progress: ProgressFn | None = None,
-             device: str = "auto", cancel: CancelFn | None = None) -> DemoResult:
+def run_demo(
+    out: Path,
+    steps: int = 300,
+    resolution: int = 128,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    device: str = "auto",
+    cancel: CancelFn | None = None,
+) -> DemoResult:
     """Run the demo into folder ``out`` (created; its parent must exist). ``cancel()`` is checked
     between steps (see :func:`~.errors.check_cancel`)."""
     from .demo_object import make_demo_mesh
@@ -62,10 +69,17 @@ def run_demo(out: Path, steps: int = 300, resolution: int = 128, seed: int = 0, 
     mesh_timings: dict[str, float] = {}
     mesh = gaussians_to_mesh(ev.result.gaussians, DEMO_MESH, timings=mesh_timings, cancel=cancel)
     mesh_seconds = time.perf_counter() - t_mesh
-    summary = {**report.as_dict(),
-               "mesh": {"vertices": mesh.num_vertices, "faces": mesh.num_faces, "texture_size": DEMO_MESH.texture_size,
-                        "seconds": round(mesh_seconds, 2), **{f"{k}_seconds": round(v, 2) for k, v in mesh_timings.items()}},
-               "total_seconds": round(time.perf_counter() - t0, 2)}
+    summary = {
+        **report.as_dict(),
+        "mesh": {
+            "vertices": mesh.num_vertices,
+            "faces": mesh.num_faces,
+            "texture_size": DEMO_MESH.texture_size,
+            "seconds": round(mesh_seconds, 2),
+            **{f"{k}_seconds": round(v, 2) for k, v in mesh_timings.items()},
+        },
+        "total_seconds": round(time.perf_counter() - t0, 2),
+    }
     with atomic_outputs() as staged:
         tmp = staged.folder(out)
         save_transforms(ev.train, tmp / "views")

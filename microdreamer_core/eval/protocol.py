@@ -22,15 +22,27 @@ from ..scene.mesh import Mesh
 from ..scene.views import PosedViews
 from .metrics import mask_iou, psnr
 
-__all__ = ["DUCK_RADIUS", "render_rgba", "novel_eval_cameras", "zero123_train_cameras", "EvalReport", "Evaluation", "evaluate_reconstruction"]
+__all__ = [
+    "DUCK_RADIUS",
+    "render_rgba",
+    "novel_eval_cameras",
+    "zero123_train_cameras",
+    "EvalReport",
+    "Evaluation",
+    "evaluate_reconstruction",
+]
 
 DUCK_RADIUS = 0.7
 """Radius the Duck is normalised to: the object then fills ~80% of the frame at camera radius 2,
 the framing METHOD.md's image preprocessing uses, and stays inside every view."""
 
 
-def render_rgba(model: Gaussians | Mesh, cameras: Cameras, background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                mesh_supersample: int = 4) -> torch.Tensor:
+def render_rgba(
+    model: Gaussians | Mesh,
+    cameras: Cameras,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    mesh_supersample: int = 4,
+) -> torch.Tensor:
     """(N, H, W, 4) straight-alpha RGBA renders of a :class:`Gaussians` or :class:`Mesh`.
 
     Meshes are rendered at ``mesh_supersample`` times the size and area-averaged (premultiplied),
@@ -117,4 +129,3 @@ def evaluate_reconstruction(
         resolution=train_cameras.width,
     )
     return Evaluation(report, result, train, truth, pred)
-

@@ -37,7 +37,12 @@ class DensifyConfig:
     max_gaussians: int = 200_000
 
 
-def edit_parameters(params: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer, keep: Tensor, extra: dict[str, Tensor] | None = None) -> None:
+def edit_parameters(
+    params: dict[str, torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    keep: Tensor,
+    extra: dict[str, Tensor] | None = None,
+) -> None:
     """Keep the rows ``keep`` (bool mask) of every parameter and append ``extra`` rows, in place.
 
     The optimiser's per-parameter state (Adam moments) follows the rows: kept rows keep their
@@ -135,8 +140,16 @@ class DensifyStrategy:
         edit_parameters(params, optimizer, keep, extra)
         n1 = params["means"].shape[0]
         pruned = self.prune(params, optimizer, cfg.prune_opacity, cfg.prune_max_scale)
-        self.history.append({"step": step, "cloned": int(clone.sum()), "split": int(split.sum()),
-                             "pruned": pruned, "before": n0, "after": n1 - pruned})
+        self.history.append(
+            {
+                "step": step,
+                "cloned": int(clone.sum()),
+                "split": int(split.sum()),
+                "pruned": pruned,
+                "before": n0,
+                "after": n1 - pruned,
+            }
+        )
         self.grad_accum = self.grad_count = None
 
     @staticmethod

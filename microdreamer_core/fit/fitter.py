@@ -74,12 +74,24 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 class GaussianFitter:
     """Optimiser state for a set of Gaussians: parameters, Adam, LR schedule and densification."""
 
-    def __init__(self, gaussians: Gaussians, lr: LearningRates | None = None, densify: DensifyConfig | None = None,
-                 background: tuple[float, float, float] = (1.0, 1.0, 1.0), backend: GaussianBackend = "auto"):
+    def __init__(
+        self,
+        gaussians: Gaussians,
+        lr: LearningRates | None = None,
+        densify: DensifyConfig | None = None,
+        background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        backend: GaussianBackend = "auto",
+    ):
         self.lr = lr or LearningRates()
         self.params = {name: torch.nn.Parameter(t.detach().clone()) for name, t in gaussians.params().items()}
-        rates = {"means": self.lr.position_init, "scales": self.lr.scale, "quats": self.lr.rotation,
-                 "opacities": self.lr.opacity, "sh0": self.lr.color, "shN": self.lr.color_rest}
+        rates = {
+            "means": self.lr.position_init,
+            "scales": self.lr.scale,
+            "quats": self.lr.rotation,
+            "opacities": self.lr.opacity,
+            "sh0": self.lr.color,
+            "shN": self.lr.color_rest,
+        }
         self.optimizer = torch.optim.Adam(
             [{"params": [self.params[n]], "lr": rates[n], "name": n} for n in Gaussians.PARAMS], lr=0.0, eps=1e-15
         )
@@ -99,8 +111,14 @@ class GaussianFitter:
         out = render_gaussians(self.gaussians, cameras, self.background, self.backend)
         return dataclasses.replace(out, rgb=out.rgb.clamp(0.0, 1.0))
 
-    def step(self, cameras: Cameras, target_rgb: Tensor, target_alpha: Tensor | None = None,
-             mask_weight: float = 0.0, extra_loss: Callable[[], Tensor] | None = None) -> float:
+    def step(
+        self,
+        cameras: Cameras,
+        target_rgb: Tensor,
+        target_alpha: Tensor | None = None,
+        mask_weight: float = 0.0,
+        extra_loss: Callable[[], Tensor] | None = None,
+    ) -> float:
         """One optimiser step against (B, H, W, 3) targets, ``L1sum(render, target) / B`` plus
         ``mask_weight * L1sum(alpha, target_alpha) / B``; returns the loss value. ``extra_loss()``
         adds a term of its own (SIR's reference view renders through :meth:`render` too)."""

@@ -60,8 +60,9 @@ def _centre_pixels(means: Tensor, camera: Cameras) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def remove_floaters(gaussians: Gaussians, config: FloaterFilterConfig | None = None,
-                    backend: GaussianBackend = "auto") -> tuple[Gaussians, int]:
+def remove_floaters(
+    gaussians: Gaussians, config: FloaterFilterConfig | None = None, backend: GaussianBackend = "auto"
+) -> tuple[Gaussians, int]:
     """``gaussians`` without the over-white floaters the reference removes; returns them and
     how many were removed."""
     cfg = config or FloaterFilterConfig()
@@ -71,7 +72,9 @@ def remove_floaters(gaussians: Gaussians, config: FloaterFilterConfig | None = N
         candidates = floater_candidates(g, cfg.min_scale)
         if not bool(candidates.any()):
             continue
-        camera = orbit_cameras([float(elevation)], [float(azimuth)], cfg.radius, cfg.resolution, cfg.fovy_deg).to(g.device)
+        camera = orbit_cameras([float(elevation)], [float(azimuth)], cfg.radius, cfg.resolution, cfg.fovy_deg).to(
+            g.device
+        )
         before = render_gaussians(g, camera, backend=backend).alpha[0, ..., 0]
         after = render_gaussians(g[~candidates], camera, backend=backend).alpha[0, ..., 0]
         dropped = (before - after) > cfg.alpha_drop

@@ -51,8 +51,9 @@ class ReconstructResult:
     densify_history: list[dict]
 
 
-def view_targets(views: PosedViews, device: torch.device,
-                 background: tuple[float, float, float]) -> tuple[Cameras, Tensor, Tensor]:
+def view_targets(
+    views: PosedViews, device: torch.device, background: tuple[float, float, float]
+) -> tuple[Cameras, Tensor, Tensor]:
     """Posed RGBA views as fitting targets on ``device``: the cameras, the (B, H, W, 3) colours
     composited on ``background`` and the (B, H, W) alpha, all safe for autograd."""
     cams = views.cameras.to(device)
@@ -87,8 +88,13 @@ def reconstruct(
         return _reconstruct(views, config or ReconstructConfig(), gaussians, progress, cancel)
 
 
-def _reconstruct(views: PosedViews, cfg: ReconstructConfig, gaussians: Gaussians | None,
-                 progress: ProgressFn | None, cancel: CancelFn | None) -> ReconstructResult:
+def _reconstruct(
+    views: PosedViews,
+    cfg: ReconstructConfig,
+    gaussians: Gaussians | None,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> ReconstructResult:
     if cfg.steps < 0:
         raise InputError(f"steps must be >= 0, got {cfg.steps}")
     if not isinstance(views, PosedViews):
@@ -104,7 +110,9 @@ def _reconstruct(views: PosedViews, cfg: ReconstructConfig, gaussians: Gaussians
     with seeded(run.seed, device):
         if gaussians is None:
             gaussians = cfg.init.sample(torch.Generator().manual_seed(run.seed))
-        fitter = GaussianFitter(gaussians.to(device).map(autograd_safe), cfg.lr, cfg.densify, run.background, run.gaussian_backend)
+        fitter = GaussianFitter(
+            gaussians.to(device).map(autograd_safe), cfg.lr, cfg.densify, run.background, run.gaussian_backend
+        )
         losses = []
         for step in range(cfg.steps):
             check_cancel(cancel, f"reconstruction at step {step}/{cfg.steps}")

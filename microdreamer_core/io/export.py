@@ -57,8 +57,19 @@ from ..scene.mesh import Mesh, vertex_normals
 from .mesh_files import linear_to_srgb, mesh_from_trimesh, mesh_to_trimesh, srgb_to_linear
 from .outputs import atomic_outputs, atomic_path
 
-__all__ = ["save_glb", "save_obj", "save_mesh", "mesh_files", "glb_bytes", "mesh_to_trimesh",
-           "mesh_from_trimesh", "SAVE_EXTENSIONS", "ROUGHNESS", "srgb_to_linear", "linear_to_srgb"]
+__all__ = [
+    "save_glb",
+    "save_obj",
+    "save_mesh",
+    "mesh_files",
+    "glb_bytes",
+    "mesh_to_trimesh",
+    "mesh_from_trimesh",
+    "SAVE_EXTENSIONS",
+    "ROUGHNESS",
+    "srgb_to_linear",
+    "linear_to_srgb",
+]
 
 SAVE_EXTENSIONS = (".glb", ".obj")
 ROUGHNESS = 0.9  # see the module docstring
@@ -134,11 +145,14 @@ class _BinBuilder:
         self.buffer_views.append(view)
         return len(self.buffer_views) - 1
 
-    def accessor(self, array: np.ndarray, type_: str, component: int, target: int | None,
-                 min_max: bool = False) -> int:
+    def accessor(self, array: np.ndarray, type_: str, component: int, target: int | None, min_max: bool = False) -> int:
         array = np.ascontiguousarray(array)
-        acc = {"bufferView": self.view(array.tobytes(), target), "componentType": component,
-               "count": int(array.shape[0]), "type": type_}
+        acc = {
+            "bufferView": self.view(array.tobytes(), target),
+            "componentType": component,
+            "count": int(array.shape[0]),
+            "type": type_,
+        }
         if min_max:
             acc["min"] = [float(x) for x in array.min(axis=0)]
             acc["max"] = [float(x) for x in array.max(axis=0)]
@@ -187,27 +201,37 @@ def glb_bytes(mesh: Mesh, extras: dict | None = None) -> bytes:
         doc["samplers"] = [{"magFilter": _LINEAR, "minFilter": _LINEAR, "wrapS": wrap, "wrapT": wrap}]
         doc["textures"] = [{"sampler": 0, "source": 0}]
         pbr["baseColorTexture"] = {"index": 0, "texCoord": 0}
-    doc.update({
-        "scene": 0,
-        "scenes": [{"name": "microdreamer", "nodes": [0]}],
-        "nodes": [{"name": "microdreamer", "mesh": 0}],
-        "meshes": [{"name": "microdreamer", "primitives": [
-            {"attributes": attributes, "indices": indices, "material": 0, "mode": _TRIANGLES}]}],
-        "materials": [{"name": "microdreamer", "pbrMetallicRoughness": pbr, "doubleSided": False}],
-        "accessors": binb.accessors,
-        "bufferViews": binb.buffer_views,
-        "buffers": [{"byteLength": binb.length}],
-    })
+    doc.update(
+        {
+            "scene": 0,
+            "scenes": [{"name": "microdreamer", "nodes": [0]}],
+            "nodes": [{"name": "microdreamer", "mesh": 0}],
+            "meshes": [
+                {
+                    "name": "microdreamer",
+                    "primitives": [{"attributes": attributes, "indices": indices, "material": 0, "mode": _TRIANGLES}],
+                }
+            ],
+            "materials": [{"name": "microdreamer", "pbrMetallicRoughness": pbr, "doubleSided": False}],
+            "accessors": binb.accessors,
+            "bufferViews": binb.buffer_views,
+            "buffers": [{"byteLength": binb.length}],
+        }
+    )
 
     json_chunk = json.dumps(doc, separators=(",", ":")).encode("utf-8")
     json_chunk += b" " * ((-len(json_chunk)) % 4)
     bin_chunk = binb.bytes()  # already 4-aligned (every view is padded with zeros)
     total = 12 + 8 + len(json_chunk) + 8 + len(bin_chunk)
-    return b"".join([
-        struct.pack("<III", _GLB_MAGIC, 2, total),
-        struct.pack("<II", len(json_chunk), _CHUNK_JSON), json_chunk,
-        struct.pack("<II", len(bin_chunk), _CHUNK_BIN), bin_chunk,
-    ])
+    return b"".join(
+        [
+            struct.pack("<III", _GLB_MAGIC, 2, total),
+            struct.pack("<II", len(json_chunk), _CHUNK_JSON),
+            json_chunk,
+            struct.pack("<II", len(bin_chunk), _CHUNK_BIN),
+            bin_chunk,
+        ]
+    )
 
 
 def save_glb(mesh: Mesh, path: str | os.PathLike, extras: dict | None = None) -> Path:
@@ -273,7 +297,8 @@ def save_obj(mesh: Mesh, path: str | os.PathLike) -> Path:
             png_tmp.write_bytes(_texture_png(mesh.texture))
             mtl_tmp.write_text(
                 f"# written by {GENERATOR}\nnewmtl material0\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 10\n"
-                f"d 1\nillum 1\nmap_Kd {png_path.name}\n")
+                f"d 1\nillum 1\nmap_Kd {png_path.name}\n"
+            )
         obj_tmp.write_text(obj_text)
     return path
 
@@ -289,5 +314,7 @@ def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
         return save_glb(mesh, path)
     if ext == ".obj":
         return save_obj(mesh, path)
-    raise InputError(f"cannot write mesh format '{ext or path.name}': give a path ending in "
-                     f"{' or '.join(SAVE_EXTENSIONS)} (.glb: one file with the texture embedded)")
+    raise InputError(
+        f"cannot write mesh format '{ext or path.name}': give a path ending in "
+        f"{' or '.join(SAVE_EXTENSIONS)} (.glb: one file with the texture embedded)"
+    )

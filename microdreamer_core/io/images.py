@@ -38,8 +38,10 @@ def check_pixels(size: tuple[int, int], name) -> None:
     if w < 1 or h < 1:
         raise InputError(f"{shown(name)} is {w}x{h} pixels: an image needs at least one pixel")
     if w * h > MAX_IMAGE_PIXELS:
-        raise InputError(f"{shown(name)} is {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS // 2**20} megapixel limit "
-                         "for images read from files: resize it (8192 x 8192 at most)")
+        raise InputError(
+            f"{shown(name)} is {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS // 2**20} megapixel limit "
+            "for images read from files: resize it (8192 x 8192 at most)"
+        )
 
 
 @contextlib.contextmanager
@@ -51,8 +53,10 @@ def pixel_guard(name) -> Iterator[None]:
         try:
             yield
         except Image.DecompressionBombError:
-            raise InputError(f"{shown(name)} is larger than the {MAX_IMAGE_PIXELS // 2**20} megapixel limit for images "
-                             "read from files: resize it (8192 x 8192 at most)") from None
+            raise InputError(
+                f"{shown(name)} is larger than the {MAX_IMAGE_PIXELS // 2**20} megapixel limit for images "
+                "read from files: resize it (8192 x 8192 at most)"
+            ) from None
 
 
 def _read(path, what: str, decode):
@@ -67,8 +71,12 @@ def _read(path, what: str, decode):
             return decode(im)
     except InputError:
         raise
-    except Exception as e:  # Pillow raises many kinds for broken files (OSError, SyntaxError, ValueError, zlib.error...)
-        raise InputError(f"cannot read {what} {shown(path)} ({shown(e, 120)}): give a PNG, WebP or TIFF image") from None
+    except (
+        Exception
+    ) as e:  # Pillow raises many kinds for broken files (OSError, SyntaxError, ValueError, zlib.error...)
+        raise InputError(
+            f"cannot read {what} {shown(path)} ({shown(e, 120)}): give a PNG, WebP or TIFF image"
+        ) from None
 
 
 def image_size(path, what: str = "image") -> tuple[int, int]:
@@ -81,6 +89,7 @@ def read_rgba(path, what: str = "image", need_alpha: str | None = None) -> Tenso
 
     ``need_alpha``: refuse images without an alpha channel, with this text as the reason and fix.
     """
+
     def decode(im: Image.Image) -> np.ndarray:
         if need_alpha and im.mode not in _ALPHA_MODES and "transparency" not in im.info:
             raise InputError(f"{shown(Path(path).name)} has no alpha channel (mode {im.mode}): {need_alpha}")

@@ -226,7 +226,9 @@ def _merge_parts(parts: list[_Part]) -> Mesh:
             index.append(unique[key])
         if len(images) == 1:
             uvs = np.concatenate([p.uvs for p in parts])
-            return Mesh(torch.from_numpy(vertices), torch.from_numpy(faces), torch.from_numpy(uvs), torch.from_numpy(images[0]))
+            return Mesh(
+                torch.from_numpy(vertices), torch.from_numpy(faces), torch.from_numpy(uvs), torch.from_numpy(images[0])
+            )
         in_range = all(p.uvs.min() >= -_MAX_UV_OVERSHOOT and p.uvs.max() <= 1 + _MAX_UV_OVERSHOOT for p in parts)
         if in_range:
             # Each distinct image becomes one tile; every part's uvs go into its image's tile.
@@ -238,8 +240,10 @@ def _merge_parts(parts: list[_Part]) -> Mesh:
                 uvs.append(packed[i][cursor[i] : cursor[i] + len(p.uvs)])
                 cursor[i] += len(p.uvs)
             return Mesh(
-                torch.from_numpy(vertices), torch.from_numpy(faces),
-                torch.from_numpy(np.concatenate(uvs)), torch.from_numpy(atlas),
+                torch.from_numpy(vertices),
+                torch.from_numpy(faces),
+                torch.from_numpy(np.concatenate(uvs)),
+                torch.from_numpy(atlas),
             )
 
     # Vertex-colour fallback: sample textures at vertex uvs, grey where nothing is defined.
@@ -251,7 +255,9 @@ def _merge_parts(parts: list[_Part]) -> Mesh:
             colors.append(p.colors.astype(np.float32))
         else:
             colors.append(np.full((len(p.vertices), 3), GREY, dtype=np.float32))
-    return Mesh(torch.from_numpy(vertices), torch.from_numpy(faces), vertex_colors=torch.from_numpy(np.concatenate(colors)))
+    return Mesh(
+        torch.from_numpy(vertices), torch.from_numpy(faces), vertex_colors=torch.from_numpy(np.concatenate(colors))
+    )
 
 
 def load_mesh(path: str | Path) -> Mesh:
@@ -268,8 +274,10 @@ def load_mesh(path: str | Path) -> Mesh:
         raise InputError(f"mesh file not found: {shown(path)}")
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
-        raise InputError(f"unsupported mesh format '{shown(ext or '(none)')}' for {shown(path.name)}; "
-                         f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+        raise InputError(
+            f"unsupported mesh format '{shown(ext or '(none)')}' for {shown(path.name)}; "
+            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
     try:
         with pixel_guard(f"a texture of {path.name}"):
             parts = _scene_parts(trimesh.load(str(path), force="scene"))
@@ -277,8 +285,10 @@ def load_mesh(path: str | Path) -> Mesh:
     except InputError:
         raise
     except Exception as exc:  # trimesh raises many exception types for corrupt files
-        raise InputError(f"could not read mesh file {shown(path)} ({type(exc).__name__}: {shown(exc, 120)}): "
-                         "check that it is a valid .glb/.gltf/.obj") from None
+        raise InputError(
+            f"could not read mesh file {shown(path)} ({type(exc).__name__}: {shown(exc, 120)}): "
+            "check that it is a valid .glb/.gltf/.obj"
+        ) from None
     if mesh is None:
         raise InputError(f"{shown(path)} contains no triangles")
     mesh.check(f"mesh file {shown(path)}")
@@ -309,7 +319,8 @@ def mesh_to_trimesh(mesh: Mesh):
         tex = np.repeat(tex, 3, axis=2) if tex.shape[2] == 1 else tex[..., :3]
         image = Image.fromarray(np.clip(np.round(tex * 255.0), 0, 255).astype(np.uint8), "RGB")
         material = trimesh.visual.material.PBRMaterial(
-            name="microdreamer", baseColorTexture=image, metallicFactor=0.0, roughnessFactor=0.9)
+            name="microdreamer", baseColorTexture=image, metallicFactor=0.0, roughnessFactor=0.9
+        )
         visual = trimesh.visual.TextureVisuals(uv=cpu.uvs.detach().numpy(), material=material)
     elif cpu.vertex_colors is not None:
         rgb = np.clip(np.round(cpu.vertex_colors.detach().numpy() * 255.0), 0, 255).astype(np.uint8)

@@ -22,7 +22,15 @@ from pathlib import Path
 
 from ..errors import InputError, shown
 
-__all__ = ["check_output", "output_error", "refuse_overwriting", "Outputs", "atomic_outputs", "atomic_path", "open_outputs"]
+__all__ = [
+    "check_output",
+    "output_error",
+    "refuse_overwriting",
+    "Outputs",
+    "atomic_outputs",
+    "atomic_path",
+    "open_outputs",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Output paths
@@ -56,28 +64,37 @@ def check_output(path, what: str = "", folder: bool = False) -> Path:
     parent = path.parent
     if not parent.is_dir():
         problem = "is a file, not a folder; choose" if parent.exists() else "does not exist; create it or choose"
-        raise InputError(f"cannot write {_subject(path, what)}: the folder {shown(parent)} {problem} another output path")
+        raise InputError(
+            f"cannot write {_subject(path, what)}: the folder {shown(parent)} {problem} another output path"
+        )
     if not os.access(parent, os.W_OK):
         read_only = hasattr(os, "statvfs") and bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
-        raise InputError(f"cannot write {_subject(path, what)}: the folder {shown(parent)} is "
-                         f"{'on a read-only disk' if read_only else 'not writable'}; {_DEFAULT_FIX}")
+        raise InputError(
+            f"cannot write {_subject(path, what)}: the folder {shown(parent)} is "
+            f"{'on a read-only disk' if read_only else 'not writable'}; {_DEFAULT_FIX}"
+        )
     if folder and path.exists() and not path.is_dir():
         raise InputError(f"cannot write {_subject(path, what)}: it is a file, not a folder; choose an output folder")
     if not folder and path.is_dir():
-        raise InputError(f"cannot write {_subject(path, what)}: it is a folder; choose an output path that names a file")
+        raise InputError(
+            f"cannot write {_subject(path, what)}: it is a folder; choose an output path that names a file"
+        )
     return path
 
 
 def refuse_overwriting(outputs: Iterable, inputs: Iterable) -> None:
     """Refuse outputs that would replace one of the command's own input files."""
+
     def key(p) -> str:
         return os.path.normcase(os.path.realpath(p))
 
     sources = {key(p): p for p in inputs}
     for out in outputs:
         if key(out) in sources:
-            raise InputError(f"writing {shown(out)} would overwrite the input {shown(sources[key(out)])} of this "
-                             "command: choose another output path")
+            raise InputError(
+                f"writing {shown(out)} would overwrite the input {shown(sources[key(out)])} of this "
+                "command: choose another output path"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,8 +36,9 @@ def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
         return False
 
 
-def confined(root: str | os.PathLike, relative: str | os.PathLike, what: str = "the path",
-             within: str = "the input folder") -> Path:
+def confined(
+    root: str | os.PathLike, relative: str | os.PathLike, what: str = "the path", within: str = "the input folder"
+) -> Path:
     """The real path of ``relative`` under ``root``, refused unless it lies inside ``root``.
 
     ``relative`` is taken relative to ``root``; an absolute path is accepted only if it resolves
@@ -46,8 +47,10 @@ def confined(root: str | os.PathLike, relative: str | os.PathLike, what: str = "
     path itself nor whether it exists.
     """
     if not isinstance(relative, (str, os.PathLike)) or not is_inside(root, relative):
-        raise InputError(f"{what} leads outside {within}: give a path inside it (no absolute path, "
-                         f"no '..', no link that points out of it)")
+        raise InputError(
+            f"{what} leads outside {within}: give a path inside it (no absolute path, "
+            f"no '..', no link that points out of it)"
+        )
     return Path(os.path.realpath(os.path.join(root, relative)))
 
 

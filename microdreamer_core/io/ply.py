@@ -53,7 +53,11 @@ def load_ply(path: str | Path) -> Gaussians:
     except Exception as e:  # plyfile raises assorted errors for non-PLY input
         raise InputError(f"{path.name} is not a readable PLY file ({type(e).__name__}: {e})") from None
     props = {p.name for p in v.properties}
-    need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
+    need = (
+        ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
+        + [f"scale_{i}" for i in range(3)]
+        + [f"rot_{i}" for i in range(4)]
+    )
     missing = [p for p in need if p not in props]
     if missing:
         raise InputError(

@@ -30,7 +30,15 @@ from .images import image_size, read_rgba
 from .outputs import atomic_outputs, atomic_path
 from .paths import confined
 
-__all__ = ["load_transforms", "load_cameras", "save_transforms", "transforms_files", "transforms_inputs", "load_rgba", "save_rgba"]
+__all__ = [
+    "load_transforms",
+    "load_cameras",
+    "save_transforms",
+    "transforms_files",
+    "transforms_inputs",
+    "load_rgba",
+    "save_rgba",
+]
 
 MAX_JSON_BYTES = 64 * 2**20
 MAX_JSON_DEPTH = 32
@@ -38,8 +46,11 @@ MAX_JSON_DEPTH = 32
 
 def load_rgba(path: Path) -> Tensor:
     """Read an RGBA image as (H, W, 4) float in [0, 1]; images without alpha are refused."""
-    return read_rgba(path, "image", need_alpha="reconstruction needs RGBA images with a transparent background; "
-                                                "remove the background first")
+    return read_rgba(
+        path,
+        "image",
+        need_alpha="reconstruction needs RGBA images with a transparent background; remove the background first",
+    )
 
 
 def _write_png(path: Path, image: Tensor) -> None:
@@ -65,8 +76,10 @@ def _resolve_frame_path(root: Path, file_path: str) -> Path:
             return p
     except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
         pass
-    raise InputError(f"transforms.json names the image '{shown(file_path)}', which does not exist in {shown(root)}: "
-                     "fix the file_path or add the image")
+    raise InputError(
+        f"transforms.json names the image '{shown(file_path)}', which does not exist in {shown(root)}: "
+        "fix the file_path or add the image"
+    )
 
 
 def _depth(value) -> int:
@@ -86,7 +99,9 @@ def _read_transforms(path: str | Path) -> tuple[Path, float, list[dict], list[Te
     if not json_path.is_file():
         raise InputError(f"no transforms.json at {name}: point to a folder with transforms.json and RGBA PNGs")
     if json_path.stat().st_size > MAX_JSON_BYTES:
-        raise InputError(f"{name} is larger than {MAX_JSON_BYTES // 2**20} MiB: that is no transforms.json; check the path")
+        raise InputError(
+            f"{name} is larger than {MAX_JSON_BYTES // 2**20} MiB: that is no transforms.json; check the path"
+        )
     try:
         meta = json.loads(json_path.read_bytes().decode("utf-8"))
     except RecursionError:
@@ -94,7 +109,9 @@ def _read_transforms(path: str | Path) -> tuple[Path, float, list[dict], list[Te
     except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InputError(f"{name} is not valid JSON ({shown(e, 120)}): fix or regenerate it") from None
     if meta is None or _depth(meta) > MAX_JSON_DEPTH:
-        raise InputError(f"{name} nests deeper than {MAX_JSON_DEPTH} levels: that is no transforms.json; fix or regenerate it")
+        raise InputError(
+            f"{name} nests deeper than {MAX_JSON_DEPTH} levels: that is no transforms.json; fix or regenerate it"
+        )
     if not isinstance(meta, dict) or "frames" not in meta or "camera_angle_x" not in meta:
         raise InputError(f"{name} needs 'camera_angle_x' and 'frames' (NeRF-synthetic layout)")
     frames = meta["frames"]
@@ -139,8 +156,10 @@ def load_transforms(path: str | Path, root: Path | None = None) -> PosedViews:
     if root is not None:  # every name first (whether or not it exists), then the file each leads to
         for i, f in enumerate(frames):
             confined(root, json_path.parent / str(f["file_path"]), f"frame {i}'s file_path in transforms.json")
-        files = [confined(root, _resolve_frame_path(json_path.parent, str(f["file_path"])),
-                          f"frame {i}'s image") for i, f in enumerate(frames)]
+        files = [
+            confined(root, _resolve_frame_path(json_path.parent, str(f["file_path"])), f"frame {i}'s image")
+            for i, f in enumerate(frames)
+        ]
     else:
         files = [_resolve_frame_path(json_path.parent, str(f["file_path"])) for f in frames]
     images = [load_rgba(f) for f in files]

@@ -120,12 +120,21 @@ def _sample_image(images: Tensor, xy: Tensor) -> Tensor:
     """Bilinear lookup of images (C, H, W, D) at pixel coordinates xy (C, M, 2) (centres at integers)."""
     C, H, W, D = images.shape
     grid = torch.stack([(xy[..., 0] + 0.5) / W * 2 - 1, (xy[..., 1] + 0.5) / H * 2 - 1], dim=-1)[:, None]
-    out = torch.nn.functional.grid_sample(images.permute(0, 3, 1, 2), grid, mode="bilinear", align_corners=False, padding_mode="border")
+    out = torch.nn.functional.grid_sample(
+        images.permute(0, 3, 1, 2), grid, mode="bilinear", align_corners=False, padding_mode="border"
+    )
     return out[:, :, 0].permute(0, 2, 1)  # (C, M, D)
 
 
-def _project_colors(mesh: Mesh, gaussians: Gaussians, points: Tensor, normals: Tensor, cams: Cameras,
-                    config: BakeConfig, views_per_batch: int = 4) -> tuple[Tensor, Tensor]:
+def _project_colors(
+    mesh: Mesh,
+    gaussians: Gaussians,
+    points: Tensor,
+    normals: Tensor,
+    cams: Cameras,
+    config: BakeConfig,
+    views_per_batch: int = 4,
+) -> tuple[Tensor, Tensor]:
     """Weighted sums of Gaussian-render colours over the views: (M, 3) colour sum, (M,) weight sum."""
     radius = float(mesh.vertices.norm(dim=-1).max())
     tol = config.depth_tolerance * radius
@@ -218,7 +227,9 @@ def bake_texture(mesh: Mesh, gaussians: Gaussians, config: BakeConfig | None = N
         tex[covered] = colors
         tex = dilate(tex, covered, max(config.padding, 1))
 
-    baked = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=tex, vertex_colors=mesh.vertex_colors, normals=normals)
+    baked = Mesh(
+        mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=tex, vertex_colors=mesh.vertex_colors, normals=normals
+    )
     if config.method == "fit":
         baked.texture = _fit(baked, g, cams, config)
         with torch.no_grad():

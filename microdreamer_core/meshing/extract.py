@@ -140,7 +140,9 @@ def _weights(packed: Tensor, points: Tensor) -> Tensor:
     d = points - packed[:, 0:3]
     a = packed[:, 3:9]
     m2 = (
-        a[:, 0] * d[:, 0] ** 2 + a[:, 1] * d[:, 1] ** 2 + a[:, 2] * d[:, 2] ** 2
+        a[:, 0] * d[:, 0] ** 2
+        + a[:, 1] * d[:, 1] ** 2
+        + a[:, 2] * d[:, 2] ** 2
         + 2.0 * (a[:, 3] * d[:, 0] * d[:, 1] + a[:, 4] * d[:, 0] * d[:, 2] + a[:, 5] * d[:, 1] * d[:, 2])
     )
     w = packed[:, 9] * torch.exp(-0.5 * m2)
@@ -219,7 +221,9 @@ def _splat(g: Gaussians, origin: Tensor, voxel: float, shape: tuple[int, int, in
     return density.view(shape)
 
 
-def _accumulate(g: Gaussians, points: Tensor, values: Tensor | None = None, chunk: int = _CHUNK) -> tuple[Tensor, Tensor | None]:
+def _accumulate(
+    g: Gaussians, points: Tensor, values: Tensor | None = None, chunk: int = _CHUNK
+) -> tuple[Tensor, Tensor | None]:
     """Density (P,) and density-weighted sum of ``values`` at arbitrary ``points`` (P, 3).
 
     Points are binned into cubic cells about one typical 3-sigma box wide; each Gaussian visits
@@ -234,7 +238,7 @@ def _accumulate(g: Gaussians, points: Tensor, values: Tensor | None = None, chun
     packed, extent, _ = _gaussian_terms(g)
     lo_p, hi_p = points.min(0).values, points.max(0).values
     cell = float(max((2 * extent).max(-1).values.median(), float((hi_p - lo_p).max()) / 256, 1e-6))
-    dims = (torch.floor((hi_p - lo_p) / cell).long() + 1)
+    dims = torch.floor((hi_p - lo_p) / cell).long() + 1
     cell_of = torch.floor((points - lo_p) / cell).long().minimum(dims - 1)
     key = (cell_of[:, 0] * dims[1] + cell_of[:, 1]) * dims[2] + cell_of[:, 2]
     order = torch.argsort(key)
@@ -316,7 +320,9 @@ def density_grid(gaussians: Gaussians, config: ExtractConfig | None = None) -> t
     """
     config = ExtractConfig() if config is None else config
     if config.resolution < 8:
-        raise InputError(f"mesh extraction resolution {config.resolution} is too small: use 64 or more (128-256 recommended)")
+        raise InputError(
+            f"mesh extraction resolution {config.resolution} is too small: use 64 or more (128-256 recommended)"
+        )
     g = _visible_subset(gaussians, config)
     R = int(config.resolution)
     origin, voxel = _grid_box(g, config)
@@ -411,7 +417,9 @@ def vertex_colors_from_gaussians(gaussians: Gaussians, points: Tensor, k: int = 
 # ----------------------------------------------------------------------------------------
 # Extraction
 # ----------------------------------------------------------------------------------------
-def extract_mesh(gaussians: Gaussians, config: ExtractConfig | None = None, timings: dict[str, float] | None = None) -> Mesh:
+def extract_mesh(
+    gaussians: Gaussians, config: ExtractConfig | None = None, timings: dict[str, float] | None = None
+) -> Mesh:
     """Mesh of the level set ``density = config.density_threshold`` of the Gaussians (``config``
     defaults to :class:`ExtractConfig`'s defaults).
 
@@ -458,14 +466,19 @@ def extract_mesh(gaussians: Gaussians, config: ExtractConfig | None = None, timi
     faces = _drop_degenerate(verts, faces)
     verts, faces = keep_large_components(verts, faces, config.keep_components)
     if len(faces) == 0:
-        raise InputError("no surface to extract: marching cubes found no triangles; lower density_threshold or raise resolution")
+        raise InputError(
+            "no surface to extract: marching cubes found no triangles; lower density_threshold or raise resolution"
+        )
     v = torch.from_numpy(verts.astype(np.float32))
     f = torch.from_numpy(faces)
     if config.smooth_iterations > 0:
         v = taubin_smooth(v, f, config.smooth_iterations)
     verts, faces = _decimate(v.numpy(), faces, config.target_faces)
     verts, faces = compact(verts, _drop_degenerate(verts, faces))
-    v, f = torch.from_numpy(np.ascontiguousarray(verts, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(faces))
+    v, f = (
+        torch.from_numpy(np.ascontiguousarray(verts, dtype=np.float32)),
+        torch.from_numpy(np.ascontiguousarray(faces)),
+    )
     if signed_volume(v, f) < 0:  # marching cubes' winding depends on the iso direction: enforce outward
         f = f[:, [0, 2, 1]]
     t3 = time.perf_counter()
@@ -479,8 +492,14 @@ def extract_mesh(gaussians: Gaussians, config: ExtractConfig | None = None, timi
 # ----------------------------------------------------------------------------------------
 # A known-answer Gaussian model
 # ----------------------------------------------------------------------------------------
-def gaussians_on_surface(mesh: Mesh, num: int = 20_000, tangent_scale: float | None = None,
-                         normal_scale: float = 0.01, opacity: float = 0.95, seed: int = 0) -> Gaussians:
+def gaussians_on_surface(
+    mesh: Mesh,
+    num: int = 20_000,
+    tangent_scale: float | None = None,
+    normal_scale: float = 0.01,
+    opacity: float = 0.95,
+    seed: int = 0,
+) -> Gaussians:
     """Flat Gaussians lying on ``mesh``'s surface, coloured from its texture/vertex colours.
 
     Points are sampled uniformly by area; each Gaussian is a disc (``tangent_scale`` in the
@@ -509,7 +528,10 @@ def gaussians_on_surface(mesh: Mesh, num: int = 20_000, tangent_scale: float | N
     quats[flipped] = torch.tensor([0.0, 1.0, 0.0, 0.0])
     scales = torch.log(torch.tensor([tangent_scale, tangent_scale, normal_scale])).expand(num, 3).clone()
     return Gaussians(
-        means=points, scales=scales, quats=torch.nn.functional.normalize(quats, dim=-1),
+        means=points,
+        scales=scales,
+        quats=torch.nn.functional.normalize(quats, dim=-1),
         opacities=torch.full((num,), math.log(opacity / (1 - opacity))),
-        sh0=((color.clamp(0, 1) - 0.5) / 0.28209479177387814)[:, None, :], shN=torch.zeros(num, 0, 3),
+        sh0=((color.clamp(0, 1) - 0.5) / 0.28209479177387814)[:, None, :],
+        shN=torch.zeros(num, 0, 3),
     )

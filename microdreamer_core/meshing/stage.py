@@ -54,9 +54,15 @@ def _check(config: MeshConfig, bake: bool) -> None:
         raise InputError(f"texture size must be at least 16 pixels (got {config.texture_size})")
 
 
-def gaussians_to_mesh(gaussians: Gaussians, config: MeshConfig | None = None, *, bake: bool = True,
-                      timings: dict[str, float] | None = None, progress: ProgressFn | None = None,
-                      cancel: CancelFn | None = None) -> Mesh:
+def gaussians_to_mesh(
+    gaussians: Gaussians,
+    config: MeshConfig | None = None,
+    *,
+    bake: bool = True,
+    timings: dict[str, float] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> Mesh:
     """A mesh of ``gaussians``: extracted, and with ``bake`` uv-unwrapped and textured.
 
     ``config`` defaults to :class:`MeshConfig`'s defaults. Step times in seconds go into
@@ -71,7 +77,9 @@ def gaussians_to_mesh(gaussians: Gaussians, config: MeshConfig | None = None, *,
     progress = progress or (lambda done, total: None)
     check_cancel(cancel, "mesh extraction between stages")
     t0 = time.perf_counter()
-    mesh = extract_mesh(gaussians, ExtractConfig(resolution=int(config.resolution), target_faces=int(config.target_faces)))
+    mesh = extract_mesh(
+        gaussians, ExtractConfig(resolution=int(config.resolution), target_faces=int(config.target_faces))
+    )
     timings["extract"] = time.perf_counter() - t0
     progress(1, total)
     if not bake:

@@ -64,6 +64,9 @@ def unwrap_uv(mesh: Mesh, texture_size: int = 1024, padding: int = 4, charts: st
     uvs[:, 1] = 1.0 - uvs[:, 1]
     pick = lambda t: None if t is None else t[vmap.to(t.device)]  # noqa: E731
     return Mesh(
-        mesh.vertices[vmap.to(mesh.device)], torch.from_numpy(indices.astype(np.int64)).to(mesh.device),
-        uvs=uvs.to(mesh.device), vertex_colors=pick(mesh.vertex_colors), normals=pick(mesh.normals),
+        mesh.vertices[vmap.to(mesh.device)],
+        torch.from_numpy(indices.astype(np.int64)).to(mesh.device),
+        uvs=uvs.to(mesh.device),
+        vertex_colors=pick(mesh.vertex_colors),
+        normals=pick(mesh.normals),
     )

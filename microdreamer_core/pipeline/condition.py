@@ -47,7 +47,9 @@ def make_condition(
         raise InputError(f"elevation must be between -89 and 89 degrees (got {elevation})")
     if model_kind is None:
         if image is None and not prompt.strip():
-            raise InputError("nothing to condition on: write a prompt (text-to-3D) or connect an image and its mask (image-to-3D)")
+            raise InputError(
+                "nothing to condition on: write a prompt (text-to-3D) or connect an image and its mask (image-to-3D)"
+            )
         model_kind = "mvdream" if image is None else "imagedream"  # the checks that apply: text only, or image
     if negative_prompt is None or negative_prompt.strip() == DEFAULT_NEGATIVE:
         negative_prompt = DEFAULT_NEGATIVE_PROMPT if model_kind in ("mvdream", "imagedream") else ""
@@ -62,15 +64,19 @@ def make_condition(
     return Condition(prompt=prompt, negative_prompt=negative_prompt, image=rgba, reference_elevation=float(elevation))
 
 
-def object_alpha(image: Tensor, mask: Tensor | None = None, invert_mask: bool = False, what: str = "the input image") -> Tensor:
+def object_alpha(
+    image: Tensor, mask: Tensor | None = None, invert_mask: bool = False, what: str = "the input image"
+) -> Tensor:
     """The (H, W) object coverage of an (H, W, 3|4) image, 1 = object: the first ``mask`` of a
     batch (``invert_mask`` for masks that are 1 on the background), else the image's own alpha.
     Refused unless it separates an object from a background; ``what`` names the image."""
     if mask is not None:
         m = check_masks(mask, "the mask")[0].float().cpu()
         if m.shape != image.shape[:2]:
-            raise InputError(f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}: connect "
-                             "the mask that belongs to the image (LoadImage gives a 64x64 empty mask for images without alpha)")
+            raise InputError(
+                f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}: connect "
+                "the mask that belongs to the image (LoadImage gives a 64x64 empty mask for images without alpha)"
+            )
         alpha = 1.0 - m if invert_mask else m
         empty = "the mask is empty (no foreground pixel): check the background removal, or toggle invert_mask"
         full = "the mask covers the whole image (no background): remove the background first, or toggle invert_mask"
@@ -79,8 +85,10 @@ def object_alpha(image: Tensor, mask: Tensor | None = None, invert_mask: bool = 
         empty = f"{what} is transparent everywhere (empty alpha): the object must be opaque in the alpha channel"
         full = f"{what} has no transparent background (alpha is opaque everywhere): remove the background first and save an RGBA PNG"
     else:
-        raise InputError(f"{what} has no mask: give an RGBA image or connect a MASK (a background-removal node's, "
-                         "or LoadImage's MASK with invert_mask on)")
+        raise InputError(
+            f"{what} has no mask: give an RGBA image or connect a MASK (a background-removal node's, "
+            "or LoadImage's MASK with invert_mask on)"
+        )
     if float(alpha.max()) <= 0.5:
         raise InputError(empty)
     if float(alpha.min()) > 0.5:
@@ -105,7 +113,9 @@ def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fil
         alpha = resize_bchw(alpha[None, None], tuple(rgb.shape[:2]), antialias=False)[0, 0]
     ys, xs = torch.nonzero(alpha > 0.5, as_tuple=True)
     if len(ys) == 0:
-        raise InputError("the mask is empty (no foreground pixel): remove the background so the object is opaque, or check the mask is not inverted")
+        raise InputError(
+            "the mask is empty (no foreground pixel): remove the background so the object is opaque, or check the mask is not inverted"
+        )
     y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     rgba = torch.cat([rgb, alpha[..., None]], dim=-1)[y0:y1, x0:x1]
     h, w = y1 - y0, x1 - x0

@@ -69,7 +69,9 @@ def generate(
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     start = time.perf_counter()
-    sir = run_sir(model, condition, p.sir, init_views=init_views, progress=stage("sir"), cancel=cancel, on_iteration=on_iteration)
+    sir = run_sir(
+        model, condition, p.sir, init_views=init_views, progress=stage("sir"), cancel=cancel, on_iteration=on_iteration
+    )
     timings = {"sir": sir.timings["total"]}
     nfe = {"sir": sir.nfe["total"], "texture": 0}
     out_mesh, tex = None, None

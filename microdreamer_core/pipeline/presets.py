@@ -59,8 +59,9 @@ class Preset:
     texture: TextureRefineConfig = field(default_factory=TextureRefineConfig)
     refine_texture: bool = True
 
-    def with_overrides(self, seed: int | None = None, iterations: int | None = None, device: str | None = None,
-                       **sir_fields) -> Preset:
+    def with_overrides(
+        self, seed: int | None = None, iterations: int | None = None, device: str | None = None, **sir_fields
+    ) -> Preset:
         """A copy with the seed and the device of every stage, the iteration count K or other
         SIR fields changed (None leaves a setting as it is)."""
         sir = dataclasses.replace(self.sir, **sir_fields)
@@ -80,9 +81,15 @@ _IMAGEDREAM = Preset(
     description="Image-to-3D with ImageDream: 4 views per iteration, 30 iterations; the prompt may be empty.",
     model_kind="imagedream",
     input="image",
-    sir=SIRConfig(iterations=30, init_steps=50, denoise_steps=10, t_start=0.8, t_end=0.4,
-                  cameras=CAMERA_PRESETS["imagedream"],
-                  reference=ReferenceView(rgb_weight=0.0, mask_weight=0.0, radius=CAMERA_PRESETS["imagedream"].radius)),
+    sir=SIRConfig(
+        iterations=30,
+        init_steps=50,
+        denoise_steps=10,
+        t_start=0.8,
+        t_end=0.4,
+        cameras=CAMERA_PRESETS["imagedream"],
+        reference=ReferenceView(rgb_weight=0.0, mask_weight=0.0, radius=CAMERA_PRESETS["imagedream"].radius),
+    ),
     # The reference's front camera sits at the preset's radius (2.5); used when a front term is asked for.
     texture=TextureRefineConfig(reference_radius=CAMERA_PRESETS["imagedream"].radius),
 )
@@ -93,8 +100,15 @@ PRESETS: dict[str, Preset] = {
         description="Image-to-3D with Stable Zero123: 6 views per iteration, 20 iterations, front-view reference loss (paper: ~18 s + 3 s on an A100).",
         model_kind="zero123",
         input="image",
-        sir=SIRConfig(iterations=20, init_steps=15, denoise_steps=20, t_start=0.9, t_end=0.2,
-                      cameras=CAMERA_PRESETS["zero123"], reference=ReferenceView(rgb_weight=0.3, mask_weight=0.01)),
+        sir=SIRConfig(
+            iterations=20,
+            init_steps=15,
+            denoise_steps=20,
+            t_start=0.9,
+            t_end=0.2,
+            cameras=CAMERA_PRESETS["zero123"],
+            reference=ReferenceView(rgb_weight=0.3, mask_weight=0.01),
+        ),
     ),
     "imagedream": _IMAGEDREAM,
     # MVDream: ImageDream's architecture without the image branch, trained on the same orbits.
@@ -122,8 +136,10 @@ def check_preset_kind(preset: Preset, model_kind: str, fix: str | None = None) -
     if preset.model_kind == model_kind:
         return
     fix = fix or f"use the '{model_kind}' preset or load a {preset.model_kind} model"
-    raise InputError(f"preset '{preset.name}' is for {preset.model_kind} models, but the model is "
-                     f"{MODEL_CLASSES[model_kind].display_name} ({model_kind}): {fix}")
+    raise InputError(
+        f"preset '{preset.name}' is for {preset.model_kind} models, but the model is "
+        f"{MODEL_CLASSES[model_kind].display_name} ({model_kind}): {fix}"
+    )
 
 
 def tiny_preset(name: str, iterations: int = 2, init_steps: int = 3, steps_per_iteration: int = 2) -> Preset:
@@ -132,8 +148,16 @@ def tiny_preset(name: str, iterations: int = 2, init_steps: int = 3, steps_per_i
     the schedule shape (t2 range, grid) is the preset's."""
     p = get_preset(name)
     floaters = None if p.sir.floaters is None else dataclasses.replace(p.sir.floaters, resolution=64)
-    sir = dataclasses.replace(p.sir, iterations=iterations, init_steps=init_steps, steps_per_iteration=steps_per_iteration,
-                              resolution=64, image_size=32, init=dataclasses.replace(p.sir.init, num=1000), floaters=floaters)
+    sir = dataclasses.replace(
+        p.sir,
+        iterations=iterations,
+        init_steps=init_steps,
+        steps_per_iteration=steps_per_iteration,
+        resolution=64,
+        image_size=32,
+        init=dataclasses.replace(p.sir.init, num=1000),
+        floaters=floaters,
+    )
     tex = dataclasses.replace(p.texture, render_resolution=64, image_size=32, steps=3)
     mesh = dataclasses.replace(p.mesh, resolution=32, target_faces=2000, texture_size=64, bake_resolution=64)
     return dataclasses.replace(p, sir=sir, texture=tex, mesh=mesh)

@@ -61,13 +61,17 @@ def reconstruct_3dgs(
     fit_alpha = masks is not None
     if model is None:
         if views is None:
-            raise InputError("nothing to reconstruct: connect images + cameras (plain reconstruction), or a multi-view model and a condition (SIR)")
+            raise InputError(
+                "nothing to reconstruct: connect images + cameras (plain reconstruction), or a multi-view model and a condition (SIR)"
+            )
         config = ReconstructConfig(steps=steps, resolution=resolution, runtime=FitRuntime(seed=seed, device=device))
         if not fit_alpha:
             config = dataclasses.replace(config, mask_weight=0.0)
         return reconstruct(views, config, progress=progress, cancel=cancel).gaussians
     if condition is None:
-        raise InputError("SIR with a model needs a condition: connect a MicroDreamer Condition node (prompt and/or image)")
+        raise InputError(
+            "SIR with a model needs a condition: connect a MicroDreamer Condition node (prompt and/or image)"
+        )
     p = get_preset(model.kind if preset == "auto" else preset)
     check_preset_kind(p, model.kind, fix=f"choose 'auto' or '{model.kind}'")
     p = p.with_overrides(seed=seed, iterations=iterations, device=device)
@@ -77,12 +81,16 @@ def reconstruct_3dgs(
     return run_sir(model, condition, sir, init_views=views, progress=progress, cancel=cancel).gaussians
 
 
-def _posed_views(images: Tensor | None, masks: Tensor | None, cameras: Cameras | None, invert_mask: bool) -> PosedViews | None:
+def _posed_views(
+    images: Tensor | None, masks: Tensor | None, cameras: Cameras | None, invert_mask: bool
+) -> PosedViews | None:
     """Posed views from the optional inputs; without masks the whole image counts as object."""
     if images is None and cameras is None:
         return None
     if images is None or cameras is None:
-        raise InputError("views need both images and cameras: connect both, or neither (to sample the initial views from the model)")
+        raise InputError(
+            "views need both images and cameras: connect both, or neither (to sample the initial views from the model)"
+        )
     if masks is None:
         masks, invert_mask = torch.ones(images.shape[:3]), False
     return PosedViews.from_images_and_masks(images, masks, cameras, invert_mask)

@@ -40,8 +40,9 @@ class ReferenceView:
     def enabled(self) -> bool:
         return self.rgb_weight > 0 or self.mask_weight > 0
 
-    def image(self, condition: Condition | None, resolution: int, fovy_deg: float,
-              device: torch.device | str = "cpu") -> ReferenceImage | None:
+    def image(
+        self, condition: Condition | None, resolution: int, fovy_deg: float, device: torch.device | str = "cpu"
+    ) -> ReferenceImage | None:
         """The term's target (:func:`reference_image` from ``radius``); None when the term is
         off or there is no input photo."""
         return reference_image(condition, self.radius, resolution, fovy_deg, device) if self.enabled else None
@@ -57,8 +58,9 @@ class ReferenceImage:
     alpha: Tensor
 
 
-def reference_image(condition: Condition | None, radius: float, resolution: int, fovy_deg: float,
-                    device: torch.device | str = "cpu") -> ReferenceImage | None:
+def reference_image(
+    condition: Condition | None, radius: float, resolution: int, fovy_deg: float, device: torch.device | str = "cpu"
+) -> ReferenceImage | None:
     """The condition's photo at its camera (``radius`` from the centre, ``fovy_deg``,
     ``resolution`` pixels square); None without a photo (text-to-3D)."""
     if condition is None or condition.image is None:
@@ -70,4 +72,7 @@ def reference_image(condition: Condition | None, radius: float, resolution: int,
 
 def reference_loss(render: RenderOutput, image: ReferenceImage, view: ReferenceView) -> Tensor:
     """Stage 1's front-view term for a (clamped) Gaussian ``render`` from ``image.camera``."""
-    return view.rgb_weight * (render.rgb - image.rgb).abs().sum() + view.mask_weight * ((render.alpha[..., 0] - image.alpha) ** 2).sum()
+    return (
+        view.rgb_weight * (render.rgb - image.rgb).abs().sum()
+        + view.mask_weight * ((render.alpha[..., 0] - image.alpha) ** 2).sum()
+    )

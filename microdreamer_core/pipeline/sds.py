@@ -89,9 +89,18 @@ class SDSConfig:
     def from_sir(cls, sir: SIRConfig, steps: int = 500) -> SDSConfig:
         """The SDS run that matches ``sir``: every shared setting copied (deep copies), ``steps`` set."""
         s = copy.deepcopy(sir)
-        return cls(steps=steps, cameras=s.cameras, resolution=s.resolution, image_size=s.image_size,
-                   guidance_scale=s.guidance_scale, reference=s.reference, init=s.init, lr=s.lr, densify=s.densify,
-                   runtime=s.runtime)
+        return cls(
+            steps=steps,
+            cameras=s.cameras,
+            resolution=s.resolution,
+            image_size=s.image_size,
+            guidance_scale=s.guidance_scale,
+            reference=s.reference,
+            init=s.init,
+            lr=s.lr,
+            densify=s.densify,
+            runtime=s.runtime,
+        )
 
     def timesteps(self) -> list[int]:
         """The timestep of every step, in order."""
@@ -158,8 +167,13 @@ class _SDSRun:
         self.guidance_scale = model.defaults.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
         self.timings = dict.fromkeys(("render", "vae_encode", "diffusion", "backward_step"), 0.0)
         self.clock = self.start
-        self.fitter = GaussianFitter(cfg.init.sample(self.gen).to(self.device), cfg.lr, cfg.densify,
-                                     cfg.runtime.background, cfg.runtime.gaussian_backend)
+        self.fitter = GaussianFitter(
+            cfg.init.sample(self.gen).to(self.device),
+            cfg.lr,
+            cfg.densify,
+            cfg.runtime.background,
+            cfg.runtime.gaussian_backend,
+        )
         self.reference = cfg.reference.image(condition, cfg.resolution, cfg.cameras.fovy_deg, self.device)
 
     def run(self, progress: ProgressFn | None, cancel: CancelFn | None) -> SDSResult:
@@ -170,8 +184,9 @@ class _SDSRun:
         with seeded(cfg.runtime.seed, self.device):
             for i, t in enumerate(ts):
                 check_cancel(cancel, f"SDS step {i}/{cfg.steps}")
-                cams = sample_orbit_cameras(cfg.cameras, cfg.resolution, self.gen,
-                                            reference_elevation=self.condition.reference_elevation).to(self.device)
+                cams = sample_orbit_cameras(
+                    cfg.cameras, cfg.resolution, self.gen, reference_elevation=self.condition.reference_elevation
+                ).to(self.device)
                 self.clock = time.perf_counter()
                 losses.append(self.fitter.step_loss(cams, partial(self.loss, cams=cams, t=t)))
                 self.lap("backward_step")
@@ -181,7 +196,9 @@ class _SDSRun:
             gaussians = self.fitter.finalize()
             self.timings["cleanup"] = time.perf_counter() - t0
         self.timings["total"] = time.perf_counter() - self.start
-        return SDSResult(gaussians.to("cpu"), losses, self.timings, self.model.nfe - nfe0, ts, self.fitter.strategy.history)
+        return SDSResult(
+            gaussians.to("cpu"), losses, self.timings, self.model.nfe - nfe0, ts, self.fitter.strategy.history
+        )
 
     def loss(self, out: RenderOutput, cams: Cameras, t: int) -> Tensor:
         """The SDS loss of the renders ``out`` from ``cams`` at timestep ``t`` (steps 2-6)."""

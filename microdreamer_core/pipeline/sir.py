@@ -114,7 +114,8 @@ class SIRConfig:
         for t2 in self.t2_schedule():
             counts = sir_iteration_nfes(self.schedule, t2, self.inv_ratio)
             inversion = {"hybrid": counts.inversion, "noise": 0}.get(
-                self.forward_mode, sum(1 for t in self.schedule.inverse_timesteps if int(t) <= t2) - 1)
+                self.forward_mode, sum(1 for t in self.schedule.inverse_timesteps if int(t) <= t2) - 1
+            )
             per_iteration += inversion + counts.sampling
         return (self.denoise_steps if sample_init else 0) + per_iteration
 
@@ -182,7 +183,9 @@ def run_sir(
     cfg = config or SIRConfig()
     cfg.validate()
     if model is None and (init_views is None or cfg.iterations > 0):
-        raise InputError("SIR iterations need a multi-view diffusion model: connect one, or set iterations to 0 and give views")
+        raise InputError(
+            "SIR iterations need a multi-view diffusion model: connect one, or set iterations to 0 and give views"
+        )
     with torch.inference_mode(False), torch.enable_grad():
         return _SIRRun(model, condition, cfg, init_views, progress, cancel).run(on_iteration)
 
@@ -190,8 +193,15 @@ def run_sir(
 class _SIRRun:
     """One SIR run; :meth:`run` reads as the loop of the module docstring."""
 
-    def __init__(self, model: MultiViewModel | None, condition: Condition | None, cfg: SIRConfig,
-                 init_views: PosedViews | None, progress: ProgressFn | None, cancel: CancelFn | None):
+    def __init__(
+        self,
+        model: MultiViewModel | None,
+        condition: Condition | None,
+        cfg: SIRConfig,
+        init_views: PosedViews | None,
+        progress: ProgressFn | None,
+        cancel: CancelFn | None,
+    ):
         self.start = time.perf_counter()
         self.model, self.condition, self.cfg, self.init_views, self.cancel = model, condition, cfg, init_views, cancel
         self.device = resolve_device(cfg.runtime.device)
@@ -201,8 +211,13 @@ class _SIRRun:
         self.progress = WorkProgress(model, planned + cfg.total_steps, progress)
         self.timings = {"init_sampling": 0.0, "init_fit": 0.0, "diffusion": 0.0, "optimise": 0.0, "cleanup": 0.0}
         self.losses: list[float] = []
-        self.fitter = GaussianFitter(cfg.init.sample(self.gen).to(self.device), cfg.lr, cfg.densify,
-                                     cfg.runtime.background, cfg.runtime.gaussian_backend)
+        self.fitter = GaussianFitter(
+            cfg.init.sample(self.gen).to(self.device),
+            cfg.lr,
+            cfg.densify,
+            cfg.runtime.background,
+            cfg.runtime.gaussian_backend,
+        )
         self.reference = cfg.reference.image(condition, cfg.resolution, cfg.cameras.fovy_deg, self.device)
 
     def run(self, on_iteration: Callable[[IterationInfo], None] | None) -> SIRResult:
@@ -222,9 +237,19 @@ class _SIRRun:
         self.timings["total"] = time.perf_counter() - self.start
         spent = self.progress.nfe
         nfe = {"init": init_nfe, "iterations": spent - init_nfe, "total": spent}
-        return SIRResult(gaussians.to("cpu"), self.losses, self.timings, nfe, t2s, infos, init_rgb.detach().cpu(),
-                         None if targets is None else targets.cpu(), self.fitter.strategy.history,
-                         None if self.reference is None else self.reference.camera.to("cpu"), removed)
+        return SIRResult(
+            gaussians.to("cpu"),
+            self.losses,
+            self.timings,
+            nfe,
+            t2s,
+            infos,
+            init_rgb.detach().cpu(),
+            None if targets is None else targets.cpu(),
+            self.fitter.strategy.history,
+            None if self.reference is None else self.reference.camera.to("cpu"),
+            removed,
+        )
 
     # ---- the steps, in order ------------------------------------------------------------------
     def initialise(self) -> Tensor:
@@ -247,9 +272,18 @@ class _SIRRun:
             cams, rgb, alpha = view_targets(views, self.device, cfg.runtime.background)
             return cams, rgb, alpha, cfg.init_mask_weight
         cams = self.draw_cameras()
-        result = sample(self.model, self.condition, cams.with_resolution(cfg.image_size), steps=cfg.denoise_steps,
-                        guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.runtime.seed, image_size=cfg.image_size,
-                        progress=self.progress, cancel=self.cancel)
+        result = sample(
+            self.model,
+            self.condition,
+            cams.with_resolution(cfg.image_size),
+            steps=cfg.denoise_steps,
+            guidance_scale=cfg.guidance_scale,
+            eta=cfg.eta,
+            seed=cfg.runtime.seed,
+            image_size=cfg.image_size,
+            progress=self.progress,
+            cancel=self.cancel,
+        )
         return cams, self.at_resolution(result.images), None, 0.0
 
     def iterate(self, k: int, t2: int, iterations: int) -> tuple[IterationInfo, Tensor]:
@@ -263,17 +297,36 @@ class _SIRRun:
             cams = self.draw_cameras()
             with torch.no_grad():
                 renders = self.fitter.render(cams).rgb.detach()
-            refined = refine_views(self.model, renders, cams.with_resolution(cfg.image_size), self.condition, t2,
-                                   steps=cfg.denoise_steps, inv_ratio=cfg.inv_ratio, mode=cfg.forward_mode,
-                                   guidance_scale=cfg.guidance_scale, eta=cfg.eta, seed=cfg.runtime.seed + 1 + k,
-                                   image_size=cfg.image_size, progress=self.progress, cancel=self.cancel)
+            refined = refine_views(
+                self.model,
+                renders,
+                cams.with_resolution(cfg.image_size),
+                self.condition,
+                t2,
+                steps=cfg.denoise_steps,
+                inv_ratio=cfg.inv_ratio,
+                mode=cfg.forward_mode,
+                guidance_scale=cfg.guidance_scale,
+                eta=cfg.eta,
+                seed=cfg.runtime.seed + 1 + k,
+                image_size=cfg.image_size,
+                progress=self.progress,
+                cancel=self.cancel,
+            )
             targets = self.at_resolution(refined.images)
         first = len(self.losses)
         with self.timed("optimise"):
             self.fit(cams, targets, None, cfg.steps_per_iteration, 0.0, f"SIR iteration {k}")
         mean_loss = sum(self.losses[first:]) / max(len(self.losses) - first, 1)
-        info = IterationInfo(k, iterations, t2, self.progress.nfe - nfe_before, mean_loss, self.fitter.gaussians.num,
-                             time.perf_counter() - t_iter)
+        info = IterationInfo(
+            k,
+            iterations,
+            t2,
+            self.progress.nfe - nfe_before,
+            mean_loss,
+            self.fitter.gaussians.num,
+            time.perf_counter() - t_iter,
+        )
         return info, targets
 
     def clean_up(self) -> tuple[Gaussians, int]:
@@ -286,8 +339,9 @@ class _SIRRun:
         return gaussians, removed
 
     # ---- helpers ------------------------------------------------------------------------------
-    def fit(self, cams: Cameras, target_rgb: Tensor, target_alpha: Tensor | None, steps: int, mask_weight: float,
-            where: str) -> None:
+    def fit(
+        self, cams: Cameras, target_rgb: Tensor, target_alpha: Tensor | None, steps: int, mask_weight: float, where: str
+    ) -> None:
         """``steps`` Adam steps against fixed targets, plus the reference term when there is one."""
         extra = None if self.reference is None else partial(self.reference_term, self.reference)
         for i in range(steps):
@@ -300,7 +354,9 @@ class _SIRRun:
 
     def draw_cameras(self) -> Cameras:
         cfg = self.cfg
-        return sample_orbit_cameras(cfg.cameras, cfg.resolution, self.gen, reference_elevation=self.elevation).to(self.device)
+        return sample_orbit_cameras(cfg.cameras, cfg.resolution, self.gen, reference_elevation=self.elevation).to(
+            self.device
+        )
 
     def at_resolution(self, images: Tensor) -> Tensor:
         """The model's (V, H, W, 3) images at the render resolution, on the run's device."""

@@ -134,8 +134,9 @@ def front_mask(out: MeshRenderOutput, cameras: Cameras, min_cos: float = 0.5) ->
     return ((out.alpha > 0) & (viewcos > min_cos)).detach()
 
 
-def front_reference(model: MultiViewModel, condition: Condition | None, cfg: TextureRefineConfig,
-                    device: torch.device | str = "cpu") -> FrontReference | None:
+def front_reference(
+    model: MultiViewModel, condition: Condition | None, cfg: TextureRefineConfig, device: torch.device | str = "cpu"
+) -> FrontReference | None:
     """The front term stage 2 uses for this model and condition, or None: Stable Zero123 by
     default, ImageDream when ``cfg.reference_weight > 0``, never MVDream or without an image."""
     weight = cfg.reference_weight
@@ -212,7 +213,9 @@ def _groups(model: MultiViewModel, views: int) -> list[list[int]]:
         return [list(range(views))]
     per_call = model.defaults.num_views
     if views % per_call:
-        raise InputError(f"{model.display_name} denoises {per_call} views per call: use a multiple of {per_call} views (got {views})")
+        raise InputError(
+            f"{model.display_name} denoises {per_call} views per call: use a multiple of {per_call} views (got {views})"
+        )
     calls = views // per_call
     return [list(range(j, views, calls)) for j in range(calls)]
 
@@ -231,20 +234,32 @@ def refine_texture(
     """
     cfg = config or TextureRefineConfig()
     if not mesh.has_texture:
-        raise InputError("texture refinement needs a textured mesh (uvs + texture): run Extract Mesh with texture baking on")
+        raise InputError(
+            "texture refinement needs a textured mesh (uvs + texture): run Extract Mesh with texture baking on"
+        )
     if cfg.steps < 0 or cfg.views < 1:
         raise InputError(f"need steps >= 0 and views >= 1 (got steps={cfg.steps}, views={cfg.views})")
     with torch.inference_mode(False), torch.enable_grad():
         return _refine(mesh, model, condition, cfg, progress, cancel)
 
 
-def _refine(mesh: Mesh, model: MultiViewModel, condition: Condition, cfg: TextureRefineConfig,
-            progress: ProgressFn | None, cancel: CancelFn | None) -> TextureRefineResult:
+def _refine(
+    mesh: Mesh,
+    model: MultiViewModel,
+    condition: Condition,
+    cfg: TextureRefineConfig,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> TextureRefineResult:
     device = resolve_device(cfg.device)
     start = time.perf_counter()
     cams = _cameras(cfg, device)
-    plain = Mesh(*(t.detach().clone().to(device) if t is not None else None
-                   for t in (mesh.vertices, mesh.faces, mesh.uvs, mesh.texture, mesh.vertex_colors, mesh.normals)))
+    plain = Mesh(
+        *(
+            t.detach().clone().to(device) if t is not None else None
+            for t in (mesh.vertices, mesh.faces, mesh.uvs, mesh.texture, mesh.vertex_colors, mesh.normals)
+        )
+    )
     groups = _groups(model, cfg.views)
     sampling = DDIMSchedule(num_inference_steps=cfg.denoise_steps).sampling_steps(cfg.t)
     work = WorkProgress(model, len(groups) * sampling + cfg.steps, progress)
@@ -257,15 +272,37 @@ def _refine(mesh: Mesh, model: MultiViewModel, condition: Condition, cfg: Textur
     # ---- Adam on the texture's logits, with the front term where the model has one --------------
     ref = front_reference(model, condition, cfg, device)
     t1 = time.perf_counter()
-    fit = fit_texture(plain, cams, targets, cfg.steps, cfg.lr, reference=ref, backend=cfg.mesh_backend,
-                      on_step=work.step, cancel=cancel)
+    fit = fit_texture(
+        plain,
+        cams,
+        targets,
+        cfg.steps,
+        cfg.lr,
+        reference=ref,
+        backend=cfg.mesh_backend,
+        on_step=work.step,
+        cancel=cancel,
+    )
     sync(device)
     timings = {"targets": t_targets, "optimise": time.perf_counter() - t1, "total": time.perf_counter() - start}
-    refined = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=fit.texture.cpu(),
-                   vertex_colors=mesh.vertex_colors, normals=mesh.normals)
-    return TextureRefineResult(refined, fit.losses, timings, work.nfe, targets.cpu(), renders.cpu(),
-                               reference_camera=None if ref is None else ref.image.camera.to("cpu"),
-                               reference_weight=0.0 if ref is None else ref.weight)
+    refined = Mesh(
+        mesh.vertices,
+        mesh.faces,
+        uvs=mesh.uvs,
+        texture=fit.texture.cpu(),
+        vertex_colors=mesh.vertex_colors,
+        normals=mesh.normals,
+    )
+    return TextureRefineResult(
+        refined,
+        fit.losses,
+        timings,
+        work.nfe,
+        targets.cpu(),
+        renders.cpu(),
+        reference_camera=None if ref is None else ref.image.camera.to("cpu"),
+        reference_weight=0.0 if ref is None else ref.weight,
+    )
 
 
 def _cameras(cfg: TextureRefineConfig, device: torch.device) -> Cameras:
@@ -276,17 +313,37 @@ def _cameras(cfg: TextureRefineConfig, device: torch.device) -> Cameras:
     return orbit_cameras([cfg.elevation] * cfg.views, az, cfg.radius, cfg.render_resolution, cfg.fovy_deg).to(device)
 
 
-def _targets(mesh: Mesh, cams: Cameras, model: MultiViewModel, condition: Condition, groups: list[list[int]],
-             cfg: TextureRefineConfig, progress: WorkProgress, cancel: CancelFn | None) -> tuple[Tensor, Tensor]:
+def _targets(
+    mesh: Mesh,
+    cams: Cameras,
+    model: MultiViewModel,
+    condition: Condition,
+    groups: list[list[int]],
+    cfg: TextureRefineConfig,
+    progress: WorkProgress,
+    cancel: CancelFn | None,
+) -> tuple[Tensor, Tensor]:
     """The renders of ``mesh`` from ``cams`` and the targets the model makes of them (one
     diffusion call per group of views), both (views, R, R, 3) at the render resolution."""
     with torch.no_grad():
         renders = render_mesh(mesh, cams, backend=cfg.mesh_backend).rgb
     targets = torch.empty_like(renders)
     for j, idx in enumerate(groups):
-        out = refine_views(model, renders[idx], cams[idx].with_resolution(cfg.image_size), condition, cfg.t,
-                           steps=cfg.denoise_steps, mode="noise", guidance_scale=cfg.guidance_scale, eta=cfg.eta,
-                           seed=cfg.seed + j, image_size=cfg.image_size, progress=progress, cancel=cancel)
+        out = refine_views(
+            model,
+            renders[idx],
+            cams[idx].with_resolution(cfg.image_size),
+            condition,
+            cfg.t,
+            steps=cfg.denoise_steps,
+            mode="noise",
+            guidance_scale=cfg.guidance_scale,
+            eta=cfg.eta,
+            seed=cfg.seed + j,
+            image_size=cfg.image_size,
+            progress=progress,
+            cancel=cancel,
+        )
         # Plain bilinear as the reference (it enlarges 256 -> 512; antialiasing would change the
         # targets only where render_resolution < image_size).
         targets[idx] = resize_images(out.images, cfg.render_resolution, antialias=False).to(renders.device)

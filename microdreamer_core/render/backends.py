@@ -65,8 +65,12 @@ def _probe(name: str) -> tuple[ModuleType | None, Exception | None]:
             package.smoke_test(module)
     except Exception as exc:  # ImportError, or a failing CUDA extension build / load
         if importlib.util.find_spec(package.module.split(".")[0]) is not None:
-            warnings.warn(f"{name} is installed but unusable ({_one_line(exc)}); backend='auto' uses the "
-                          "built-in torch rasteriser instead", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{name} is installed but unusable ({_one_line(exc)}); backend='auto' uses the "
+                "built-in torch rasteriser instead",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return None, exc
     return module, None
 
@@ -100,7 +104,9 @@ def _resolve(backend: str, cuda_name: str, tensors: tuple[Tensor, ...]) -> str:
     if backend == "auto":
         return cuda_name if on_cuda and _probe(cuda_name)[0] is not None else "torch"
     if not on_cuda:
-        where = "CUDA is not available on this machine" if not torch.cuda.is_available() else "the tensors are not on CUDA"
+        where = (
+            "CUDA is not available on this machine" if not torch.cuda.is_available() else "the tensors are not on CUDA"
+        )
         raise RuntimeError(
             f"backend='{cuda_name}' needs CUDA tensors (it only has CUDA kernels), but {where}; move the inputs to a "
             f"CUDA device (.to('cuda')) or use backend='torch' (backend='auto' picks {cuda_name} on CUDA)"

@@ -48,7 +48,15 @@ from ..scene.gaussians import Gaussians, quat_to_rotmat
 from .backends import GaussianBackend, load_backend, resolve_gaussian_backend
 from .gaussians_torch import rasterize_tiles
 
-__all__ = ["Projection", "RenderOutput", "eval_sh", "project_gaussians", "rasterize_gaussians", "render_gaussians", "sh_to_color"]
+__all__ = [
+    "Projection",
+    "RenderOutput",
+    "eval_sh",
+    "project_gaussians",
+    "rasterize_gaussians",
+    "render_gaussians",
+    "sh_to_color",
+]
 
 _DILATION = 0.3
 _FOV_CLAMP = 1.3
@@ -83,8 +91,13 @@ _SH_C0 = 0.28209479177387814
 _SH_C1 = 0.4886025119029199
 _SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 _SH_C3 = (
-    -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-    -0.4570457994644658, 1.445305721320277, -0.5900435899266435,
+    -0.5900435899266435,
+    2.890611442640554,
+    -0.4570457994644658,
+    0.3731763325901154,
+    -0.4570457994644658,
+    1.445305721320277,
+    -0.5900435899266435,
 )
 
 
@@ -161,8 +174,15 @@ class Projection:
 
 
 def project_gaussians(
-    means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor,
-    width: int, height: int, near: float = 0.01, far: float = 100.0,
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    near: float = 0.01,
+    far: float = 100.0,
 ) -> Projection:
     """EWA-project N world Gaussians into C OpenCV cameras (differentiable)."""
     rot = quat_to_rotmat(quats)
@@ -183,9 +203,9 @@ def project_gaussians(
     v_c = torch.minimum(torch.maximum(v, -cy / fy - margin_y), (height - cy) / fy + margin_y)
 
     zero = torch.zeros_like(z)
-    jac = torch.stack(
-        [fx / z_safe, zero, -fx * u_c / z_safe, zero, fy / z_safe, -fy * v_c / z_safe], dim=-1
-    ).reshape(*z.shape, 2, 3)
+    jac = torch.stack([fx / z_safe, zero, -fx * u_c / z_safe, zero, fy / z_safe, -fy * v_c / z_safe], dim=-1).reshape(
+        *z.shape, 2, 3
+    )
     jw = jac @ w_rot[:, None]  # (C, N, 2, 3)
     cov2d = jw @ cov3d[None] @ jw.transpose(-1, -2)
     a = cov2d[..., 0, 0] + _DILATION
@@ -207,9 +227,19 @@ def project_gaussians(
 
 
 def _rasterize_torch(
-    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
-    viewmats: Tensor, Ks: Tensor, width: int, height: int, background: Tensor,
-    near: float, far: float, sh_degree: int | None,
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    background: Tensor,
+    near: float,
+    far: float,
+    sh_degree: int | None,
 ) -> RenderOutput:
     """Our reference: project and colour with the model above, composite in tiles (:mod:`.gaussians_torch`)."""
     proj = project_gaussians(means, quats, scales, viewmats, Ks, width, height, near, far)
@@ -234,25 +264,49 @@ def _view_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: int
 
 
 def _rasterize_gsplat(
-    means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
-    viewmats: Tensor, Ks: Tensor, width: int, height: int, background: Tensor,
-    near: float, far: float, sh_degree: int | None,
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    background: Tensor,
+    near: float,
+    far: float,
+    sh_degree: int | None,
 ) -> RenderOutput:
     """``gsplat.rasterization`` with ``render_mode="RGB+ED"`` mapped onto :class:`RenderOutput`."""
     render, alphas, meta = load_backend("gsplat").rasterization(
-        means=means.contiguous(), quats=quats.contiguous(), scales=scales.contiguous(),
-        opacities=opacities.contiguous(), colors=colors.contiguous(),
-        viewmats=viewmats.contiguous(), Ks=Ks.contiguous(), width=width, height=height,
-        near_plane=near, far_plane=far, sh_degree=sh_degree,
-        backgrounds=background.contiguous(), render_mode="RGB+ED",
-        packed=False, absgrad=False, rasterize_mode="classic",
+        means=means.contiguous(),
+        quats=quats.contiguous(),
+        scales=scales.contiguous(),
+        opacities=opacities.contiguous(),
+        colors=colors.contiguous(),
+        viewmats=viewmats.contiguous(),
+        Ks=Ks.contiguous(),
+        width=width,
+        height=height,
+        near_plane=near,
+        far_plane=far,
+        sh_degree=sh_degree,
+        backgrounds=background.contiguous(),
+        render_mode="RGB+ED",
+        packed=False,
+        absgrad=False,
+        rasterize_mode="classic",
     )
     radii = meta["radii"]
     if radii.ndim == 3:  # newer gsplat: per-axis radii (C, N, 2)
         radii = radii.max(dim=-1).values
     return RenderOutput(
-        rgb=render[..., :3], alpha=alphas, depth=render[..., 3:4],  # "ED" is already / alpha
-        means2d=meta["means2d"], radii=radii.to(torch.int32),
+        rgb=render[..., :3],
+        alpha=alphas,
+        depth=render[..., 3:4],  # "ED" is already / alpha
+        means2d=meta["means2d"],
+        radii=radii.to(torch.int32),
     )
 
 
@@ -305,14 +359,27 @@ def rasterize_gaussians(
 
 
 def render_gaussians(
-    gaussians: Gaussians, cameras: Cameras, background: Sequence[float] | Tensor = (1.0, 1.0, 1.0),
+    gaussians: Gaussians,
+    cameras: Cameras,
+    background: Sequence[float] | Tensor = (1.0, 1.0, 1.0),
     backend: GaussianBackend = "auto",
 ) -> RenderOutput:
     """Render a :class:`Gaussians` set from ``cameras`` (activating its raw parameters)."""
     cams = cameras.to(gaussians.device)
     bg = torch.as_tensor(background, dtype=torch.float32, device=gaussians.device)
     return rasterize_gaussians(
-        gaussians.means, gaussians.normalized_quats(), gaussians.activated_scales(), gaussians.activated_opacities(),
-        gaussians.sh_coeffs(), cams.w2c_opencv(), cams.intrinsics(), cams.width, cams.height,
-        background=bg, near=cams.near, far=cams.far, sh_degree=gaussians.sh_degree, backend=backend,
+        gaussians.means,
+        gaussians.normalized_quats(),
+        gaussians.activated_scales(),
+        gaussians.activated_opacities(),
+        gaussians.sh_coeffs(),
+        cams.w2c_opencv(),
+        cams.intrinsics(),
+        cams.width,
+        cams.height,
+        background=bg,
+        near=cams.near,
+        far=cams.far,
+        sh_degree=gaussians.sh_degree,
+        backend=backend,
     )

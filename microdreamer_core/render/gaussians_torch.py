@@ -97,8 +97,17 @@ class _TilePlan:
 
 
 def _bin_tiles(
-    means2d: Tensor, conics: Tensor, log_ratio: Tensor, extent: Tensor, visible: Tensor,
-    depths: Tensor, width: int, height: int, tile: int, dtype: torch.dtype, may_clamp: bool,
+    means2d: Tensor,
+    conics: Tensor,
+    log_ratio: Tensor,
+    extent: Tensor,
+    visible: Tensor,
+    depths: Tensor,
+    width: int,
+    height: int,
+    tile: int,
+    dtype: torch.dtype,
+    may_clamp: bool,
 ) -> _TilePlan:
     """Pair each visible Gaussian with the tiles where its alpha can reach 1/255.
 
@@ -150,9 +159,7 @@ def _bin_tiles(
     return _TilePlan(tile, tiles_x, tiles_y, num_tiles, src, tile_id, chunks, chunk_tiles, neg_basis, may_clamp)
 
 
-def _min_quad_over_box(
-    mean: Tensor, conic: Tensor, x_lo: Tensor, x_hi: Tensor, y_lo: Tensor, y_hi: Tensor
-) -> Tensor:
+def _min_quad_over_box(mean: Tensor, conic: Tensor, x_lo: Tensor, x_hi: Tensor, y_lo: Tensor, y_hi: Tensor) -> Tensor:
     """min over the box of ``½ dᵀ [[a, b], [b, c]] d`` with ``d = p - mean`` (all (M,) tensors).
 
     Zero when the mean is inside; otherwise the minimum lies on an edge, where the 1D
@@ -188,7 +195,7 @@ def _make_chunks(per_tile: Tensor, start: Tensor, pad: int, pixels: int) -> tupl
     while i < len(lengths_cpu):
         k = lengths_cpu[i]
         b = max(1, _CHUNK_ELEMENTS // (k * pixels))
-        tiles = active[i:i + b]
+        tiles = active[i : i + b]
         ar = torch.arange(k, device=per_tile.device)
         idx = start[tiles, None] + ar
         chunks.append(torch.where(ar < per_tile[tiles, None], idx, torch.full_like(idx, pad)))
@@ -368,8 +375,19 @@ def rasterize_tiles(
         visible &= (m2[..., 0] + extent > 0) & (m2[..., 0] - extent < width)
         visible &= (m2[..., 1] + extent > 0) & (m2[..., 1] - extent < height)
         radii = torch.where(visible, torch.ceil(3.0 * torch.sqrt(proj.lambda_max)), 0.0).to(torch.int32)
-        plan = _bin_tiles(m2, proj.conics.detach(), log_ratio, extent, visible, proj.depths.detach(),
-                          width, height, tile, dtype, bool(op.max() > _ALPHA_MAX) if N else False)
+        plan = _bin_tiles(
+            m2,
+            proj.conics.detach(),
+            log_ratio,
+            extent,
+            visible,
+            proj.depths.detach(),
+            width,
+            height,
+            tile,
+            dtype,
+            bool(op.max() > _ALPHA_MAX) if N else False,
+        )
 
     # Per-pair quadratic-form coefficients of s = ½ dᵀ Σ'⁻¹ d - log(opacity) in tile-centred
     # coordinates (u, v): s = ½a u² + b uv + ½c v² - (a μu + b μv) u - (b μu + c μv) v + s0.
@@ -399,4 +417,3 @@ def _untile(x: Tensor, plan: _TilePlan, C: int, width: int, height: int) -> Tens
     t = plan.tile
     x = x.reshape(C, plan.tiles_y, plan.tiles_x, t, t, x.shape[-1]).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(C, plan.tiles_y * t, plan.tiles_x * t, -1)[:, :height, :width]
-

@@ -55,7 +55,9 @@ def _nv_context(index: int) -> object:
 # ----------------------------------------------------------------------------------------
 # Rasterisation
 # ----------------------------------------------------------------------------------------
-def rasterize(pos_clip: Tensor, faces: Tensor, resolution: tuple[int, int] | Sequence[int], backend: MeshBackend = "auto") -> Tensor:
+def rasterize(
+    pos_clip: Tensor, faces: Tensor, resolution: tuple[int, int] | Sequence[int], backend: MeshBackend = "auto"
+) -> Tensor:
     """Rasterise triangles into ``rast`` (C, H, W, 4) = [u, v, z/w, triangle_id + 1], row 0 on top.
 
     Args:
@@ -94,12 +96,16 @@ def interpolate(attr: Tensor, rast: Tensor, faces: Tensor, backend: MeshBackend 
     if attr.ndim not in (2, 3):
         raise ValueError(f"attr must be (V, D) or (C, V, D), got {tuple(attr.shape)}")
     if resolve_mesh_backend(backend, attr, rast, faces) == "nvdiffrast":
-        out, _ = load_backend("nvdiffrast").interpolate(attr.float().contiguous(), rast.contiguous(), faces.int().contiguous())
+        out, _ = load_backend("nvdiffrast").interpolate(
+            attr.float().contiguous(), rast.contiguous(), faces.int().contiguous()
+        )
         return out  # per-pixel op: works on our flipped (top-row-first) rast as is
     return mesh_torch.interpolate(attr, rast, faces.long())
 
 
-def texture(tex: Tensor, uv: Tensor, wrap: Literal["repeat", "clamp"] = "repeat", backend: MeshBackend = "auto") -> Tensor:
+def texture(
+    tex: Tensor, uv: Tensor, wrap: Literal["repeat", "clamp"] = "repeat", backend: MeshBackend = "auto"
+) -> Tensor:
     """Bilinear texture lookup: (C, H, W, D).
 
     ``tex`` is (Ht, Wt, D) or (C, Ht, Wt, D) (C = 1 broadcasts), stored top row first; ``uv``
@@ -112,11 +118,15 @@ def texture(tex: Tensor, uv: Tensor, wrap: Literal["repeat", "clamp"] = "repeat"
     if tex.ndim == 3:
         tex = tex[None]
     if tex.ndim != 4 or uv.ndim != 4 or uv.shape[-1] != 2:
-        raise ValueError(f"expected tex (C, Ht, Wt, D) and uv (C, H, W, 2), got {tuple(tex.shape)} and {tuple(uv.shape)}")
+        raise ValueError(
+            f"expected tex (C, Ht, Wt, D) and uv (C, H, W, 2), got {tuple(tex.shape)} and {tuple(uv.shape)}"
+        )
     if resolve_mesh_backend(backend, tex, uv) == "nvdiffrast":
         uv_nv = torch.stack([uv[..., 0], 1.0 - uv[..., 1]], dim=-1)  # nvdiffrast: v = 0 is row 0
         return load_backend("nvdiffrast").texture(
-            tex.float().contiguous(), uv_nv.float().contiguous(), filter_mode="linear",
+            tex.float().contiguous(),
+            uv_nv.float().contiguous(),
+            filter_mode="linear",
             boundary_mode="wrap" if wrap == "repeat" else "clamp",
         )
     return mesh_torch.texture(tex, uv, wrap)
@@ -189,4 +199,3 @@ def render_mesh(
     bg = torch.as_tensor(background, dtype=color.dtype, device=device).view(1, 1, 1, -1)
     rgb = color * alpha + bg * (1.0 - alpha)
     return MeshRenderOutput(rgb=rgb, alpha=alpha, depth=depth, normal=normal, rast=rast)
-

@@ -119,7 +119,9 @@ def _visible_triangles(pos_clip: Tensor, faces: Tensor, height: int, width: int)
         t0 = int(torch.searchsorted(ends, torch.tensor(s, device=device), right=True))
         t1 = int(torch.searchsorted(ends, torch.tensor(e - 1, device=device), right=True))
         rng = slice(t0, t1 + 1)
-        n = torch.minimum(ends[rng], torch.tensor(e, device=device)) - torch.maximum(starts[rng], torch.tensor(s, device=device))
+        n = torch.minimum(ends[rng], torch.tensor(e, device=device)) - torch.maximum(
+            starts[rng], torch.tensor(s, device=device)
+        )
         t = torch.repeat_interleave(torch.arange(t0, t1 + 1, device=device), n)
         local = torch.arange(s, e, device=device) - starts[t]
         bw = box_w[t]
@@ -211,4 +213,3 @@ def texture(tex: Tensor, uv: Tensor, wrap: Literal["repeat", "clamp"]) -> Tensor
     top = fetch(ys[0], xs[0]) * (1 - fx) + fetch(ys[0], xs[1]) * fx
     bottom = fetch(ys[1], xs[0]) * (1 - fx) + fetch(ys[1], xs[1]) * fx
     return top * (1 - fy) + bottom * fy
-

@@ -91,9 +91,11 @@ def check_poses(c2w: Tensor) -> None:
     last_row = (m[:, 3] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=m.dtype, device=m.device)).abs().amax(-1) > 1e-3
     bad = (flat | last_row).nonzero().flatten().tolist()
     if bad:
-        raise InputError(f"camera {bad[0]} has a singular pose ({'its rotation is degenerate' if flat[bad[0]] else 'its last row is not 0 0 0 1'})"
-                         f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: give OpenGL camera-to-world matrices "
-                         "(rotation + translation, last row 0 0 0 1)")
+        raise InputError(
+            f"camera {bad[0]} has a singular pose ({'its rotation is degenerate' if flat[bad[0]] else 'its last row is not 0 0 0 1'})"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: give OpenGL camera-to-world matrices "
+            "(rotation + translation, last row 0 0 0 1)"
+        )
 
 
 def orbit_pose(
@@ -109,10 +111,13 @@ def orbit_pose(
     el, az, r = torch.broadcast_tensors(el, az, r)
     if target is None:
         target = torch.zeros(3)
-    campos = torch.stack(
-        [r * torch.cos(el) * torch.sin(az), -r * torch.sin(el), r * torch.cos(el) * torch.cos(az)],
-        dim=-1,
-    ) + target
+    campos = (
+        torch.stack(
+            [r * torch.cos(el) * torch.sin(az), -r * torch.sin(el), r * torch.cos(el) * torch.cos(az)],
+            dim=-1,
+        )
+        + target
+    )
     c2w = torch.zeros(*el.shape, 4, 4)
     c2w[..., :3, :3] = look_at(campos, target.expand_as(campos))
     c2w[..., :3, 3] = campos
@@ -184,8 +189,12 @@ class Cameras:
         if any((c.width, c.height) != (first.width, first.height) for c in cameras):
             raise InputError("cannot concatenate cameras of different image sizes")
         return Cameras(
-            torch.cat([c.c2w for c in cameras]), torch.cat([c.fovy for c in cameras]),
-            first.width, first.height, first.near, first.far,
+            torch.cat([c.c2w for c in cameras]),
+            torch.cat([c.fovy for c in cameras]),
+            first.width,
+            first.height,
+            first.near,
+            first.far,
         )
 
     # --- derived quantities -------------------------------------------------------------
@@ -266,7 +275,9 @@ def orbit_cameras(
 ) -> Cameras:
     """Cameras on an orbit around the origin, one per (elevation, azimuth) pair in degrees."""
     w, h = (resolution, resolution) if isinstance(resolution, int) else resolution
-    c2w = orbit_pose(torch.as_tensor(elevations, dtype=torch.float32), torch.as_tensor(azimuths, dtype=torch.float32), radius)
+    c2w = orbit_pose(
+        torch.as_tensor(elevations, dtype=torch.float32), torch.as_tensor(azimuths, dtype=torch.float32), radius
+    )
     if c2w.ndim == 2:
         c2w = c2w[None]
     return Cameras(c2w, math.radians(fovy_deg), w, h)
@@ -324,7 +335,9 @@ def sample_orbit_cameras(
     az = azimuth_offset + torch.arange(p.num_views, dtype=torch.float32) * (360.0 / p.num_views)
     lo, hi = relative_elevation_range(p.elevation_range, reference_elevation)
     n_el = 1 if p.shared_elevation else p.num_views
-    el = float(reference_elevation) + torch.randint(lo, hi + 1, (n_el,), generator=generator).float().expand(p.num_views)
+    el = float(reference_elevation) + torch.randint(lo, hi + 1, (n_el,), generator=generator).float().expand(
+        p.num_views
+    )
     return orbit_cameras(el, az, p.radius, resolution, p.fovy_deg)
 
 
@@ -344,17 +357,23 @@ def preset_cameras(
         p = dataclasses.replace(p, radius=float(radius))
     if not azimuths:
         if elevations:
-            raise InputError("elevations are given but azimuths are empty: give one azimuth per camera, or clear elevations to use the preset")
+            raise InputError(
+                "elevations are given but azimuths are empty: give one azimuth per camera, or clear elevations to use the preset"
+            )
         return sample_orbit_cameras(p, resolution, torch.Generator().manual_seed(int(seed)))
     elevations = list(elevations) or [0.0]
     if len(elevations) == 1:
         elevations = elevations * len(azimuths)
     if len(elevations) != len(azimuths):
-        raise InputError(f"{len(elevations)} elevations but {len(azimuths)} azimuths: give one elevation, or one per azimuth")
+        raise InputError(
+            f"{len(elevations)} elevations but {len(azimuths)} azimuths: give one elevation, or one per azimuth"
+        )
     return orbit_cameras(elevations, list(azimuths), p.radius, resolution, p.fovy_deg)
 
 
-def front_camera(elevation: float = 0.0, radius: float = 2.0, resolution: int = 256, fovy_deg: float = DEFAULT_FOVY_DEG) -> Cameras:
+def front_camera(
+    elevation: float = 0.0, radius: float = 2.0, resolution: int = 256, fovy_deg: float = DEFAULT_FOVY_DEG
+) -> Cameras:
     """The input photo's camera of image-to-3D, for every model: azimuth 0 (the object's front)
     at the photo's ``elevation``."""
     return orbit_cameras([float(elevation)], [0.0], radius, resolution, fovy_deg)

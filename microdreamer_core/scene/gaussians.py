@@ -32,9 +32,15 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
     return torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     ).reshape(*quats.shape[:-1], 3, 3)
@@ -127,7 +133,9 @@ class Gaussians:
         """Raise :class:`InputError` if any parameter is NaN or infinite."""
         for name, t in self.params().items():
             if not torch.isfinite(t).all():
-                raise InputError(f"{what} has NaN or infinite values in '{name}': the file or run that produced it is broken")
+                raise InputError(
+                    f"{what} has NaN or infinite values in '{name}': the file or run that produced it is broken"
+                )
 
 
 def knn_scales(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:

@@ -26,7 +26,6 @@ GREY = 0.5
 """Colour of a mesh without texture or vertex colours."""
 
 
-
 @dataclass
 class Mesh:
     """A triangle mesh with optional uv texture, vertex colours and vertex normals."""
@@ -85,8 +84,12 @@ class Mesh:
         """A copy with every tensor on ``device``."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Mesh(
-            self.vertices.to(device), self.faces.to(device), move(self.uvs), move(self.texture),
-            move(self.vertex_colors), move(self.normals),
+            self.vertices.to(device),
+            self.faces.to(device),
+            move(self.uvs),
+            move(self.texture),
+            move(self.vertex_colors),
+            move(self.normals),
         )
 
     # --- geometry -------------------------------------------------------------------------
@@ -105,7 +108,9 @@ class Mesh:
         if self.num_faces == 0 or self.num_vertices == 0:
             raise InputError(f"{what} is empty (0 faces): give a mesh with triangles")
         if int(self.faces.min()) < 0 or int(self.faces.max()) >= self.num_vertices:
-            raise InputError(f"{what} has face indices outside 0..{self.num_vertices - 1}: the file or the step that made it is broken")
+            raise InputError(
+                f"{what} has face indices outside 0..{self.num_vertices - 1}: the file or the step that made it is broken"
+            )
         for name in ("vertices", "uvs", "vertex_colors", "normals", "texture"):
             value = getattr(self, name)
             if value is not None and not bool(torch.isfinite(value).all()):

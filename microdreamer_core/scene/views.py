@@ -40,7 +40,9 @@ class PosedViews:
         return self.images.shape[0]
 
     @classmethod
-    def from_images_and_masks(cls, images: Tensor, masks: Tensor, cameras: Cameras, invert_mask: bool = False) -> "PosedViews":
+    def from_images_and_masks(
+        cls, images: Tensor, masks: Tensor, cameras: Cameras, invert_mask: bool = False
+    ) -> "PosedViews":
         """Pack an (N, H, W, 3) image batch and an (N, H, W) mask batch (1 = object) as RGBA views.
 
         ``invert_mask`` takes ``1 - mask``, for masks where 1 means transparent (ComfyUI's LoadImage).

@@ -23,8 +23,15 @@ def built(monkeypatch):
     from microdreamer_core.diffusion.unet import MultiViewUNetModel
 
     seen: list[tuple[str, bool]] = []
-    for cls in (MultiViewUNetModel, UNet2DConditionModel, AutoencoderKL, CLIPTextModel, CLIPVisionModel,
-                CLIPVisionModelWithProjection, CLIPCameraProjection):
+    for cls in (
+        MultiViewUNetModel,
+        UNet2DConditionModel,
+        AutoencoderKL,
+        CLIPTextModel,
+        CLIPVisionModel,
+        CLIPVisionModelWithProjection,
+        CLIPCameraProjection,
+    ):
         original = cls.__init__
 
         def init(self, *args, _original=original, _cls=cls, **kwargs):

@@ -29,10 +29,40 @@ from microdreamer_core.errors import InputError
 
 GOOD_IDS = ["ashawkey/imagedream-ipmv-diffusers", "a/b", "Owner_1/name.v2", "_x/y_", "x" * 96 + "/" + "y" * 96]
 BAD_IDS = [
-    "/etc", "/etc/passwd", "../x", "./x", "x/..", "C:\\x", "C:/x", "\\\\server\\share", "owner\\name", "owner/name/extra",
-    "~/x", "~", "", " ", "/name", "owner/", "/", "owner//name", "-owner/name", "owner/name-", "owner/.name", ".owner/name",
-    "own..er/name", "own--er/name", "owner/name.git", "x" * 97 + "/y", "owner/na me", "owner/n\u00e4me", "owner/name\n",
-    "name", "models/microdreamer/owner--name", "owner/name?x=1", "owner/name#x", "https://huggingface.co/a/b",
+    "/etc",
+    "/etc/passwd",
+    "../x",
+    "./x",
+    "x/..",
+    "C:\\x",
+    "C:/x",
+    "\\\\server\\share",
+    "owner\\name",
+    "owner/name/extra",
+    "~/x",
+    "~",
+    "",
+    " ",
+    "/name",
+    "owner/",
+    "/",
+    "owner//name",
+    "-owner/name",
+    "owner/name-",
+    "owner/.name",
+    ".owner/name",
+    "own..er/name",
+    "own--er/name",
+    "owner/name.git",
+    "x" * 97 + "/y",
+    "owner/na me",
+    "owner/n\u00e4me",
+    "owner/name\n",
+    "name",
+    "models/microdreamer/owner--name",
+    "owner/name?x=1",
+    "owner/name#x",
+    "https://huggingface.co/a/b",
 ]
 
 
@@ -94,8 +124,12 @@ def imagedream_files(tmp_path_factory) -> dict[str, bytes]:
     return repo_files(folder)
 
 
-WEIGHTS = {"unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-           "text_encoder/model.safetensors", "image_encoder/model.safetensors"}
+WEIGHTS = {
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.safetensors",
+    "text_encoder/model.safetensors",
+    "image_encoder/model.safetensors",
+}
 
 
 def test_configs_first_then_only_the_weights_the_kind_loads(imagedream_files, tmp_path, monkeypatch):
@@ -105,11 +139,17 @@ def test_configs_first_then_only_the_weights_the_kind_loads(imagedream_files, tm
     assert hub.calls[0] == ("model_info", "owner/imagedream", True)  # sizes asked for
     configs, weights = hub.downloads()  # exactly two downloads: configs, then weights
     assert all(c[2] == hub.sha for c in hub.calls[1:]), "both downloads pinned to the listed commit"
-    assert "model_index.json" in configs and "unet/config.json" in configs and "tokenizer/tokenizer_config.json" in configs
+    assert (
+        "model_index.json" in configs and "unet/config.json" in configs and "tokenizer/tokenizer_config.json" in configs
+    )
     assert all(Path(p).suffix in (".json", ".txt", ".model") for p in configs), configs
     assert "other/config.json" not in configs
     assert set(weights) == WEIGHTS, weights  # safetensors over .bin, no variants, nothing else
-    got = {p.relative_to(tmp_path / "owner--imagedream").as_posix() for p in (tmp_path / "owner--imagedream").rglob("*") if p.is_file()}
+    got = {
+        p.relative_to(tmp_path / "owner--imagedream").as_posix()
+        for p in (tmp_path / "owner--imagedream").rglob("*")
+        if p.is_file()
+    }
     assert got.isdisjoint(JUNK) and WEIGHTS <= got
 
     # A second load reads the folder without asking the hub.
@@ -133,9 +173,13 @@ def test_a_repo_without_a_unet_config_is_refused_before_any_download(tmp_path, m
 
 
 def test_a_diffusers_repo_of_another_kind_is_refused_before_its_weights(tmp_path, monkeypatch):
-    sd = {"model_index.json": b"{}", "unet/config.json": json.dumps({"_class_name": "UNet2DConditionModel", "in_channels": 4}).encode(),
-          "unet/diffusion_pytorch_model.safetensors": b"x" * 64, "vae/config.json": b"{}",
-          "vae/diffusion_pytorch_model.safetensors": b"x" * 64}
+    sd = {
+        "model_index.json": b"{}",
+        "unet/config.json": json.dumps({"_class_name": "UNet2DConditionModel", "in_channels": 4}).encode(),
+        "unet/diffusion_pytorch_model.safetensors": b"x" * 64,
+        "vae/config.json": b"{}",
+        "vae/diffusion_pytorch_model.safetensors": b"x" * 64,
+    }
     hub = FakeHub(sd).install(monkeypatch)
     with pytest.raises(InputError, match="plain Stable Diffusion model"):
         download_model("owner/sd", tmp_path)
@@ -145,13 +189,19 @@ def test_a_diffusers_repo_of_another_kind_is_refused_before_its_weights(tmp_path
 
 
 def test_an_oversize_repo_is_refused_before_its_weights(imagedream_files, tmp_path, monkeypatch):
-    big = {"unet/diffusion_pytorch_model.safetensors": MAX_HUB_DOWNLOAD_BYTES // 2, "image_encoder/model.safetensors": MAX_HUB_DOWNLOAD_BYTES // 2 + 1}
+    big = {
+        "unet/diffusion_pytorch_model.safetensors": MAX_HUB_DOWNLOAD_BYTES // 2,
+        "image_encoder/model.safetensors": MAX_HUB_DOWNLOAD_BYTES // 2 + 1,
+    }
     hub = FakeHub(imagedream_files, sizes=big).install(monkeypatch)
     with pytest.raises(InputError, match="more than the 12 GB allowed"):
         load_from_hub("owner/huge", download_dir=tmp_path)
     assert len(hub.downloads()) == 1 and not (tmp_path / "owner--huge").exists()
     # unrelated big files (a .bin twin, the original checkpoint) do not count: they are never fetched
-    hub = FakeHub(imagedream_files | {"unet/diffusion_pytorch_model.bin": b"x"}, sizes={"unet/diffusion_pytorch_model.bin": 10**12}).install(monkeypatch)
+    hub = FakeHub(
+        imagedream_files | {"unet/diffusion_pytorch_model.bin": b"x"},
+        sizes={"unet/diffusion_pytorch_model.bin": 10**12},
+    ).install(monkeypatch)
     assert load_from_hub("owner/fine", download_dir=tmp_path).kind == "imagedream"
     with pytest.raises(InputError, match="more than the 0 GB allowed"):
         download_model("owner/other", tmp_path, max_bytes=10)
@@ -175,13 +225,23 @@ def test_an_existing_folder_is_kept_when_a_download_fails(tmp_path, monkeypatch)
 
 
 def test_weights_choice_prefers_safetensors_then_plain_names():
-    names = ["unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
-             "unet/diffusion_pytorch_model-00002-of-00002.safetensors", "unet/diffusion_pytorch_model.bin",
-             "vae/diffusion_pytorch_model.bin", "vae/diffusion_pytorch_model.fp16.bin",
-             "text_encoder/model.fp16.safetensors", "scheduler/scheduler_config.json", "tokenizer/vocab.json"]
+    names = [
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
+        "unet/diffusion_pytorch_model-00002-of-00002.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "vae/diffusion_pytorch_model.bin",
+        "vae/diffusion_pytorch_model.fp16.bin",
+        "text_encoder/model.fp16.safetensors",
+        "scheduler/scheduler_config.json",
+        "tokenizer/vocab.json",
+    ]
     assert _weight_files(names, ("unet", "vae", "text_encoder", "tokenizer")) == [
-        "unet/diffusion_pytorch_model-00001-of-00002.safetensors", "unet/diffusion_pytorch_model-00002-of-00002.safetensors",
-        "vae/diffusion_pytorch_model.bin", "text_encoder/model.fp16.safetensors"]
+        "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
+        "unet/diffusion_pytorch_model-00002-of-00002.safetensors",
+        "vae/diffusion_pytorch_model.bin",
+        "text_encoder/model.fp16.safetensors",
+    ]
     assert _config_files(names) == ["scheduler/scheduler_config.json", "tokenizer/vocab.json"]
 
 

@@ -19,9 +19,14 @@ def test_loader_refuses_wrong_files(models, tmp_path):
         load_model(folder, kind="mvdream")
     # a plain Stable Diffusion folder
     plain = tmp_path / "sd"
-    UNet2DConditionModel(block_out_channels=(32, 64), cross_attention_dim=32, norm_num_groups=32, layers_per_block=1,
-                         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")).save_pretrained(plain / "unet")
+    UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    ).save_pretrained(plain / "unet")
     with pytest.raises(InputError, match="plain Stable Diffusion model"):
         load_model(plain)
     # a truncated safetensors file inside a folder
@@ -31,7 +36,7 @@ def test_loader_refuses_wrong_files(models, tmp_path):
         load_model(folder)
     # a truncated single file, a file of the wrong type, a missing path
     trunc = tmp_path / "model.safetensors"
-    trunc.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    trunc.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     with pytest.raises(InputError, match="truncated, corrupt"):
         load_model(trunc)
     (tmp_path / "notes.txt").write_text("hi")

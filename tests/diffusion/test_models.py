@@ -72,16 +72,22 @@ def test_bad_inputs_get_clear_errors(models):
 
 
 # --- the condition cache: encoders run once per condition, results exactly as without it --------------
-_ENCODERS = {"mvdream": {"text_encoder": 2}, "imagedream": {"text_encoder": 2, "image_encoder": 1, "vae": 1},
-             "zero123": {"image_encoder": 1, "vae": 1}}
+_ENCODERS = {
+    "mvdream": {"text_encoder": 2},
+    "imagedream": {"text_encoder": 2, "image_encoder": 1, "vae": 1},
+    "zero123": {"image_encoder": 1, "vae": 1},
+}
 
 
 def _counted(kind: str):
     """A fresh tiny model (seed 0) and a Counter of forward calls of its condition encoders."""
     model = build_random_model(kind, "tiny", seed=0)
     counts: Counter = Counter()
-    for name, module in (("text_encoder", getattr(model, "text_encoder", None)), ("image_encoder", getattr(model, "image_encoder", None)),
-                         ("vae", model.vae.encoder)):
+    for name, module in (
+        ("text_encoder", getattr(model, "text_encoder", None)),
+        ("image_encoder", getattr(model, "image_encoder", None)),
+        ("vae", model.vae.encoder),
+    ):
         if module is not None:
             module.register_forward_hook(lambda *_, n=name: counts.update([n]))
     return model, counts
@@ -89,7 +95,9 @@ def _counted(kind: str):
 
 def _other_cams(kind: str):
     n = 6 if kind == "zero123" else 4
-    return orbit_cameras([10.0 + 5 * i for i in range(n)], [17.0 + i * 360.0 / n for i in range(n)], 2.2, resolution=SIZE)
+    return orbit_cameras(
+        [10.0 + 5 * i for i in range(n)], [17.0 + i * 360.0 / n for i in range(n)], 2.2, resolution=SIZE
+    )
 
 
 def _assert_same_prepared(a, b):
@@ -148,7 +156,10 @@ def test_condition_cache_reencodes_what_changed(kind):
     check(Condition(prompt="a red duck", negative_prompt="blurry", image=cond.image), text)
     check(Condition(prompt="a red duck", negative_prompt="dull", image=cond.image), text)
     # back to the first entry; Zero123's reference elevation only enters the per-camera projection
-    check(Condition(prompt="a yellow duck", negative_prompt="blurry", image=cond.image, reference_elevation=20.0), Counter())
+    check(
+        Condition(prompt="a yellow duck", negative_prompt="blurry", image=cond.image, reference_elevation=20.0),
+        Counter(),
+    )
     check(condition(seed=5), image)  # another image
     cond.image[3:9, 3:9] = 0.25  # the cached image changed in place: same tensor, new contents
     check(cond, image)

@@ -88,7 +88,9 @@ def test_half_precision_models_sample(kind, dtype):
     results = {}
     for dt in (torch.float32, dtype):
         model = build_random_model(kind, "tiny", seed=0, dtype=dt)
-        cams = sample_orbit_cameras(CAMERA_PRESETS["zero123" if kind == "zero123" else kind], 32, torch.Generator().manual_seed(0))
+        cams = sample_orbit_cameras(
+            CAMERA_PRESETS["zero123" if kind == "zero123" else kind], 32, torch.Generator().manual_seed(0)
+        )
         cond = Condition(prompt="a duck", image=torch.rand(32, 32, 4, generator=torch.Generator().manual_seed(0)))
         views = torch.rand(len(cams), 32, 32, 3, generator=torch.Generator().manual_seed(1))
         results[dt] = refine_views(model, views, cams, cond, 501, steps=10, image_size=32, seed=3).images

@@ -12,9 +12,17 @@ from microdreamer_core.diffusion.schedules import (
     sir_t2_schedule,
 )
 
-DIFFUSERS_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                        timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, prediction_type="epsilon",
-                        clip_sample=False)
+DIFFUSERS_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    timestep_spacing="leading",
+    steps_offset=1,
+    set_alpha_to_one=False,
+    prediction_type="epsilon",
+    clip_sample=False,
+)
 
 ZERO123_T2 = [901, 851, 801, 751, 751, 701, 651, 651, 601, 551, 501, 501, 451, 401, 401, 351, 301, 301, 251, 201]
 IMAGEDREAM_T2 = [801] + [701] * 7 + [601] * 8 + [501] * 7 + [401] * 7
@@ -40,10 +48,13 @@ def test_t1_is_about_six_tenths_of_t2_on_the_inverse_grid():
         assert abs(t1 - 0.6 * t2) <= 50
 
 
-@pytest.mark.parametrize("steps, t2s, init, inversion, sampling", [
-    (20, ZERO123_T2, 20, 95, 237),  # zero123 preset: 352 NFEs in all
-    (10, IMAGEDREAM_T2, 10, 77, 198),  # imagedream preset: 285
-])
+@pytest.mark.parametrize(
+    "steps, t2s, init, inversion, sampling",
+    [
+        (20, ZERO123_T2, 20, 95, 237),  # zero123 preset: 352 NFEs in all
+        (10, IMAGEDREAM_T2, 10, 77, 198),  # imagedream preset: 285
+    ],
+)
 def test_nfe_totals_match_method_md(steps, t2s, init, inversion, sampling):
     s = DDIMSchedule(steps)
     counts = [sir_iteration_nfes(s, t2) for t2 in t2s]
@@ -77,7 +88,9 @@ def test_ddim_steps_match_diffusers(eta):
 
 def test_inverse_steps_match_diffusers():
     s = DDIMSchedule(20)
-    ref = DDIMInverseScheduler(**{k: v for k, v in DIFFUSERS_CONFIG.items() if k != "set_alpha_to_one"}, set_alpha_to_one=False)
+    ref = DDIMInverseScheduler(
+        **{k: v for k, v in DIFFUSERS_CONFIG.items() if k != "set_alpha_to_one"}, set_alpha_to_one=False
+    )
     ref.set_timesteps(20)
     assert ref.timesteps.tolist() == s.inverse_timesteps.tolist()
     g = torch.Generator().manual_seed(1)

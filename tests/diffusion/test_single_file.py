@@ -45,7 +45,9 @@ def test_single_file_checkpoint_loads_exactly(kind, suffix, models, tmp_path):
         save_file(sd, str(path))
     params = {"num_head_channels": model.unet.config.num_head_channels, "camera_dim": 16}
     path.with_suffix(".yaml").write_text(yaml.safe_dump({"model": {"params": {"unet_config": {"params": params}}}}))
-    extra = {"tokenizer": folder / "tokenizer"} | ({"image_encoder": folder / "image_encoder"} if kind == "imagedream" else {})
+    extra = {"tokenizer": folder / "tokenizer"} | (
+        {"image_encoder": folder / "image_encoder"} if kind == "imagedream" else {}
+    )
     loaded = load_model(path, kind=kind, **extra)
     assert type(loaded) is type(model)
     cond, cams = condition(), cameras()
@@ -65,7 +67,10 @@ def test_single_file_errors_name_what_was_found(models, tmp_path):
     save_file({"cc_projection.weight": torch.zeros(2, 2)}, str(tmp_path / "stable_zero123.safetensors"))
     with pytest.raises(InputError, match="original Stable Zero123 checkpoint"):
         load_model(tmp_path / "stable_zero123.safetensors")
-    save_file({k[len("first_stage_model."):]: v for k, v in sd.items() if k.startswith("first_stage_model.")}, str(tmp_path / "vae.safetensors"))
+    save_file(
+        {k[len("first_stage_model.") :]: v for k, v in sd.items() if k.startswith("first_stage_model.")},
+        str(tmp_path / "vae.safetensors"),
+    )
     with pytest.raises(InputError, match="single component"):
         load_model(tmp_path / "vae.safetensors")
     no_vae = {k: v for k, v in sd.items() if not k.startswith("first_stage_model.")}
@@ -90,9 +95,22 @@ def test_single_file_checkpoint_takes_the_light_path(kind, models, tmp_path, bui
     parts = save_diffusers_folder(model, tmp_path / "parts")
     path = tmp_path / "model.safetensors"
     save_file(to_single_file(model), str(path))
-    (tmp_path / "model.yaml").write_text(json.dumps(  # YAML is a superset of JSON
-        {"model": {"params": {"unet_config": {"params": {"num_head_channels": 16, "use_spatial_transformer": True} | PUBLISHED_SWITCHES}}}}))
-    extra = {"tokenizer": parts / "tokenizer"} | ({"image_encoder": parts / "image_encoder"} if kind == "imagedream" else {})
+    (tmp_path / "model.yaml").write_text(
+        json.dumps(  # YAML is a superset of JSON
+            {
+                "model": {
+                    "params": {
+                        "unet_config": {
+                            "params": {"num_head_channels": 16, "use_spatial_transformer": True} | PUBLISHED_SWITCHES
+                        }
+                    }
+                }
+            }
+        )
+    )
+    extra = {"tokenizer": parts / "tokenizer"} | (
+        {"image_encoder": parts / "image_encoder"} if kind == "imagedream" else {}
+    )
     built.clear()
     loaded = load_model(path, kind=kind, **extra)
     assert {"MultiViewUNetModel", "AutoencoderKL", "CLIPTextModel"} <= {name for name, _ in built}
@@ -101,7 +119,9 @@ def test_single_file_checkpoint_takes_the_light_path(kind, models, tmp_path, bui
         assert torch.equal(loaded.unet.state_dict()[k], v), k
     assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in loaded.parameters())
     # a YAML describing another transformer layout is refused before any weight is used
-    (tmp_path / "model.yaml").write_text(json.dumps({"model": {"params": {"unet_config": {"params": {"use_linear_in_transformer": False}}}}}))
+    (tmp_path / "model.yaml").write_text(
+        json.dumps({"model": {"params": {"unet_config": {"params": {"use_linear_in_transformer": False}}}}})
+    )
     with pytest.raises(InputError, match="use_linear_in_transformer"):
         load_model(path, **extra)
 
@@ -120,10 +140,17 @@ def test_pre_zip_torch_checkpoint_still_loads(models, tmp_path):
 def test_single_file_components_download_only_the_files_they_load(tmp_path, monkeypatch):
     """A single-file checkpoint's tokenizer, text encoder and image encoder come from repos that
     also hold .bin, fp16 and OpenCLIP copies of the same weights: only the loaded files come down."""
-    sd21 = {"model_index.json": b"{}", "unet/diffusion_pytorch_model.safetensors": b"x" * 64,
-            "tokenizer/vocab.json": b"{}", "tokenizer/merges.txt": b"#", "tokenizer/tokenizer_config.json": b"{}",
-            "text_encoder/config.json": b"{}", "text_encoder/model.safetensors": b"x" * 64,
-            "text_encoder/pytorch_model.bin": b"x" * 64, "text_encoder/model.fp16.safetensors": b"x" * 64}
+    sd21 = {
+        "model_index.json": b"{}",
+        "unet/diffusion_pytorch_model.safetensors": b"x" * 64,
+        "tokenizer/vocab.json": b"{}",
+        "tokenizer/merges.txt": b"#",
+        "tokenizer/tokenizer_config.json": b"{}",
+        "text_encoder/config.json": b"{}",
+        "text_encoder/model.safetensors": b"x" * 64,
+        "text_encoder/pytorch_model.bin": b"x" * 64,
+        "text_encoder/model.fp16.safetensors": b"x" * 64,
+    }
     hub = FakeHub(sd21).install(monkeypatch)
     tok = _resolve_source(None, SD21_HUB_ID, "tokenizer", tmp_path, "the tokenizer")
     te = _resolve_source(None, SD21_HUB_ID, "text_encoder", tmp_path, "the text encoder")
@@ -132,8 +159,14 @@ def test_single_file_components_download_only_the_files_they_load(tmp_path, monk
     assert not (tmp_path / SD21_HUB_ID.replace("/", "--") / "unet").exists()
     assert all(p is not None for p in hub.downloads())
 
-    clip = {"config.json": b"{}", "preprocessor_config.json": b"{}", "model.safetensors": b"x" * 64,
-            "pytorch_model.bin": b"x" * 64, "open_clip_pytorch_model.bin": b"x" * 64, "open_clip_model.safetensors": b"x" * 64}
+    clip = {
+        "config.json": b"{}",
+        "preprocessor_config.json": b"{}",
+        "model.safetensors": b"x" * 64,
+        "pytorch_model.bin": b"x" * 64,
+        "open_clip_pytorch_model.bin": b"x" * 64,
+        "open_clip_model.safetensors": b"x" * 64,
+    }
     FakeHub(clip).install(monkeypatch)
     enc = _resolve_source(None, CLIP_H_HUB_ID, None, tmp_path, "the image encoder")
     assert sorted(p.name for p in enc.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
@@ -201,9 +234,18 @@ def test_vae_round_trip(blocks: tuple[int, ...], layers_per_block: int) -> None:
 
 
 def _text_config() -> CLIPTextConfig:
-    return CLIPTextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu",
-                          projection_dim=32, bos_token_id=0, eos_token_id=1)
+    return CLIPTextConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+        projection_dim=32,
+        bos_token_id=0,
+        eos_token_id=1,
+    )
 
 
 def _from_open_clip(model: nn.Module, ckpt: dict[str, torch.Tensor], prefix: str = TEXT) -> set[str]:

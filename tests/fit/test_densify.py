@@ -16,8 +16,14 @@ from microdreamer_core.scene.gaussians import Gaussians, init_ball
 def _random_gaussians(n=50, degree=2):
     gen = torch.Generator().manual_seed(1)
     k = (degree + 1) ** 2 - 1
-    return Gaussians(torch.randn(n, 3, generator=gen), torch.randn(n, 3, generator=gen), torch.randn(n, 4, generator=gen),
-                     torch.randn(n, generator=gen), torch.randn(n, 1, 3, generator=gen), torch.randn(n, k, 3, generator=gen))
+    return Gaussians(
+        torch.randn(n, 3, generator=gen),
+        torch.randn(n, 3, generator=gen),
+        torch.randn(n, 4, generator=gen),
+        torch.randn(n, generator=gen),
+        torch.randn(n, 1, 3, generator=gen),
+        torch.randn(n, k, 3, generator=gen),
+    )
 
 
 def _fitter_like(g):
@@ -29,7 +35,7 @@ def _fitter_like(g):
 def test_edit_parameters_keeps_adam_state_aligned():
     g = _random_gaussians(n=6, degree=0)
     params, opt = _fitter_like(g)
-    loss = sum((p ** 2).sum() for p in params.values())
+    loss = sum((p**2).sum() for p in params.values())
     loss.backward()
     opt.step()
     before = opt.state[params["means"]]["exp_avg"].clone()
@@ -41,7 +47,7 @@ def test_edit_parameters_keeps_adam_state_aligned():
     st = opt.state[params["means"]]["exp_avg"]
     assert torch.equal(st[:4], before[keep]) and torch.equal(st[4:], torch.zeros(2, 3))
     opt.zero_grad()
-    sum((p ** 2).sum() for p in params.values()).backward()
+    sum((p**2).sum() for p in params.values()).backward()
     opt.step()  # still a consistent optimiser
 
 

@@ -35,11 +35,14 @@ def _scene() -> tuple[Gaussians, dict[str, int]]:
     means = d * 0.3 * torch.rand(n, 1, generator=gen) ** (1 / 3)
     obj = _gaussians(means, [0.04] * n, [0.95] * n, [[0.4, 0.4, 0.45]] * n)
     planted = _gaussians(
-        [[0.7, 0.35, 0.1],    # floater: large and over-white, in the open -> removed
-         [0.0, 0.0, 0.0],     # large over-white Gaussian inside the object: removing it changes nothing -> kept
-         [-0.7, 0.3, 0.0],    # small over-white Gaussian (scale < 0.01) -> not a candidate
-         [0.0, 0.7, -0.5]],   # large but not over-white -> not a candidate
-        [0.08, 0.06, 0.005, 0.08], [0.9, 0.9, 0.9, 0.9],
+        [
+            [0.7, 0.35, 0.1],  # floater: large and over-white, in the open -> removed
+            [0.0, 0.0, 0.0],  # large over-white Gaussian inside the object: removing it changes nothing -> kept
+            [-0.7, 0.3, 0.0],  # small over-white Gaussian (scale < 0.01) -> not a candidate
+            [0.0, 0.7, -0.5],
+        ],  # large but not over-white -> not a candidate
+        [0.08, 0.06, 0.005, 0.08],
+        [0.9, 0.9, 0.9, 0.9],
         [[1.3, 1.25, 1.2], [1.3, 1.3, 1.3], [1.4, 1.4, 1.4], [0.95, 1.2, 1.2]],
     )
     g = Gaussians(**{k: torch.cat([getattr(obj, k), getattr(planted, k)]) for k in Gaussians.PARAMS})

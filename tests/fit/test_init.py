@@ -15,4 +15,8 @@ def test_sample_is_init_ball_with_the_settings():
     for name, t in g.params().items():
         assert torch.equal(t, expected.params()[name]), name
     assert g.num == 300 and g.sh_degree == 1
-    assert (InitialGaussians().num, InitialGaussians().radius, InitialGaussians().opacity) == (5000, 0.5, 0.1)  # the paper's
+    assert (InitialGaussians().num, InitialGaussians().radius, InitialGaussians().opacity) == (
+        5000,
+        0.5,
+        0.1,
+    )  # the paper's

@@ -17,7 +17,9 @@ from microdreamer_core.scene.cameras import orbit_cameras
 from microdreamer_core.scene.gaussians import init_ball
 from microdreamer_core.scene.views import PosedViews
 
-SMALL = ReconstructConfig(steps=12, init=InitialGaussians(num=300), runtime=FitRuntime(device="cpu", gaussian_backend="torch"))
+SMALL = ReconstructConfig(
+    steps=12, init=InitialGaussians(num=300), runtime=FitRuntime(device="cpu", gaussian_backend="torch")
+)
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,9 @@ def textured() -> Mesh:
 @pytest.fixture(scope="module")
 def coloured(textured: Mesh) -> Mesh:
     # Colours that vary smoothly over the surface (from the position), in [0, 1].
-    colors = (textured.vertices - textured.vertices.min(0).values) / (textured.vertices.max(0).values - textured.vertices.min(0).values)
+    colors = (textured.vertices - textured.vertices.min(0).values) / (
+        textured.vertices.max(0).values - textured.vertices.min(0).values
+    )
     return Mesh(textured.vertices, textured.faces, vertex_colors=colors, normals=textured.normals)
 
 
@@ -55,7 +57,7 @@ def _glb_json(path: Path) -> dict:
     assert kind == 0x4E4F534A and length % 4 == 0
     bin_length, bin_kind = struct.unpack_from("<II", data, 20 + length)
     assert bin_kind == 0x004E4942 and bin_length % 4 == 0 and 28 + length + bin_length == len(data)
-    return json.loads(data[20:20 + length])
+    return json.loads(data[20 : 20 + length])
 
 
 def _renders(mesh: Mesh) -> torch.Tensor:
@@ -123,8 +125,11 @@ def test_vertex_coloured_glb_is_valid_and_round_trips(tmp_path, coloured):
     assert np.allclose(tm.vertices, coloured.vertices.numpy(), atol=1e-7)
     stored = np.asarray(tm.visual.vertex_attributes["color"], dtype=np.float32)
     assert np.allclose(stored, srgb_to_linear(coloured.vertex_colors.numpy()), atol=1e-6)
-    back = Mesh(torch.from_numpy(np.asarray(tm.vertices, np.float32)), torch.from_numpy(np.asarray(tm.faces)),
-                vertex_colors=torch.from_numpy(linear_to_srgb(stored).astype(np.float32)))
+    back = Mesh(
+        torch.from_numpy(np.asarray(tm.vertices, np.float32)),
+        torch.from_numpy(np.asarray(tm.faces)),
+        vertex_colors=torch.from_numpy(linear_to_srgb(stored).astype(np.float32)),
+    )
     assert torch.allclose(back.vertex_colors, coloured.vertex_colors, atol=1e-5)
     assert float((_renders(back) - _renders(coloured)).abs().max()) < 1e-3
 

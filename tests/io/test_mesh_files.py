@@ -28,7 +28,9 @@ def test_load_duck_keeps_texture_and_turns_upright():
     assert mesh.uvs is not None and mesh.texture is not None and mesh.vertex_colors is None
     assert mesh.texture.ndim == 3 and mesh.texture.shape[-1] == 3
     assert 0.0 <= float(mesh.texture.min()) and float(mesh.texture.max()) <= 1.0
-    assert mesh.normals is not None and torch.allclose(mesh.normals.norm(dim=-1), torch.ones(mesh.num_vertices), atol=1e-4)
+    assert mesh.normals is not None and torch.allclose(
+        mesh.normals.norm(dim=-1), torch.ones(mesh.num_vertices), atol=1e-4
+    )
     # The node's +90 degree x-rotation is applied: the duck stands along +y.
     lo, hi = mesh.bounds
     assert (hi - lo)[1] == pytest.approx(17.02, abs=0.1)
@@ -65,8 +67,12 @@ def test_scene_transforms_and_face_colours(tmp_path):
     lo, hi = mesh.bounds
     assert float(lo[0]) == pytest.approx(-0.5, abs=1e-5) and float(hi[0]) == pytest.approx(3.5, abs=1e-5)
     right = mesh.vertices[:, 0] > 1.0
-    assert torch.allclose(mesh.vertex_colors[right], torch.tensor([0.0, 0.0, 1.0]).expand(int(right.sum()), 3), atol=0.02)
-    assert torch.allclose(mesh.vertex_colors[~right], torch.tensor([1.0, 0.0, 0.0]).expand(int((~right).sum()), 3), atol=0.02)
+    assert torch.allclose(
+        mesh.vertex_colors[right], torch.tensor([0.0, 0.0, 1.0]).expand(int(right.sum()), 3), atol=0.02
+    )
+    assert torch.allclose(
+        mesh.vertex_colors[~right], torch.tensor([1.0, 0.0, 0.0]).expand(int((~right).sum()), 3), atol=0.02
+    )
 
 
 def test_obj_round_trip_keeps_texture(tmp_path):
@@ -76,7 +82,9 @@ def test_obj_round_trip_keeps_texture(tmp_path):
     demo = make_demo_mesh(64)
     image = Image.fromarray((demo.texture * 255).round().byte().numpy())
     visual = trimesh.visual.TextureVisuals(uv=demo.uvs.numpy(), image=image)
-    trimesh.Trimesh(demo.vertices.numpy(), demo.faces.numpy(), visual=visual, process=False).export(tmp_path / "demo.obj")
+    trimesh.Trimesh(demo.vertices.numpy(), demo.faces.numpy(), visual=visual, process=False).export(
+        tmp_path / "demo.obj"
+    )
     mesh = load_mesh(tmp_path / "demo.obj")
     assert mesh.texture is not None and mesh.texture.shape == demo.texture.shape
     cams = orbit_cameras([0.0, -20.0], [0.0, 200.0], 2.0, 64)

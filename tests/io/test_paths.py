@@ -36,15 +36,27 @@ def _message(fn) -> str:
     return str(info.value)
 
 
-ESCAPES = ["../outside", "../outside/transforms.json", "views/../../outside", "../nowhere", "/etc", "/etc/passwd",
-           "/no/such/folder", "..", "views/../..", "a\0b"]
+ESCAPES = [
+    "../outside",
+    "../outside/transforms.json",
+    "views/../../outside",
+    "../nowhere",
+    "/etc",
+    "/etc/passwd",
+    "/no/such/folder",
+    "..",
+    "views/../..",
+    "a\0b",
+]
 
 
 @pytest.mark.parametrize("relative", ESCAPES)
 def test_confined_refuses_every_way_out_with_one_message(tree, relative):
     root, outside = tree
     message = _message(lambda: confined(root, relative, "the views folder"))
-    assert message == _message(lambda: confined(root, "../does-not-exist", "the views folder")), "existence must not show"
+    assert message == _message(lambda: confined(root, "../does-not-exist", "the views folder")), (
+        "existence must not show"
+    )
     assert "\n" not in message and "the views folder leads outside the input folder" in message
     assert "exist" not in message and str(outside) not in message and str(root) not in message
     assert "outside" not in message.replace("leads outside", "")
@@ -89,25 +101,32 @@ def test_folders_holding_lists_views_folders_inside_only(tree):
 
 def _transforms(folder, file_paths):
     folder.mkdir(parents=True, exist_ok=True)
-    frames = [{"file_path": p, "transform_matrix": orbit_cameras([0.0], [a], 2.0, 8).c2w[0].tolist()}
-              for p, a in zip(file_paths, (0.0, 90.0, 180.0))]
+    frames = [
+        {"file_path": p, "transform_matrix": orbit_cameras([0.0], [a], 2.0, 8).c2w[0].tolist()}
+        for p, a in zip(file_paths, (0.0, 90.0, 180.0))
+    ]
     (folder / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
     return folder
 
 
-@pytest.mark.parametrize("make_path", [
-    lambda outside: "../../outside/images/r_0.png",  # an image that exists, through ..
-    lambda outside: str(outside / "images" / "r_0.png"),  # the same, absolute
-    lambda outside: "../../outside/images/r_0",  # without the extension
-    lambda outside: "../../../../../../etc/no_such_image.png",  # one that does not exist
-    lambda outside: "/no/such/image.png",
-])
+@pytest.mark.parametrize(
+    "make_path",
+    [
+        lambda outside: "../../outside/images/r_0.png",  # an image that exists, through ..
+        lambda outside: str(outside / "images" / "r_0.png"),  # the same, absolute
+        lambda outside: "../../outside/images/r_0",  # without the extension
+        lambda outside: "../../../../../../etc/no_such_image.png",  # one that does not exist
+        lambda outside: "/no/such/image.png",
+    ],
+)
 def test_frames_are_confined_before_any_file_is_read(tree, make_path):
     root, outside = tree
     folder = _transforms(root / "uploaded", ["../views/images/r_0.png", make_path(outside)])
     message = _message(lambda: load_transforms("uploaded", root=root))
-    assert message == "frame 1's file_path in transforms.json leads outside the input folder: give a path inside it " \
-                      "(no absolute path, no '..', no link that points out of it)"
+    assert (
+        message == "frame 1's file_path in transforms.json leads outside the input folder: give a path inside it "
+        "(no absolute path, no '..', no link that points out of it)"
+    )
     assert str(outside) not in message and "exist" not in message
     # without a root (the CLI, a trusted local user) the same file loads what it names, or says what is missing
     if "no_such" not in make_path(outside) and "/no/" not in make_path(outside):

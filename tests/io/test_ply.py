@@ -15,8 +15,14 @@ from microdreamer_core.scene.gaussians import SH_C0, Gaussians
 def _random_gaussians(n=50, degree=2):
     gen = torch.Generator().manual_seed(1)
     k = (degree + 1) ** 2 - 1
-    return Gaussians(torch.randn(n, 3, generator=gen), torch.randn(n, 3, generator=gen), torch.randn(n, 4, generator=gen),
-                     torch.randn(n, generator=gen), torch.randn(n, 1, 3, generator=gen), torch.randn(n, k, 3, generator=gen))
+    return Gaussians(
+        torch.randn(n, 3, generator=gen),
+        torch.randn(n, 3, generator=gen),
+        torch.randn(n, 4, generator=gen),
+        torch.randn(n, generator=gen),
+        torch.randn(n, 1, 3, generator=gen),
+        torch.randn(n, k, 3, generator=gen),
+    )
 
 
 @pytest.mark.parametrize("degree", [0, 1, 3])
@@ -33,8 +39,11 @@ def test_ply_layout_is_the_standard_3dgs_one(tmp_path):
     g = _random_gaussians(n=3, degree=1)
     ply = PlyData.read(str(save_ply(g, tmp_path / "g.ply")))
     names = [p.name for p in ply["vertex"].properties]
-    assert names == (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(9)]
-                     + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+    assert names == (
+        ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+        + [f"f_rest_{i}" for i in range(9)]
+        + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    )
     assert not ply.text and ply.byte_order in ("<", "=")
     # f_rest is channel-major: f_rest_0..2 are the red coefficients of bands 1..3
     v = ply["vertex"]
@@ -45,8 +54,28 @@ def test_ply_layout_is_the_standard_3dgs_one(tmp_path):
 def test_load_a_ply_written_by_another_tool(tmp_path):
     # What the Inria code writes: float32 binary PLY, our column names, degree 0.
     n = 4
-    dtype = [(k, "f4") for k in ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
-                                 "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]]
+    dtype = [
+        (k, "f4")
+        for k in [
+            "x",
+            "y",
+            "z",
+            "nx",
+            "ny",
+            "nz",
+            "f_dc_0",
+            "f_dc_1",
+            "f_dc_2",
+            "opacity",
+            "scale_0",
+            "scale_1",
+            "scale_2",
+            "rot_0",
+            "rot_1",
+            "rot_2",
+            "rot_3",
+        ]
+    ]
     arr = np.zeros(n, dtype=dtype)
     arr["x"] = np.arange(n)
     arr["f_dc_0"] = (1.0 - 0.5) / SH_C0  # red

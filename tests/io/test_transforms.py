@@ -41,8 +41,11 @@ def test_nerf_synthetic_style_paths_without_extension_and_non_square(tmp_path):
     (tmp_path / "train").mkdir()
     Image.fromarray(np.zeros((20, 40, 4), np.uint8)).save(tmp_path / "train" / "r_0.png")
     fovx = 0.69
-    (tmp_path / "transforms.json").write_text(json.dumps(
-        {"camera_angle_x": fovx, "frames": [{"file_path": "./train/r_0", "transform_matrix": np.eye(4).tolist()}]}))
+    (tmp_path / "transforms.json").write_text(
+        json.dumps(
+            {"camera_angle_x": fovx, "frames": [{"file_path": "./train/r_0", "transform_matrix": np.eye(4).tolist()}]}
+        )
+    )
     v = load_transforms(tmp_path)
     assert (v.cameras.width, v.cameras.height) == (40, 20)
     assert v.cameras.fovx[0].item() == pytest.approx(fovx, rel=1e-5)
@@ -53,15 +56,21 @@ def _write(tmp_path, meta):
     (tmp_path / "transforms.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
 
 
-@pytest.mark.parametrize("meta, message", [
-    ("{not json", "not valid JSON"),
-    ({"frames": []}, "camera_angle_x"),
-    ({"camera_angle_x": 0.8, "frames": []}, "no frames"),
-    ({"camera_angle_x": 0.8, "frames": [{"file_path": "a.png"}]}, "transform_matrix"),
-    ({"camera_angle_x": 0.8, "frames": [{"file_path": "a.png", "transform_matrix": [[1, 2]]}]}, "4x4"),
-    ({"camera_angle_x": 0.8, "frames": [{"file_path": "nope.png", "transform_matrix": np.eye(4).tolist()}]}, "does not exist"),
-    ({"camera_angle_x": 80, "frames": [{"file_path": "a.png", "transform_matrix": np.eye(4).tolist()}]}, "radians"),
-])
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ("{not json", "not valid JSON"),
+        ({"frames": []}, "camera_angle_x"),
+        ({"camera_angle_x": 0.8, "frames": []}, "no frames"),
+        ({"camera_angle_x": 0.8, "frames": [{"file_path": "a.png"}]}, "transform_matrix"),
+        ({"camera_angle_x": 0.8, "frames": [{"file_path": "a.png", "transform_matrix": [[1, 2]]}]}, "4x4"),
+        (
+            {"camera_angle_x": 0.8, "frames": [{"file_path": "nope.png", "transform_matrix": np.eye(4).tolist()}]},
+            "does not exist",
+        ),
+        ({"camera_angle_x": 80, "frames": [{"file_path": "a.png", "transform_matrix": np.eye(4).tolist()}]}, "radians"),
+    ],
+)
 def test_malformed_transforms(tmp_path, meta, message):
     Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(tmp_path / "a.png")
     _write(tmp_path, meta)
@@ -79,8 +88,16 @@ def test_mixed_sizes_and_missing_alpha(tmp_path):
     Image.fromarray(np.zeros((16, 16, 4), np.uint8)).save(tmp_path / "b.png")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "c.png")
     eye = np.eye(4).tolist()
-    _write(tmp_path, {"camera_angle_x": 0.8, "frames": [{"file_path": "a.png", "transform_matrix": eye},
-                                                        {"file_path": "b.png", "transform_matrix": eye}]})
+    _write(
+        tmp_path,
+        {
+            "camera_angle_x": 0.8,
+            "frames": [
+                {"file_path": "a.png", "transform_matrix": eye},
+                {"file_path": "b.png", "transform_matrix": eye},
+            ],
+        },
+    )
     with pytest.raises(InputError, match="mixed sizes"):
         load_transforms(tmp_path)
     _write(tmp_path, {"camera_angle_x": 0.8, "frames": [{"file_path": "c.png", "transform_matrix": eye}]})

@@ -46,7 +46,9 @@ def test_single_gaussian_density_is_analytic():
     scales = torch.tensor([0.1, 0.03, 0.05])
     mean = torch.tensor([0.1, -0.2, 0.3])
     g = shapes.gaussians(mean[None], scales.log()[None], quat, 0.8, torch.ones(1, 3) * 0.5)
-    points = mean + torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.1, 0.0], [0.03, 0.0, 0.0], [0.02, -0.05, 0.04], [0.0, 0.0, 0.2]])
+    points = mean + torch.tensor(
+        [[0.0, 0.0, 0.0], [0.0, 0.1, 0.0], [0.03, 0.0, 0.0], [0.02, -0.05, 0.04], [0.0, 0.0, 0.2]]
+    )
     local = (points - mean) @ rot  # coordinates along the Gaussian's own axes
     m2 = (local / scales).square().sum(-1)
     expected = 0.8 * torch.exp(-0.5 * m2) * (m2 <= 9)
@@ -60,7 +62,9 @@ def test_culled_density_matches_brute_force():
     points = (torch.rand(3000, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1) * 0.6
     expected = _brute_density(g, points)
     torch.testing.assert_close(gaussian_density(g, points), expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gaussian_density(g, points, chunk=997), expected, atol=1e-5, rtol=1e-5)  # chunks split boxes
+    torch.testing.assert_close(
+        gaussian_density(g, points, chunk=997), expected, atol=1e-5, rtol=1e-5
+    )  # chunks split boxes
 
     config = ExtractConfig(resolution=24, auto_bound=True)
     grid, bbox = density_grid(g, config)

@@ -33,18 +33,26 @@ def gaussian_ply(tmp_path_factory, surface_gaussians) -> Path:
 
 def test_stage_runs_its_steps_with_progress_and_timings(surface_gaussians):
     calls, timings = [], {}
-    mesh = gaussians_to_mesh(surface_gaussians, SMALL, timings=timings, progress=lambda done, total: calls.append((done, total)))
+    mesh = gaussians_to_mesh(
+        surface_gaussians, SMALL, timings=timings, progress=lambda done, total: calls.append((done, total))
+    )
     assert calls == [(1, 3), (2, 3), (3, 3)] and list(timings) == ["extract", "unwrap", "bake"]
     assert mesh.has_texture and mesh.texture.shape == (32, 32, 3) and 0 < mesh.num_faces <= 500
 
     calls.clear()
-    plain = gaussians_to_mesh(surface_gaussians, SMALL, bake=False, progress=lambda done, total: calls.append((done, total)))
+    plain = gaussians_to_mesh(
+        surface_gaussians, SMALL, bake=False, progress=lambda done, total: calls.append((done, total))
+    )
     assert calls == [(1, 1)] and not plain.has_texture and plain.vertex_colors is not None
 
 
 def test_stage_refuses_bad_settings_first_and_stops_between_steps(surface_gaussians):
-    bad = [(MeshConfig(resolution=8), "at least 16 grid samples"), (MeshConfig(target_faces=-1), r"0 \(no decimation\)"),
-           (MeshConfig(uv_charts="turbo"), "use one of quality, fast"), (MeshConfig(texture_size=8), "at least 16 pixels")]
+    bad = [
+        (MeshConfig(resolution=8), "at least 16 grid samples"),
+        (MeshConfig(target_faces=-1), r"0 \(no decimation\)"),
+        (MeshConfig(uv_charts="turbo"), "use one of quality, fast"),
+        (MeshConfig(texture_size=8), "at least 16 pixels"),
+    ]
     for config, message in bad:
         with pytest.raises(InputError, match=message):
             gaussians_to_mesh(surface_gaussians, config)
@@ -53,7 +61,9 @@ def test_stage_refuses_bad_settings_first_and_stops_between_steps(surface_gaussi
 
     calls, answers = [], iter([False, True])
     with pytest.raises(Cancelled, match="between stages"):
-        gaussians_to_mesh(surface_gaussians, SMALL, progress=lambda done, total: calls.append(done), cancel=lambda: next(answers))
+        gaussians_to_mesh(
+            surface_gaussians, SMALL, progress=lambda done, total: calls.append(done), cancel=lambda: next(answers)
+        )
     assert calls == [1]
 
 
@@ -61,8 +71,23 @@ def test_cli_mesh_writes_a_valid_textured_glb_and_obj(gaussian_ply, tmp_path, ca
     from microdreamer_core.cli import main
 
     out = tmp_path / "model.glb"
-    assert main(["mesh", str(gaussian_ply), "--out", str(out), "--resolution", "48", "--faces", "2000",
-                 "--texture-size", "128"]) == 0
+    assert (
+        main(
+            [
+                "mesh",
+                str(gaussian_ply),
+                "--out",
+                str(out),
+                "--resolution",
+                "48",
+                "--faces",
+                "2000",
+                "--texture-size",
+                "128",
+            ]
+        )
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out
     assert_valid(out)
     mesh = load_mesh(out)
@@ -71,7 +96,10 @@ def test_cli_mesh_writes_a_valid_textured_glb_and_obj(gaussian_ply, tmp_path, ca
     assert float(mesh.texture.reshape(-1, 3).std(0).mean()) > 0.1
 
     obj = tmp_path / "plain.obj"
-    assert main(["mesh", str(gaussian_ply), "--out", str(obj), "--resolution", "32", "--faces", "500", "--no-texture"]) == 0
+    assert (
+        main(["mesh", str(gaussian_ply), "--out", str(obj), "--resolution", "32", "--faces", "500", "--no-texture"])
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.glb", "plain.obj"]
     assert load_mesh(obj).vertex_colors is not None
 

@@ -22,7 +22,9 @@ def test_unwrap_uv_gives_valid_atlas(charts):
     d = torch.cdist(unwrapped.vertices, mesh.vertices, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
     assert float(d.max()) < 1e-6
     t = uv[unwrapped.faces]
-    area = ((t[:, 1] - t[:, 0])[:, 0] * (t[:, 2] - t[:, 0])[:, 1] - (t[:, 1] - t[:, 0])[:, 1] * (t[:, 2] - t[:, 0])[:, 0]) / 2
+    area = (
+        (t[:, 1] - t[:, 0])[:, 0] * (t[:, 2] - t[:, 0])[:, 1] - (t[:, 1] - t[:, 0])[:, 1] * (t[:, 2] - t[:, 0])[:, 0]
+    ) / 2
     assert float((area.abs() > 1e-8).float().mean()) > 0.99
     assert unwrapped.vertex_colors is not None and unwrapped.normals is not None
     # charts do not overlap: their uv areas add up to no more than the unit square

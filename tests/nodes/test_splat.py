@@ -73,11 +73,17 @@ def _run(stand_in: bool) -> dict:
     from comfy_server import provision_comfyui
 
     comfy_dir = provision_comfyui()
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], input=f"{comfy_dir}\n{REPO}\n{int(stand_in)}\n",
-                          capture_output=True, text=True, timeout=300, cwd=comfy_dir)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT],
+        input=f"{comfy_dir}\n{REPO}\n{int(stand_in)}\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=comfy_dir,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT"):])
+    return json.loads(lines[-1][len("RESULT") :])
 
 
 def test_comfyui_without_splat_loads_the_pack_without_the_splat_nodes():

@@ -17,7 +17,9 @@ def test_generate_writes_a_textured_mesh_for_every_preset(kind, models, tmp_path
     from gltf_validator import assert_valid
 
     events = []
-    result = generate(models[kind], condition_for(kind), tiny_preset(kind), progress=lambda s, d, n: events.append((s, d, n)))
+    result = generate(
+        models[kind], condition_for(kind), tiny_preset(kind), progress=lambda s, d, n: events.append((s, d, n))
+    )
     mesh = result.mesh
     assert mesh is not None and mesh.has_texture and mesh.num_faces > 100
     assert result.gaussians.num > 0 and torch.isfinite(result.gaussians.means).all()

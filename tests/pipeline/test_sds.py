@@ -25,8 +25,12 @@ NO_REFERENCE = ReferenceView(rgb_weight=0.0, mask_weight=0.0)
 
 def tiny_sds(kind: str, steps: int = STEPS, seed: int = 0, **overrides) -> SDSConfig:
     cfg = SDSConfig.from_sir(tiny_preset(kind).sir, steps=steps)
-    return dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, num=300),
-                               runtime=dataclasses.replace(cfg.runtime, seed=seed), **overrides)
+    return dataclasses.replace(
+        cfg,
+        init=dataclasses.replace(cfg.init, num=300),
+        runtime=dataclasses.replace(cfg.runtime, seed=seed),
+        **overrides,
+    )
 
 
 def test_timestep_schedule_and_weight():
@@ -42,9 +46,27 @@ def test_from_sir_copies_the_shared_settings():
     sir = tiny_preset("zero123").sir
     sds = SDSConfig.from_sir(sir, steps=7)
     assert sds.steps == 7
-    for name in ("cameras", "resolution", "image_size", "guidance_scale", "lr", "densify", "runtime.background",
-                 "runtime.gaussian_backend", "runtime.device", "runtime.seed", "init.num", "init.radius", "init.opacity",
-                 "reference.rgb_weight", "reference.mask_weight", "reference.radius", "reference", "init", "runtime"):
+    for name in (
+        "cameras",
+        "resolution",
+        "image_size",
+        "guidance_scale",
+        "lr",
+        "densify",
+        "runtime.background",
+        "runtime.gaussian_backend",
+        "runtime.device",
+        "runtime.seed",
+        "init.num",
+        "init.radius",
+        "init.opacity",
+        "reference.rgb_weight",
+        "reference.mask_weight",
+        "reference.radius",
+        "reference",
+        "init",
+        "runtime",
+    ):
         assert attrgetter(name)(sds) == attrgetter(name)(sir), name
     assert sds.lr is not sir.lr and sds.densify is not sir.densify  # deep copies
     assert sds.reference is not sir.reference and sds.init is not sir.init and sds.runtime is not sir.runtime
@@ -76,7 +98,9 @@ def test_sds_steps_spend_one_nfe_each_and_move_the_gaussians(kind, models, monke
     assert result.timesteps == cfg.timesteps()
     assert set(result.timings) >= {"render", "vae_encode", "diffusion", "backward_step", "total"}
     # The initial Gaussians: what run_sds starts from (first draw of the same seeded generator).
-    g0 = init_ball(cfg.init.num, cfg.init.radius, cfg.init.opacity, generator=torch.Generator().manual_seed(cfg.runtime.seed))
+    g0 = init_ball(
+        cfg.init.num, cfg.init.radius, cfg.init.opacity, generator=torch.Generator().manual_seed(cfg.runtime.seed)
+    )
     g = result.gaussians
     assert g.num == g0.num
     assert not torch.equal(g.sh0, g0.sh0) and not torch.equal(g.means, g0.means)

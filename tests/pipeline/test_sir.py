@@ -25,8 +25,9 @@ def test_full_preset_nfe_count_is_counted_not_computed(kind, expected, models):
     """The preset's whole diffusion schedule (every iteration, every t2) on a tiny model; only the
     Adam steps and image sizes are shrunk, which do not change the NFE count."""
     p = get_preset(kind)
-    sir = dataclasses.replace(p.sir, init_steps=1, steps_per_iteration=1, resolution=32, image_size=32,
-                              init=InitialGaussians(num=300))
+    sir = dataclasses.replace(
+        p.sir, init_steps=1, steps_per_iteration=1, resolution=32, image_size=32, init=InitialGaussians(num=300)
+    )
     model = models[kind]
     before = model.nfe
     result = run_sir(model, condition_for(kind), sir)
@@ -38,13 +39,17 @@ def test_full_preset_nfe_count_is_counted_not_computed(kind, expected, models):
 def test_reference_loss_pulls_the_front_view_to_the_input(models):
     """Zero123's reference term: with it, the front render ends closer to the input image."""
     cond = condition_for("zero123")
-    base = dataclasses.replace(tiny_preset("zero123", iterations=1, init_steps=20, steps_per_iteration=1).sir, resolution=32)
+    base = dataclasses.replace(
+        tiny_preset("zero123", iterations=1, init_steps=20, steps_per_iteration=1).sir, resolution=32
+    )
     errors = {}
     for w in (0.0, 0.3):
         sir = dataclasses.replace(base, reference=ReferenceView(rgb_weight=w, mask_weight=w / 30))
         g = run_sir(models["zero123"], cond, sir).gaussians
         front = render_gaussians(g, orbit_cameras([0.0], [0.0], 2.0, 32)).rgb[0]
-        target = torch.nn.functional.interpolate(cond.image.permute(2, 0, 1)[None], (32, 32), mode="bilinear", antialias=True)[0].permute(1, 2, 0)
+        target = torch.nn.functional.interpolate(
+            cond.image.permute(2, 0, 1)[None], (32, 32), mode="bilinear", antialias=True
+        )[0].permute(1, 2, 0)
         target = target[..., :3] * target[..., 3:] + 1 - target[..., 3:]
         errors[w] = float((front - target).abs().mean())
     assert errors[0.3] < errors[0.0]

@@ -30,8 +30,12 @@ from microdreamer_core.scene.mesh import Mesh
 BLOCK = 8  # texels per cube face, per side; the faces sit in a 3 x 2 grid of blocks
 # (outward normal, texture block (row, column)) of each face
 FACES = {
-    "+x": ((1, 0, 0), (0, 0)), "-x": ((-1, 0, 0), (0, 1)), "+y": ((0, 1, 0), (0, 2)),
-    "-y": ((0, -1, 0), (1, 0)), "+z": ((0, 0, 1), (1, 1)), "-z": ((0, 0, -1), (1, 2)),
+    "+x": ((1, 0, 0), (0, 0)),
+    "-x": ((-1, 0, 0), (0, 1)),
+    "+y": ((0, 1, 0), (0, 2)),
+    "-y": ((0, -1, 0), (1, 0)),
+    "+z": ((0, 0, 1), (1, 1)),
+    "-z": ((0, 0, -1), (1, 2)),
 }
 
 
@@ -52,13 +56,15 @@ def textured_cube(texture: torch.Tensor, half: float = 0.5) -> Mesh:
             uvs.append(torch.tensor([(x + 0.5) / tw, 1.0 - (y + 0.5) / th]))
             normals.append(n)
         faces += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
-    return Mesh(torch.stack(verts), torch.tensor(faces), uvs=torch.stack(uvs), texture=texture, normals=torch.stack(normals))
+    return Mesh(
+        torch.stack(verts), torch.tensor(faces), uvs=torch.stack(uvs), texture=texture, normals=torch.stack(normals)
+    )
 
 
 def block(texture: torch.Tensor, face: str) -> torch.Tensor:
     """The texels a face samples (its block's inner 6 x 6)."""
     row, col = FACES[face][1]
-    return texture[row * BLOCK + 1:row * BLOCK + 7, col * BLOCK + 1:col * BLOCK + 7]
+    return texture[row * BLOCK + 1 : row * BLOCK + 7, col * BLOCK + 1 : col * BLOCK + 7]
 
 
 def random_texture(seed: int = 0, lo: float = 0.2, hi: float = 0.8) -> torch.Tensor:
@@ -96,8 +102,15 @@ def test_the_parameter_is_a_logit_and_a_texel_moves_less_than_0_06_per_step():
     assert torch.isfinite(texture_logit(ends)).all() and (torch.sigmoid(texture_logit(ends)) - ends).abs().max() < 1e-5
 
     seen = [texture]
-    fit = fit_texture(mesh, cams, targets, steps=6, lr=0.2, backend="torch",
-                      on_step=lambda k, raw: seen.append(torch.sigmoid(raw.clone())))
+    fit = fit_texture(
+        mesh,
+        cams,
+        targets,
+        steps=6,
+        lr=0.2,
+        backend="torch",
+        on_step=lambda k, raw: seen.append(torch.sigmoid(raw.clone())),
+    )
     assert len(seen) == 7 and len(fit.losses) == 6
     assert torch.allclose(seen[-1], fit.texture) and torch.allclose(fit.texture, torch.sigmoid(fit.raw))
     moves = torch.stack([(b - a).abs().amax() for a, b in zip(seen, seen[1:])])
@@ -126,8 +139,12 @@ def test_front_mask_is_the_rendered_coverage_facing_the_camera_not_the_input_alp
     # The view term is exactly zero (the targets are the fit's own renders), so one step shows the
     # front term's gradient alone: Adam leaves a texel with zero gradient exactly where it was.
     cams = orbit_cameras([-20.0, -20.0], [45.0, 225.0], 2.5, 32)
-    targets = render_mesh(Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=texture_logit(texture), normals=mesh.normals),
-                          cams, backend="torch", texture_activation=torch.sigmoid).rgb
+    targets = render_mesh(
+        Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=texture_logit(texture), normals=mesh.normals),
+        cams,
+        backend="torch",
+        texture_activation=torch.sigmoid,
+    ).rgb
     fit = fit_texture(mesh, cams, targets, steps=1, lr=0.2, reference=ref, backend="torch")
     top = block(fit.texture, "+y") - block(texture, "+y")
     assert (top > 0.02).float().mean() > 0.5  # pulled towards the white input
@@ -149,19 +166,27 @@ def test_front_term_defaults_per_model(models):
     el, az, r = cam.spherical()
     assert torch.allclose(torch.stack([el[0], az[0], r[0]]), torch.tensor([-20.0, 0.0, 2.0]), atol=1e-4)
     assert torch.allclose(cam.c2w, orbit_cameras([-20.0], [0.0], 2.0, 256).c2w, atol=1e-6)
-    off = refine_texture(mesh, models["zero123"], make_condition("zero123", image=blob_rgba(), elevation=-20.0),
-                         dataclasses.replace(small, reference_weight=0.0))
+    off = refine_texture(
+        mesh,
+        models["zero123"],
+        make_condition("zero123", image=blob_rgba(), elevation=-20.0),
+        dataclasses.replace(small, reference_weight=0.0),
+    )
     assert off.reference_camera is None and off.reference_weight == 0.0
     assert off.losses[0] < z.losses[0]  # the same view term; the front term adds to it
 
     i = refine_texture(mesh, models["imagedream"], condition_for("imagedream"), small)
     assert i.reference_camera is None and i.reference_weight == 0.0
-    on = refine_texture(mesh, models["imagedream"], condition_for("imagedream"), dataclasses.replace(small, reference_weight=0.5))
+    on = refine_texture(
+        mesh, models["imagedream"], condition_for("imagedream"), dataclasses.replace(small, reference_weight=0.5)
+    )
     assert on.reference_weight == 0.5 and on.reference_camera.width == 256
     assert torch.allclose(on.reference_camera.c2w, orbit_cameras([0.0], [0.0], 2.0, 256).c2w, atol=1e-6)
 
     for w in (None, 1.0):
-        m = refine_texture(mesh, models["mvdream"], condition_for("mvdream"), dataclasses.replace(small, reference_weight=w))
+        m = refine_texture(
+            mesh, models["mvdream"], condition_for("mvdream"), dataclasses.replace(small, reference_weight=w)
+        )
         assert m.reference_camera is None and m.reference_weight == 0.0
 
 
@@ -174,14 +199,23 @@ def test_fit_texture_checks_cancel_before_each_step():
     targets = render_mesh(mesh, cams, backend="torch").rgb
     calls = []
     with pytest.raises(Cancelled):
-        fit_texture(mesh, cams, targets, steps=5, backend="torch", on_step=lambda k, raw: calls.append(k),
-                    cancel=lambda: len(calls) >= 2)
+        fit_texture(
+            mesh,
+            cams,
+            targets,
+            steps=5,
+            backend="torch",
+            on_step=lambda k, raw: calls.append(k),
+            cancel=lambda: len(calls) >= 2,
+        )
     assert calls == [1, 2]
 
 
 def test_texture_refinement_fits_the_targets_for_every_kind(models):
 
-    base = generate(models["zero123"], condition_for("zero123"), dataclasses.replace(tiny_preset("zero123"), refine_texture=False))
+    base = generate(
+        models["zero123"], condition_for("zero123"), dataclasses.replace(tiny_preset("zero123"), refine_texture=False)
+    )
     assert base.texture is None
     for kind in KINDS:
         cfg = dataclasses.replace(TextureRefineConfig(), render_resolution=64, image_size=32, steps=8, lr=0.05)
@@ -190,7 +224,9 @@ def test_texture_refinement_fits_the_targets_for_every_kind(models):
         calls = 1 if kind == "zero123" else 2  # 8 views: one batch, or two 4-view orbits
         assert models[kind].nfe - before == calls * 10  # t=181 on the 50-step grid: 10 DDIM steps
         assert out.losses[-1] < out.losses[0]
-        assert out.mesh.texture.shape == base.mesh.texture.shape and not torch.equal(out.mesh.texture, base.mesh.texture)
+        assert out.mesh.texture.shape == base.mesh.texture.shape and not torch.equal(
+            out.mesh.texture, base.mesh.texture
+        )
         assert torch.equal(out.mesh.vertices, base.mesh.vertices)  # texture only
     with pytest.raises(InputError, match="multiple of 4"):
         refine_texture(base.mesh, models["mvdream"], condition_for("mvdream"), dataclasses.replace(cfg, views=6))

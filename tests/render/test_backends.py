@@ -35,9 +35,13 @@ def fresh_probe():
 # ---------------------------------------------------------------------------- selection
 def test_backend_selection_and_gsplat_needs_cuda():
     g = torch.Generator().manual_seed(6)
-    scene = {"means": torch.rand(10, 3, generator=g) - 0.5, "quats": torch.randn(10, 4, generator=g),
-             "scales": 0.02 + 0.08 * torch.rand(10, 3, generator=g), "opacities": 0.05 + 0.9 * torch.rand(10, generator=g),
-             "colors": torch.rand(10, 3, generator=g)}
+    scene = {
+        "means": torch.rand(10, 3, generator=g) - 0.5,
+        "quats": torch.randn(10, 4, generator=g),
+        "scales": 0.02 + 0.08 * torch.rand(10, 3, generator=g),
+        "opacities": 0.05 + 0.9 * torch.rand(10, generator=g),
+        "colors": torch.rand(10, 3, generator=g),
+    }
     cams = orbit_cameras([0.0], [0.0], 2.0, 8)
     kw = {"viewmats": cams.w2c_opencv(), "Ks": cams.intrinsics(), "width": 8, "height": 8}
     auto = rasterize_gaussians(**scene, backend="auto", **kw)
@@ -59,7 +63,9 @@ def test_unknown_or_unavailable_backends_fail_clearly():
     assert (rasterize(pos, faces, (8, 8), backend="auto") > 0).any()  # CPU tensors -> torch
 
 
-@pytest.mark.parametrize("resolve,cuda_name", [(resolve_gaussian_backend, "gsplat"), (resolve_mesh_backend, "nvdiffrast")])
+@pytest.mark.parametrize(
+    "resolve,cuda_name", [(resolve_gaussian_backend, "gsplat"), (resolve_mesh_backend, "nvdiffrast")]
+)
 def test_one_policy_for_both_families(resolve, cuda_name, fresh_probe):
     cpu = torch.zeros(3)
     assert resolve("torch", cpu) == "torch"
@@ -70,7 +76,9 @@ def test_one_policy_for_both_families(resolve, cuda_name, fresh_probe):
     with pytest.raises(RuntimeError) as err:
         resolve(cuda_name, cpu)
     message = str(err.value)
-    assert "\n" not in message and f"backend='{cuda_name}' needs CUDA tensors" in message and "backend='torch'" in message
+    assert (
+        "\n" not in message and f"backend='{cuda_name}' needs CUDA tensors" in message and "backend='torch'" in message
+    )
 
 
 def test_probe_is_cached_and_a_missing_package_names_the_fix(monkeypatch, fresh_probe):
@@ -82,7 +90,9 @@ def test_probe_is_cached_and_a_missing_package_names_the_fix(monkeypatch, fresh_
         return real_import(name, *args)
 
     monkeypatch.setattr(backends.importlib, "import_module", counting_import)
-    monkeypatch.setitem(backends._PACKAGES, "gsplat", backends._CudaPackage("microdreamer_no_such_module", "pip install gsplat"))
+    monkeypatch.setitem(
+        backends._PACKAGES, "gsplat", backends._CudaPackage("microdreamer_no_such_module", "pip install gsplat")
+    )
     for _ in range(3):
         with pytest.raises(RuntimeError) as err:
             load_backend("gsplat")
@@ -91,7 +101,9 @@ def test_probe_is_cached_and_a_missing_package_names_the_fix(monkeypatch, fresh_
     assert "\n" not in message and "ModuleNotFoundError" in message
     assert "install it with `pip install gsplat`" in message and "backend='torch'" in message
 
-    monkeypatch.setitem(backends._PACKAGES, "nvdiffrast", backends._CudaPackage("math", "pip install diffrp-nvdiffrast"))
+    monkeypatch.setitem(
+        backends._PACKAGES, "nvdiffrast", backends._CudaPackage("math", "pip install diffrp-nvdiffrast")
+    )
     assert load_backend("nvdiffrast") is load_backend("nvdiffrast") is real_import("math")
     assert calls == ["microdreamer_no_such_module", "math"]
 
@@ -100,12 +112,17 @@ def test_installed_but_broken_package_warns_once(monkeypatch, fresh_probe):
     def broken(module):
         raise OSError("plugin build failed\nlong compiler log")
 
-    monkeypatch.setitem(backends._PACKAGES, "nvdiffrast", backends._CudaPackage("math", "pip install diffrp-nvdiffrast", broken))
+    monkeypatch.setitem(
+        backends._PACKAGES, "nvdiffrast", backends._CudaPackage("math", "pip install diffrp-nvdiffrast", broken)
+    )
     with pytest.warns(RuntimeWarning, match=r"nvdiffrast is installed but unusable \(OSError: plugin build failed\)"):
         backends._probe("nvdiffrast")
     with warnings.catch_warnings(record=True) as again:
         warnings.simplefilter("always")
-        with pytest.raises(RuntimeError, match=r"^backend='nvdiffrast' requested but math could not be loaded \(OSError: plugin build failed\)"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"^backend='nvdiffrast' requested but math could not be loaded \(OSError: plugin build failed\)",
+        ):
             load_backend("nvdiffrast")
     assert again == []  # the failure is cached: reported once per process
 
@@ -132,7 +149,9 @@ def test_gsplat_matches_torch_backend():
 
 
 @needs_cuda
-@pytest.mark.skipif(importlib.util.find_spec("nvdiffrast") is None, reason="nvdiffrast is not installed (pip install diffrp-nvdiffrast)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("nvdiffrast") is None, reason="nvdiffrast is not installed (pip install diffrp-nvdiffrast)"
+)
 def test_nvdiffrast_matches_torch_backend():
     from microdreamer_core.eval.demo_object import make_demo_mesh
     from microdreamer_core.render.mesh import render_mesh

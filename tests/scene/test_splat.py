@@ -92,7 +92,9 @@ def test_round_trip_through_splat_is_exact_up_to_float_error(degree):
     for name in Gaussians.PARAMS:
         assert torch.allclose(getattr(back, name), getattr(g, name), atol=2e-5), name
     cams = _cameras()
-    assert torch.allclose(render_gaussians(g, cams, backend="torch").rgb, render_gaussians(back, cams, backend="torch").rgb, atol=1e-5)
+    assert torch.allclose(
+        render_gaussians(g, cams, backend="torch").rgb, render_gaussians(back, cams, backend="torch").rgb, atol=1e-5
+    )
 
 
 def test_batched_splat_with_counts_takes_the_right_item():

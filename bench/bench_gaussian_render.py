@@ -85,8 +85,8 @@ def main() -> None:
         return t1 - t0, t2 - t1
 
     step()  # warm-up
-    fwd, bwd = zip(*(step() for _ in range(args.repeats)))
-    total = [f + b for f, b in zip(fwd, bwd)]
+    fwd, bwd = zip(*(step() for _ in range(args.repeats)), strict=True)
+    total = [f + b for f, b in zip(fwd, bwd, strict=True)]
     best = min(range(args.repeats), key=total.__getitem__)
     median = sorted(total)[args.repeats // 2]
     print(

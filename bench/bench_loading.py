@@ -68,7 +68,9 @@ t0 = time.perf_counter()
 import torch, microdreamer_core
 from microdreamer_core.diffusion.loading import load_model
 t1 = time.perf_counter()
-extra = {"tokenizer": sys.argv[2] + "/tokenizer", "image_encoder": sys.argv[2] + "/image_encoder"} if len(sys.argv) > 2 else {}
+extra = {}
+if len(sys.argv) > 2:
+    extra = {"tokenizer": sys.argv[2] + "/tokenizer", "image_encoder": sys.argv[2] + "/image_encoder"}
 model = load_model(sys.argv[1], **extra)
 t2 = time.perf_counter()
 params = sum(p.numel() for p in model.parameters())

@@ -75,7 +75,12 @@ def main() -> None:
         for _ in range(args.warmup):
             model.predict_noise(x, 501, prepared, model.defaults.guidance_scale)
         times = [
-            timed(lambda: model.predict_noise(x, 501, prepared, model.defaults.guidance_scale), device)
+            timed(
+                lambda model=model, x=x, prepared=prepared: model.predict_noise(
+                    x, 501, prepared, model.defaults.guidance_scale
+                ),
+                device,
+            )
             for _ in range(args.repeats)
         ]
         row = {
@@ -97,7 +102,10 @@ def main() -> None:
             views = torch.rand(len(cams), size, size, 3, generator=torch.Generator().manual_seed(2))
             before = model.nfe
             seconds = timed(
-                lambda: refine_views(model, views, cams, prepared, t2, steps=steps, image_size=size), device
+                lambda model=model, views=views, cams=cams, prepared=prepared, t2=t2, steps=steps: refine_views(
+                    model, views, cams, prepared, t2, steps=steps, image_size=size
+                ),
+                device,
             )
             row |= {
                 "refine_s": round(seconds, 3),

@@ -24,10 +24,9 @@ from _common import commit, input_image
 
 from microdreamer_core.diffusion.random_models import build_random_model
 from microdreamer_core.meshing.stage import gaussians_to_mesh
-from microdreamer_core.pipeline.generate import generate
-from microdreamer_core.pipeline.presets import tiny_preset
 from microdreamer_core.pipeline.condition import make_condition
-from microdreamer_core.pipeline.presets import PRESETS, get_preset
+from microdreamer_core.pipeline.generate import generate
+from microdreamer_core.pipeline.presets import PRESETS, get_preset, tiny_preset
 from microdreamer_core.pipeline.sir import run_sir
 from microdreamer_core.pipeline.texture_refine import refine_texture
 

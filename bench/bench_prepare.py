@@ -47,7 +47,8 @@ for kind in kinds:
         else:
             times.append(dt)
     print(
-        f"{kind} {size}: first call {first * 1e3:.2f} ms; repeated calls median {statistics.median(times) * 1e3:.2f} ms "
+        f"{kind} {size}: first call {first * 1e3:.2f} ms; "
+        f"repeated calls median {statistics.median(times) * 1e3:.2f} ms "
         f"(min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}, n={len(times)})",
         flush=True,
     )

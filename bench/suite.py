@@ -48,8 +48,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -111,7 +111,7 @@ def median_time(
     times = []
     for _ in range(repeats):
         arg = setup() if setup is not None else None
-        times.append(time_once((lambda: fn(arg)) if setup is not None else fn, device))
+        times.append(time_once((lambda arg=arg: fn(arg)) if setup is not None else fn, device))
     return statistics.median(times), times
 
 
@@ -249,16 +249,19 @@ def bench_diffusion(s: Suite) -> None:
     )
 
     s.say("initial sampling (call 0)")
-    init_fn = lambda: sample(
-        model,
-        cond,
-        cams,
-        steps=sir_cfg.denoise_steps,
-        guidance_scale=sir_cfg.guidance_scale,  # noqa: E731
-        eta=sir_cfg.eta,
-        seed=0,
-        image_size=sir_cfg.image_size,
-    )
+
+    def init_fn():
+        return sample(
+            model,
+            cond,
+            cams,
+            steps=sir_cfg.denoise_steps,
+            guidance_scale=sir_cfg.guidance_scale,
+            eta=sir_cfg.eta,
+            seed=0,
+            image_size=sir_cfg.image_size,
+        )
+
     n0 = model.nfe
     flops = count_flops(init_fn)
     nfe = model.nfe - n0
@@ -270,20 +273,23 @@ def bench_diffusion(s: Suite) -> None:
     s.say("hybrid forward + sampling (first SIR iteration)")
     t2 = sir_cfg.t2_schedule()[0]
     renders = torch.rand(views, sir_cfg.image_size, sir_cfg.image_size, 3, generator=gen)
-    hyb_fn = lambda: refine_views(
-        model,
-        renders,
-        cams,
-        cond,
-        t2,
-        steps=sir_cfg.denoise_steps,
-        inv_ratio=sir_cfg.inv_ratio,  # noqa: E731
-        mode=sir_cfg.forward_mode,
-        guidance_scale=sir_cfg.guidance_scale,
-        eta=sir_cfg.eta,
-        seed=1,
-        image_size=sir_cfg.image_size,
-    )
+
+    def hyb_fn():
+        return refine_views(
+            model,
+            renders,
+            cams,
+            cond,
+            t2,
+            steps=sir_cfg.denoise_steps,
+            inv_ratio=sir_cfg.inv_ratio,
+            mode=sir_cfg.forward_mode,
+            guidance_scale=sir_cfg.guidance_scale,
+            eta=sir_cfg.eta,
+            seed=1,
+            image_size=sir_cfg.image_size,
+        )
+
     n0 = model.nfe
     flops = count_flops(hyb_fn)
     nfe = model.nfe - n0
@@ -417,7 +423,7 @@ def bench_mesh_stages(s: Suite, gaussians: Gaussians) -> Mesh:
         s.say(f"uv unwrap ({charts})")
         out = []
         sec, _ = median_time(
-            lambda: out.append(unwrap_uv(mesh, mcfg.texture_size, charts=charts)),
+            lambda out=out, charts=charts: out.append(unwrap_uv(mesh, mcfg.texture_size, charts=charts)),
             device,
             1 if (charts == "quality" and args.size == "full") else args.repeats,
             warmup=0,
@@ -571,7 +577,9 @@ def main() -> None:
         "--compare-iterations",
         type=int,
         default=None,
-        help="SIR iterations K in the SDS comparison (default: the paper's; its Adam step counts are always the paper's)",
+        help=(
+            "SIR iterations K in the SDS comparison (default: the paper's; its Adam step counts are always the paper's)"
+        ),
     )
     ap.add_argument("--image", default=None, help="RGBA input for image presets (default: the shared duck photo)")
     ap.add_argument(

@@ -167,7 +167,8 @@ def load_asset(path: Path):
 
         return load_mesh(path)
     raise InputError(
-        f"unknown model type '{shown(suffix or path.name)}': give a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh"
+        f"unknown model type '{shown(suffix or path.name)}': give "
+        f"a .ply (3D Gaussians) or {'/'.join(MESH_SUFFIXES)} mesh"
     )
 
 
@@ -407,8 +408,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
         refuse_overwriting([outputs.views / name for name in _view_names(preset.sir.cameras.num_views)], outputs.inputs)
     print(
         f"generating with {model.display_name} ({model.kind}): preset {preset.name}{' (tiny)' if args.tiny else ''}, "
-        f"{preset.sir.iterations} iteration{'' if preset.sir.iterations == 1 else 's'}, seed {preset.sir.runtime.seed}, "
-        f"{'with' if preset.refine_texture else 'without'} texture refinement, on {device} ({str(model.dtype).removeprefix('torch.')})",
+        f"{preset.sir.iterations} iteration{'' if preset.sir.iterations == 1 else 's'}, seed "
+        f"{preset.sir.runtime.seed}, {'with' if preset.refine_texture else 'without'} texture refinement, on {device} "
+        f"({str(model.dtype).removeprefix('torch.')})",
         file=sys.stderr,
     )
     result = _run_generate(model, condition, preset, args.stop)
@@ -569,10 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "generate",
         help="the whole MicroDreamer pipeline: an image and/or a prompt -> 3D Gaussians -> textured mesh (.glb/.obj)",
-        description="Generate a textured 3D mesh with MicroDreamer: SIR on 3D Gaussians (stage 'sir'), mesh extraction and "
-        "texture baking ('mesh'), then diffusion-guided texture refinement ('texture'). Image-to-3D with "
-        "Stable Zero123 or ImageDream (--image, plus an optional --prompt for ImageDream), text-to-3D with "
-        "MVDream (--prompt). Progress bars go to stderr (when it is a terminal), the summary to stdout.",
+        description="Generate a textured 3D mesh with MicroDreamer: SIR on 3D Gaussians (stage 'sir'), mesh extraction "
+        "and texture baking ('mesh'), then diffusion-guided texture refinement ('texture'). Image-to-3D with Stable "
+        "Zero123 or ImageDream (--image, plus an optional --prompt for ImageDream), text-to-3D with MVDream "
+        "(--prompt). Progress bars go to stderr (when it is a terminal), the summary to stdout.",
     )
     g.add_argument(
         "--image",
@@ -592,15 +594,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         type=_text,
         default=None,
-        help="negative prompt (default: the paper's 'ugly, bad anatomy, ...' for MVDream/ImageDream, none for Stable Zero123)",
+        help=(
+            "negative prompt (default: the paper's 'ugly, bad anatomy, "
+            "...' for MVDream/ImageDream, none for Stable Zero123)"
+        ),
     )
     g.add_argument(
         "--model",
         required=True,
         metavar="PATH_OR_HUB_ID",
-        help="a diffusers folder, a single-file MVDream/ImageDream checkpoint (.safetensors/.pt/.ckpt/.pth/.bin) or a hub id "
-        "(ashawkey/mvdream-sd2.1-diffusers, ashawkey/imagedream-ipmv-diffusers, ashawkey/stable-zero123-diffusers); "
-        "the kind of model is detected from its files",
+        help="a diffusers folder, a single-file MVDream/ImageDream checkpoint (.safetensors/.pt/.ckpt/.pth/.bin) or a "
+        "hub id (ashawkey/mvdream-sd2.1-diffusers, ashawkey/imagedream-ipmv-diffusers, "
+        "ashawkey/stable-zero123-diffusers); the kind of model is detected from its files",
     )
     g.add_argument(
         "--preset",
@@ -615,7 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_whole(*ITERATIONS),
         default=None,
         metavar="K",
-        help=f"SIR iterations K, {ITERATIONS[0]}..{ITERATIONS[1]} (default: the preset's: 20 zero123, 30 imagedream/mvdream; 2 with --tiny)",
+        help=(
+            f"SIR iterations K, {ITERATIONS[0]}..{ITERATIONS[1]} (default: "
+            "the preset's: 20 zero123, 30 imagedream/mvdream; 2 with --tiny)"
+        ),
     )
     g.add_argument(
         "--save-ply", metavar="PATH", default=None, help="also write the 3D Gaussians as a standard 3DGS .ply"
@@ -624,15 +632,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-views",
         metavar="DIR",
         default=None,
-        help="also write the initial multi-view samples (init_XX.png) and the last SIR targets (target_XX.png) into DIR (created if missing)",
+        help=(
+            "also write the initial multi-view samples (init_XX.png) and the "
+            "last SIR targets (target_XX.png) into DIR (created if missing)"
+        ),
     )
     g.add_argument(
         "--elevation",
         type=_degrees,
         default=0.0,
         metavar="DEG",
-        help=f"camera elevation of the input image in degrees, {ELEVATION[0]:g}..{ELEVATION[1]:g}, negative = from above "
-        "(default 0): the SIR cameras are drawn around it and Stable Zero123 is conditioned on it",
+        help=f"camera elevation of the input image in degrees, {ELEVATION[0]:g}..{ELEVATION[1]:g}, negative = from "
+        "above (default 0): the SIR cameras are drawn around it and Stable Zero123 is conditioned on it",
     )
     g.add_argument(
         "--uv-charts",

@@ -17,24 +17,30 @@ class MicroDreamerCondition(io.ComfyNode):
             display_name="MicroDreamer Condition",
             category="MicroDreamer/generate",
             description=(
-                "What to generate: a prompt (text-to-3D with MVDream; optional for ImageDream) and/or an input image with "
-                "its object mask (image-to-3D with ImageDream or Stable Zero123). The object is cropped, re-centred and "
-                "scaled to fill 80% of a 256x256 canvas on white, as the models were trained. The mask must separate the "
-                "object from the background; background removal is not part of this pack (use any background-removal node, "
-                "or load an RGBA PNG with LoadImage and connect its MASK with invert_mask on)."
+                "What to generate: a prompt (text-to-3D with MVDream; optional for ImageDream) and/or an input image "
+                "with its object mask (image-to-3D with ImageDream or Stable Zero123). The object is cropped, "
+                "re-centred and scaled to fill 80% of a 256x256 canvas on white, as the models were trained. The mask "
+                "must separate the object from the background; background removal is not part of this pack (use any "
+                "background-removal node, or load an RGBA PNG with LoadImage and connect its MASK with invert_mask on)."
             ),
             inputs=[
                 io.String.Input(
                     "prompt",
                     multiline=True,
                     default="",
-                    tooltip="Text prompt. Needed for MVDream; optional for ImageDream (empty works); ignored by Stable Zero123.",
+                    tooltip=(
+                        "Text prompt. Needed for MVDream; optional for "
+                        "ImageDream (empty works); ignored by Stable Zero123."
+                    ),
                 ),
                 io.String.Input(
                     "negative_prompt",
                     multiline=True,
                     default=DEFAULT_NEGATIVE,
-                    tooltip="Negative prompt of the unconditional branch; 'default' = the paper's 'ugly, bad anatomy, ...' list.",
+                    tooltip=(
+                        "Negative prompt of the unconditional branch; "
+                        "'default' = the paper's 'ugly, bad anatomy, ...' list."
+                    ),
                 ),
                 io.Image.Input("image", optional=True, tooltip="Input photo (first of the batch) for image-to-3D."),
                 io.Mask.Input(
@@ -51,7 +57,10 @@ class MicroDreamerCondition(io.ComfyNode):
                     min=-89.0,
                     max=89.0,
                     step=1.0,
-                    tooltip="Elevation of the input photo's camera in degrees (negative = from above): SIR draws its cameras around it, and Stable Zero123 is conditioned on it.",
+                    tooltip=(
+                        "Elevation of the input photo's camera in degrees (negative = from above): "
+                        "SIR draws its cameras around it, and Stable Zero123 is conditioned on it."
+                    ),
                 ),
             ],
             outputs=[MDCondition.Output("condition", display_name="condition")],

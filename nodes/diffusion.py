@@ -71,8 +71,8 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
                 f"Loads MVDream (text-to-3D), ImageDream or Stable Zero123 (image-to-3D). Lists diffusers folders "
                 f"(e.g. ashawkey/imagedream-ipmv-diffusers) and original checkpoints (sd-v2.1-base-4view(-ipmv).pt or "
                 f".safetensors) found in models/{MODELS_FOLDER}, plus the hub ids, which are downloaded into "
-                f"models/{MODELS_FOLDER} on first use (needs internet; offline, the error says where to put the files). "
-                "The kind of model is detected from the files."
+                f"models/{MODELS_FOLDER} on first use (needs internet; offline, the error says where to put the "
+                "files). The kind of model is detected from the files."
             ),
             inputs=[
                 io.Combo.Input(
@@ -135,17 +135,25 @@ def _common_inputs() -> list:
             "negative_prompt",
             multiline=True,
             default=DEFAULT_NEGATIVE,
-            tooltip="Negative prompt for the unconditional branch; 'default' uses the usual 'ugly, bad anatomy, ...' list.",
+            tooltip=(
+                "Negative prompt for the unconditional branch; 'default' uses the usual 'ugly, bad anatomy, ...' list."
+            ),
         ),
         io.Image.Input(
             "image",
             optional=True,
-            tooltip="Reference image for ImageDream / Stable Zero123 (first of the batch); it is re-centred to fill 80% of the frame.",
+            tooltip=(
+                "Reference image for ImageDream / Stable Zero123 (first "
+                "of the batch); it is re-centred to fill 80% of the frame."
+            ),
         ),
         io.Mask.Input(
             "mask",
             optional=True,
-            tooltip="Object coverage of the image (1 = object), as background-removal nodes give; without it the image's alpha is used. It must separate the object from a background.",
+            tooltip=(
+                "Object coverage of the image (1 = object), as background-removal nodes give; "
+                "without it the image's alpha is used. It must separate the object from a background."
+            ),
         ),
         io.Boolean.Input(
             "invert_mask",
@@ -160,7 +168,10 @@ def _common_inputs() -> list:
             max=89.0,
             step=1.0,
             optional=True,
-            tooltip="Elevation of the reference image's camera in degrees (negative = above); Stable Zero123 conditions on cameras relative to it.",
+            tooltip=(
+                "Elevation of the reference image's camera in degrees (negative "
+                "= above); Stable Zero123 conditions on cameras relative to it."
+            ),
         ),
         io.Float.Input(
             "guidance_scale",
@@ -196,8 +207,9 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
             category="MicroDreamer/diffusion",
             description=(
                 "Samples consistent views of an object from pure noise (MicroDreamer's initialisation): all DDIM steps "
-                "with classifier-free guidance. Without cameras it draws the model's paper preset (4 views at radius 2.5 "
-                "for MVDream/ImageDream, 6 at radius 2 for Stable Zero123) from the seed. Returns the views and the cameras used."
+                "with classifier-free guidance. Without cameras it draws the model's paper preset (4 views at radius "
+                "2.5 for MVDream/ImageDream, 6 at radius 2 for Stable Zero123) from the seed. Returns the views and "
+                "the cameras used."
             ),
             inputs=[
                 MDMultiViewModel.Input("mv_model"),
@@ -205,7 +217,10 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
                 MDCameras.Input(
                     "cameras",
                     optional=True,
-                    tooltip="Views to generate; default: the model's paper preset around reference_elevation (azimuth 0 = the input view, the front).",
+                    tooltip=(
+                        "Views to generate; default: the model's paper preset around "
+                        "reference_elevation (azimuth 0 = the input view, the front)."
+                    ),
                 ),
                 io.Int.Input(
                     "steps",
@@ -281,8 +296,9 @@ class MicroDreamerHybridForward(io.ComfyNode):
             category="MicroDreamer/diffusion",
             description=(
                 "Refines a batch of views (e.g. renders of a 3D model) with SIR's hybrid forward process: encode, add "
-                "noise to t1 = inv_ratio * t, DDIM-invert to t with the unconditional prediction, then DDIM-sample back with "
-                "guidance. Lower t keeps more of the input. mode 'inversion' / 'noise' are the paper's ablations."
+                "noise to t1 = inv_ratio * t, DDIM-invert to t with the unconditional prediction, then DDIM-sample "
+                "back with guidance. Lower t keeps more of the input. mode 'inversion' / 'noise' are the paper's "
+                "ablations."
             ),
             inputs=[
                 MDMultiViewModel.Input("mv_model"),
@@ -294,7 +310,10 @@ class MicroDreamerHybridForward(io.ComfyNode):
                     default=601,
                     min=1,
                     max=1000,
-                    tooltip="How far into the diffusion process to push the views (snapped to the nearest DDIM grid timestep).",
+                    tooltip=(
+                        "How far into the diffusion process to push the "
+                        "views (snapped to the nearest DDIM grid timestep)."
+                    ),
                 ),
                 io.Int.Input(
                     "steps", default=20, min=2, max=200, tooltip="DDIM grid size (20: timesteps 951, 901, ..., 1)."

@@ -40,7 +40,10 @@ class MicroDreamerExtractMesh(io.ComfyNode):
                     min=16,
                     max=512,
                     step=8,
-                    tooltip="Density grid samples per axis for marching cubes: higher keeps finer detail, costs time and memory cubically.",
+                    tooltip=(
+                        "Density grid samples per axis for marching cubes: higher "
+                        "keeps finer detail, costs time and memory cubically."
+                    ),
                 ),
                 io.Int.Input(
                     "target_faces",
@@ -53,7 +56,10 @@ class MicroDreamerExtractMesh(io.ComfyNode):
                 io.Boolean.Input(
                     "bake_texture",
                     default=True,
-                    tooltip="On: uv-unwrap and bake a texture (sharp colour). Off: vertex colours only (much faster, blurrier).",
+                    tooltip=(
+                        "On: uv-unwrap and bake a texture (sharp colour). "
+                        "Off: vertex colours only (much faster, blurrier)."
+                    ),
                 ),
                 io.Int.Input(
                     "texture_size",
@@ -61,7 +67,9 @@ class MicroDreamerExtractMesh(io.ComfyNode):
                     min=64,
                     max=8192,
                     step=64,
-                    tooltip="Width and height of the baked square texture in pixels (ignored when bake_texture is off).",
+                    tooltip=(
+                        "Width and height of the baked square texture in pixels (ignored when bake_texture is off)."
+                    ),
                 ),
                 io.Combo.Input(
                     "uv_charts",
@@ -113,11 +121,12 @@ class MicroDreamerRefineTexture(io.ComfyNode):
             display_name="Refine Texture",
             category="MicroDreamer/generate",
             description=(
-                "MicroDreamer's stage 2: renders the textured mesh from `views` cameras around the equator, sharpens the "
-                f"renders once with the diffusion model (noise to t={d.t} of a {d.denoise_steps}-step grid, then DDIM back with "
-                "CFG), and fits the texture (as logits, Adam lr 0.2) to them for `steps` Adam steps; with Stable Zero123 also "
-                "to the input image at the input photo's camera, where the rendered mesh faces that camera (as the reference "
-                "code does; not for ImageDream or MVDream). Works with MVDream, ImageDream (4 views per call) and Stable Zero123."
+                "MicroDreamer's stage 2: renders the textured mesh from `views` cameras around the equator, sharpens "
+                f"the renders once with the diffusion model (noise to t={d.t} of a {d.denoise_steps}-step grid, then "
+                "DDIM back with CFG), and fits the texture (as logits, Adam lr 0.2) to them for `steps` Adam steps; "
+                "with Stable Zero123 also to the input image at the input photo's camera, where the rendered mesh "
+                "faces that camera (as the reference code does; not for ImageDream or MVDream). Works with MVDream, "
+                "ImageDream (4 views per call) and Stable Zero123."
             ),
             inputs=[
                 MDMesh.Input("mesh", tooltip="A textured mesh (Extract Mesh with bake_texture on)."),
@@ -131,7 +140,9 @@ class MicroDreamerRefineTexture(io.ComfyNode):
                     default=d.views,
                     min=1,
                     max=64,
-                    tooltip="Views around the equator, evenly spaced (paper: 8; a multiple of 4 for MVDream/ImageDream).",
+                    tooltip=(
+                        "Views around the equator, evenly spaced (paper: 8; a multiple of 4 for MVDream/ImageDream)."
+                    ),
                 ),
                 io.Int.Input(
                     "t",

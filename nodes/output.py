@@ -29,7 +29,10 @@ class MicroDreamerSaveGaussians(io.ComfyNode):
                 io.String.Input(
                     "filename_prefix",
                     default="microdreamer/gaussians",
-                    tooltip="File name prefix inside the output directory; may contain subfolders (a/b) and ComfyUI's %date% variables.",
+                    tooltip=(
+                        "File name prefix inside the output directory; may "
+                        "contain subfolders (a/b) and ComfyUI's %date% variables."
+                    ),
                 ),
             ],
             outputs=[],
@@ -64,7 +67,10 @@ class MicroDreamerSaveGLB(io.ComfyNode):
                 io.String.Input(
                     "filename_prefix",
                     default="microdreamer/mesh",
-                    tooltip="File name prefix inside the output directory; may contain subfolders (a/b) and ComfyUI's %date% variables.",
+                    tooltip=(
+                        "File name prefix inside the output directory; may "
+                        "contain subfolders (a/b) and ComfyUI's %date% variables."
+                    ),
                 ),
             ],
             outputs=[],

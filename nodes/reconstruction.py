@@ -21,23 +21,30 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
             display_name="SIR Reconstruct 3DGS",
             category="MicroDreamer/reconstruction",
             description=(
-                "MicroDreamer's score-based iterative reconstruction (SIR) of 3D Gaussians. With a multi-view model and a "
-                "condition: samples initial views from noise (or fits the views you connect), then runs the preset's "
-                "iterations, each rendering new cameras once, refining the renders with the model (hybrid forward + "
-                "sampling) and taking 15 Adam steps against them (paper presets: zero123 20 iterations / 352 NFEs, "
-                "imagedream and mvdream 30 iterations / 285 NFEs). Without a model: a plain multi-view reconstruction of "
-                "the connected views for `steps` Adam steps (L1 on white plus a mask term). Deterministic for a fixed seed on CPU."
+                "MicroDreamer's score-based iterative reconstruction (SIR) of 3D Gaussians. With a multi-view model "
+                "and a condition: samples initial views from noise (or fits the views you connect), then runs the "
+                "preset's iterations, each rendering new cameras once, refining the renders with the model (hybrid "
+                "forward + sampling) and taking 15 Adam steps against them (paper presets: zero123 20 iterations / 352 "
+                "NFEs, imagedream and mvdream 30 iterations / 285 NFEs). Without a model: a plain multi-view "
+                "reconstruction of the connected views for `steps` Adam steps (L1 on white plus a mask term). "
+                "Deterministic for a fixed seed on CPU."
             ),
             inputs=[
                 io.Image.Input(
                     "images",
                     optional=True,
-                    tooltip="RGB views (N, H, W, 3), e.g. any image generator's multi-view output. Optional with a model.",
+                    tooltip=(
+                        "RGB views (N, H, W, 3), e.g. any image generator's multi-view output. Optional with a model."
+                    ),
                 ),
                 io.Mask.Input(
                     "masks",
                     optional=True,
-                    tooltip="Object masks (N, H, W), 1 = object (the views' alpha). Without masks only the colour is fitted (renders composited on white): give views on a white background, as multi-view generators output.",
+                    tooltip=(
+                        "Object masks (N, H, W), 1 = object (the views' alpha). Without "
+                        "masks only the colour is fitted (renders composited on white): "
+                        "give views on a white background, as multi-view generators output."
+                    ),
                 ),
                 MDCameras.Input("cameras", optional=True, tooltip="One camera per view, in the order of the images."),
                 MDMultiViewModel.Input(

@@ -147,9 +147,9 @@ class MicroDreamerOrbitCameras(io.ComfyNode):
             category="MicroDreamer/cameras",
             description=(
                 "Cameras on an orbit around the origin, looking at it (y-up world; negative elevation = "
-                "above the object; azimuth 0 looks from +z, at the object's front, for every model). With elevations and azimuths empty it draws "
-                f"one random set of the preset's views from the seed ({presets}): evenly spaced azimuths "
-                "from a random offset, random integer elevations in the preset's range. With azimuths "
+                "above the object; azimuth 0 looks from +z, at the object's front, for every model). With elevations "
+                f"and azimuths empty it draws one random set of the preset's views from the seed ({presets}): evenly "
+                "spaced azimuths from a random offset, random integer elevations in the preset's range. With azimuths "
                 "given it places one camera per azimuth instead (fixed views)."
             ),
             inputs=[
@@ -157,7 +157,9 @@ class MicroDreamerOrbitCameras(io.ComfyNode):
                     "preset",
                     options=list(CAMERA_PRESETS),
                     default="zero123",
-                    tooltip="Paper preset: number of views, orbit radius, elevation range and field of view (49.1 degrees).",
+                    tooltip=(
+                        "Paper preset: number of views, orbit radius, elevation range and field of view (49.1 degrees)."
+                    ),
                 ),
                 io.Int.Input(
                     "resolution",
@@ -173,13 +175,19 @@ class MicroDreamerOrbitCameras(io.ComfyNode):
                     min=0,
                     max=0xFFFFFFFFFFFFFFFF,
                     control_after_generate=True,
-                    tooltip="Seeds the random azimuth offset and elevations of the preset (ignored when azimuths are given).",
+                    tooltip=(
+                        "Seeds the random azimuth offset and elevations "
+                        "of the preset (ignored when azimuths are given)."
+                    ),
                 ),
                 io.String.Input(
                     "elevations",
                     default="",
                     optional=True,
-                    tooltip="Comma-separated elevations in degrees (negative = above). One value applies to every azimuth. Empty: random from the preset.",
+                    tooltip=(
+                        "Comma-separated elevations in degrees (negative = above). One "
+                        "value applies to every azimuth. Empty: random from the preset."
+                    ),
                 ),
                 io.String.Input(
                     "azimuths",

@@ -276,9 +276,9 @@ def render_demo_views(cams):
 
 def write_demo_views(folder: Path, resolution: int = 64, num_views: int = 6) -> Path:
     """Render a small posed-views data set (three coloured Gaussian blobs) into ``folder``."""
+    from microdreamer_core.io.transforms import save_transforms
     from microdreamer_core.scene.cameras import orbit_cameras
     from microdreamer_core.scene.views import PosedViews
-    from microdreamer_core.io.transforms import save_transforms
 
     azimuths = [i * 360.0 / num_views for i in range(num_views)]
     elevations = [(-20.0 if i % 2 else 15.0) for i in range(num_views)]
@@ -298,5 +298,5 @@ def write_view_pngs(
 
     rgba = render_demo_views(orbit_cameras([elevation] * len(azimuths), azimuths, radius, resolution))
     rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # composited on white
-    for path, view in zip(paths, rgb):
+    for path, view in zip(paths, rgb, strict=True):
         Image.fromarray((view.numpy() * 255.0 + 0.5).astype(np.uint8), "RGB").save(path)

@@ -55,8 +55,8 @@ def duck_mesh():
     if not DUCK.is_file():
         pytest.skip(f"real test data not found at {DUCK}: put the shared/ folder beside the repo")
     from microdreamer_core.eval.protocol import DUCK_RADIUS
-    from microdreamer_core.scene.mesh import normalize_to_unit_sphere
     from microdreamer_core.io.mesh_files import load_mesh
+    from microdreamer_core.scene.mesh import normalize_to_unit_sphere
 
     return normalize_to_unit_sphere(load_mesh(DUCK), DUCK_RADIUS)
 

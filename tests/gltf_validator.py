@@ -64,7 +64,8 @@ def validate_glb(path: str | Path) -> dict:
     )
     for msg in issues["messages"]:
         print(
-            f"  [{('error', 'warning', 'info', 'hint')[msg['severity']]}] {msg['code']} at {msg.get('pointer', '')}: {msg['message']}"
+            f"  [{('error', 'warning', 'info', 'hint')[msg['severity']]}] "
+            f"{msg['code']} at {msg.get('pointer', '')}: {msg['message']}"
         )
     return report
 

@@ -228,7 +228,10 @@ def env(tmp_path_factory) -> dict[str, str]:
         ).encode(),
         "random.ply": np.random.default_rng(4).bytes(800),
         "empty.ply": b"",
-        "points.ply": b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n",
+        "points.ply": (
+            b"ply\nformat ascii 1.0\nelement vertex 1\n"
+            b"property float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n"
+        ),
         "model.xyz": b"1 2 3\n",
     }
     for name, data in meshes.items():

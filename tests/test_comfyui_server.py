@@ -622,7 +622,11 @@ def comfy_cli(server: ComfyServer, workflow: Path, home: Path, timeout: float = 
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False
     )
-    log = f"`{' '.join(cmd)}` exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-3000:]}"
+    log = (
+        f"`{' '.join(cmd)}` exited {proc.returncode}\n"
+        f"--- stdout ---\n{proc.stdout[-4000:]}\n"
+        f"--- stderr ---\n{proc.stderr[-3000:]}"
+    )
     for line in reversed(proc.stdout.splitlines()):
         try:
             event = json.loads(line)
@@ -669,7 +673,8 @@ def test_example_workflow_runs_headless_over_http_and_comfy_cli(
     # results for every node but the saver, whose prefix differs.
     assert set(envelope["data"]["cached_node_ids"]) == set(prompt) - {save_id}, envelope["data"]
     print(
-        f"\n{name}: HTTP run {http_seconds:.1f} s (tiny models), comfy-cli run {cli_seconds:.1f} s (cached up to Save GLB)"
+        f"\n{name}: HTTP run {http_seconds:.1f} s (tiny models), "
+        f"comfy-cli run {cli_seconds:.1f} s (cached up to Save GLB)"
     )
 
 

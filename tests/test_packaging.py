@@ -48,7 +48,8 @@ def test_core_imports_without_comfyui_or_cuda_backends():
         "assert len(names) > 40, names\n"
         "for name in names:\n"
         "    importlib.import_module(name)\n"
-        "bad = [k for k in sys.modules if k.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', 'gsplat', 'nvdiffrast')]\n"
+        "bad = [k for k in sys.modules\n"
+        "       if k.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', 'gsplat', 'nvdiffrast')]\n"
         "assert not bad, bad\n"
         "print('ok')\n"
     )
@@ -71,7 +72,8 @@ def test_root_entry_point_is_harmless_without_comfyui():
         "module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
         "defined = sorted(k for k in vars(module) if not k.startswith('__'))\n"
-        "heavy = sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'numpy', 'microdreamer_core', 'nodes', 'diffusers'))\n"
+        "heavy = sorted(k for k in sys.modules\n"
+        "               if k.split('.')[0] in ('torch', 'numpy', 'microdreamer_core', 'nodes', 'diffusers'))\n"
         "print(defined, heavy)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests")

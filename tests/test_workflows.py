@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from microdreamer_core.diffusion.hub import HUB_IDS
-from microdreamer_core.pipeline.presets import PRESETS
 from microdreamer_core.meshing.stage import MeshConfig
+from microdreamer_core.pipeline.presets import PRESETS
 from microdreamer_core.pipeline.texture_refine import TextureRefineConfig
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"

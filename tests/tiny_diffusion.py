@@ -48,7 +48,7 @@ def library_logs():
     try:
         yield stream
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
 

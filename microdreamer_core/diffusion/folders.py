@@ -49,7 +49,8 @@ def _component_weights(folder: Path) -> dict[str, Tensor]:
         if (folder / name).is_file():
             return read_state_dict(folder / name)
     raise InputError(
-        f"no weights file in {folder}: expected diffusion_pytorch_model.safetensors (or .bin); download the folder again"
+        f"no weights file in {folder}: expected "
+        "diffusion_pytorch_model.safetensors (or .bin); download the folder again"
     )
 
 
@@ -65,7 +66,8 @@ def detect_folder_kind(folder: Path) -> str:
     unet_cfg = folder / "unet" / "config.json"
     if not unet_cfg.is_file():
         raise InputError(
-            f"{folder} is not a diffusers model folder (no unet/config.json): point to the folder that holds unet/, vae/, ..."
+            f"{folder} is not a diffusers model folder (no unet/config.json): "
+            "point to the folder that holds unet/, vae/, ..."
         )
     cfg = _read_json(unet_cfg)
     cls = cfg.get("_class_name", "")
@@ -75,8 +77,8 @@ def detect_folder_kind(folder: Path) -> str:
         return "zero123"
     if cls == "UNet2DConditionModel":
         raise InputError(
-            f"{folder.name} is a plain Stable Diffusion model (UNet2DConditionModel, {cfg.get('in_channels')} input channels, no camera "
-            "conditioning): MicroDreamer needs MVDream, ImageDream or Stable Zero123"
+            f"{folder.name} is a plain Stable Diffusion model (UNet2DConditionModel, {cfg.get('in_channels')} input "
+            "channels, no camera conditioning): MicroDreamer needs MVDream, ImageDream or Stable Zero123"
         )
     raise InputError(
         f"{folder.name}: unknown UNet class {cls!r}; expected MultiViewUNetModel (MVDream/ImageDream) or Stable Zero123"

@@ -55,10 +55,12 @@ def load_model(
         model = load_from_hub(str(source), device, dtype, download_dir)
     else:
         raise InputError(
-            f"model {source} not found: give a diffusers folder, a .safetensors/.pt checkpoint or a hub id like {HUB_IDS['imagedream']}"
+            f"model {source} not found: give a diffusers folder, a "
+            f".safetensors/.pt checkpoint or a hub id like {HUB_IDS['imagedream']}"
         )
     if kind is not None and model.kind != kind:
         raise InputError(
-            f"{Path(str(source)).name} is a {model.display_name} model, but {MODEL_CLASSES[kind].display_name} is needed here"
+            f"{Path(str(source)).name} is a {model.display_name} model, "
+            f"but {MODEL_CLASSES[kind].display_name} is needed here"
         )
     return model

@@ -42,8 +42,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..scene.cameras import Cameras
-from ..scene.images import composite
-from ..scene.images import resize_bchw
+from ..scene.images import composite, resize_bchw
 
 __all__ = [
     "Condition",
@@ -56,7 +55,11 @@ __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
 ]
 
-DEFAULT_NEGATIVE_PROMPT = "ugly, bad anatomy, blurry, pixelated obscure, unnatural colors, poor lighting, dull, and unclear, cropped, lowres, low quality, artifacts, duplicate, morbid, mutilated, poorly drawn face, deformed, dehydrated, bad proportions"
+DEFAULT_NEGATIVE_PROMPT = (
+    "ugly, bad anatomy, blurry, pixelated obscure, unnatural colors, poor lighting, "
+    "dull, and unclear, cropped, lowres, low quality, artifacts, duplicate, morbid, "
+    "mutilated, poorly drawn face, deformed, dehydrated, bad proportions"
+)
 
 
 @dataclass(frozen=True)
@@ -245,8 +248,9 @@ class MultiViewModel(nn.Module):
             _numerics_state(self.device),
         )
         cache = self._condition_cache
-        for i, (k, stored_image, enc) in enumerate(cache):
+        for i, (k, stored_image, cached) in enumerate(cache):
             if k == key and _same_contents(stored_image, image):
+                enc = cached
                 cache.append(cache.pop(i))  # most recently used last
                 break
         else:

@@ -50,7 +50,8 @@ def detect_checkpoint_kind(sd: dict[str, Tensor], name: str) -> str:
         )
     if UNET_PREFIX + "input_blocks.0.0.weight" in sd:
         raise InputError(
-            f"{name} is a plain Stable Diffusion checkpoint (no camera embedding): MicroDreamer needs MVDream or ImageDream weights"
+            f"{name} is a plain Stable Diffusion checkpoint (no camera "
+            "embedding): MicroDreamer needs MVDream or ImageDream weights"
         )
     if any(k.startswith(("down_blocks.", "encoder.down", "text_model.", "vision_model.")) for k in sd):
         raise InputError(

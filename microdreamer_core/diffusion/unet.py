@@ -290,13 +290,13 @@ def _check_supported(
             )
     if not switches["use_spatial_transformer"]:
         raise InputError(
-            f"{where}: use_spatial_transformer=false (plain self-attention blocks, no text conditioning) is not supported: "
-            "MVDream/ImageDream use spatial transformers (true)"
+            f"{where}: use_spatial_transformer=false (plain self-attention blocks, no text conditioning) is not "
+            "supported: MVDream/ImageDream use spatial transformers (true)"
         )
     if not switches["use_linear_in_transformer"]:
         raise InputError(
-            f"{where}: use_linear_in_transformer=false (1x1-convolution transformer projections, the SD-1.x layout) is not "
-            "supported: this UNet is the SD-2.1 one with linear projections (use_linear_in_transformer: true)"
+            f"{where}: use_linear_in_transformer=false (1x1-convolution transformer projections, the SD-1.x layout) is "
+            "not supported: this UNet is the SD-2.1 one with linear projections (use_linear_in_transformer: true)"
         )
     if switches["legacy"] and num_head_channels > 0:
         # LDM legacy mode: heads = ch // num_head_channels, then dim_head = ch // heads; the same
@@ -308,8 +308,8 @@ def _check_supported(
             w = bad[0]
             raise InputError(
                 f"{where}: legacy=true with num_head_channels={num_head_channels} makes the {w}-channel attention use "
-                f"{w // max(1, w // num_head_channels)}-wide heads, which is not supported (the published MVDream/ImageDream "
-                "configs say legacy: false)"
+                f"{w // max(1, w // num_head_channels)}-wide heads, which is not supported (the published "
+                "MVDream/ImageDream configs say legacy: false)"
             )
 
 

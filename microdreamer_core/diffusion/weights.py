@@ -44,8 +44,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             sd = _torch_load(path)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
         raise InputError(
-            f"could not read {path.name} ({type(exc).__name__}: {str(exc)[:160]}): the file is truncated, corrupt or not a "
-            "model checkpoint; download it again"
+            f"could not read {path.name} ({type(exc).__name__}: {str(exc)[:160]}): the file is truncated, corrupt or "
+            "not a model checkpoint; download it again"
         ) from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
@@ -104,7 +104,8 @@ def load_component(name: str, fn, *args, **kwargs):
         raise
     except Exception as exc:  # noqa: BLE001
         raise InputError(
-            f"could not load the {name} ({type(exc).__name__}: {str(exc)[:200]}): the folder is incomplete or corrupt; download it again"
+            f"could not load the {name} ({type(exc).__name__}: {str(exc)[:200]}): "
+            "the folder is incomplete or corrupt; download it again"
         ) from exc
 
 

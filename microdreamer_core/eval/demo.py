@@ -91,7 +91,8 @@ def run_demo(
     written = [
         f"wrote {out / 'views'} ({len(train_cams)} training views of the demo object)",
         f"wrote {out / 'model.ply'} ({report.gaussians} Gaussians, {steps} steps in {report.seconds:.1f} s)",
-        f"wrote {out / 'model.glb'} (textured mesh: {mesh.num_faces} triangles, {DEMO_MESH.texture_size} px texture, {mesh_seconds:.1f} s)",
+        f"wrote {out / 'model.glb'} (textured mesh: {mesh.num_faces} "
+        f"triangles, {DEMO_MESH.texture_size} px texture, {mesh_seconds:.1f} s)",
         f"wrote {out / 'novel_views'} and {out / 'novel_views_truth'}: novel-view PSNR {report.psnr_db:.2f} dB, "
         f"mask IoU {report.mask_iou:.3f}",
         f"wrote {out / 'report.json'} (total {summary['total_seconds']} s)",

@@ -184,7 +184,7 @@ def _pack_atlas(images: list[np.ndarray], uvs: list[np.ndarray]) -> tuple[np.nda
     bilinear filtering at a tile border reads the wrapped neighbour instead of the next tile.
     """
     tiles, pads = [], []
-    for im, uv in zip(images, uvs):
+    for im, uv in zip(images, uvs, strict=True):
         h, w = im.shape[:2]
         over_u = max(0.0, -float(uv[:, 0].min()), float(uv[:, 0].max()) - 1.0)
         over_v = max(0.0, -float(uv[:, 1].min()), float(uv[:, 1].max()) - 1.0)
@@ -195,7 +195,7 @@ def _pack_atlas(images: list[np.ndarray], uvs: list[np.ndarray]) -> tuple[np.nda
     atlas_w = sum(t.shape[1] for t in tiles)
     atlas = np.zeros((atlas_h, atlas_w, 3), dtype=np.float32)
     new_uvs, x = [], 0
-    for im, tile, (px, py), uv in zip(images, tiles, pads, uvs):
+    for im, tile, (px, py), uv in zip(images, tiles, pads, uvs, strict=True):
         h, w = im.shape[:2]
         atlas[: tile.shape[0], x : x + tile.shape[1]] = tile
         # The original image starts px columns into the tile and py rows below the atlas top.
@@ -210,7 +210,7 @@ def _merge_parts(parts: list[_Part]) -> Mesh:
     """Concatenate parts into one Mesh following the texture/vertex-colour policy above."""
     offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
     vertices = np.concatenate([p.vertices for p in parts])
-    faces = np.concatenate([p.faces + o for p, o in zip(parts, offsets)])
+    faces = np.concatenate([p.faces + o for p, o in zip(parts, offsets, strict=True)])
 
     textured = [p.image is not None for p in parts]
     if all(textured):
@@ -232,11 +232,13 @@ def _merge_parts(parts: list[_Part]) -> Mesh:
         in_range = all(p.uvs.min() >= -_MAX_UV_OVERSHOOT and p.uvs.max() <= 1 + _MAX_UV_OVERSHOOT for p in parts)
         if in_range:
             # Each distinct image becomes one tile; every part's uvs go into its image's tile.
-            group_uvs = [np.concatenate([p.uvs for p, i in zip(parts, index) if i == k]) for k in range(len(images))]
+            group_uvs = [
+                np.concatenate([p.uvs for p, i in zip(parts, index, strict=True) if i == k]) for k in range(len(images))
+            ]
             atlas, packed = _pack_atlas(images, group_uvs)
             cursor = [0] * len(images)
             uvs = []
-            for p, i in zip(parts, index):
+            for p, i in zip(parts, index, strict=True):
                 uvs.append(packed[i][cursor[i] : cursor[i] + len(p.uvs)])
                 cursor[i] += len(p.uvs)
             return Mesh(

@@ -209,7 +209,7 @@ class Outputs:
                 if backup is not None:
                     backup.unlink(missing_ok=True)
 
-    def _display(self, name, stack: list["Outputs"]) -> Path:
+    def _display(self, name, stack: list[Outputs]) -> Path:
         """The output a temporary path stands for (``name`` of an OS error), or the last output staged."""
         if not name:
             staged = [s for o in stack for s in o.staged] or [None]

@@ -436,7 +436,8 @@ def extract_mesh(
     if g.num == 0:
         raise InputError(
             "no surface to extract: the Gaussian model is empty or fully transparent (every opacity "
-            f"below {config.min_opacity}) or lies outside [-{config.bound}, {config.bound}]^3; reconstruct first or raise `bound`"
+            f"below {config.min_opacity}) or lies outside [-{config.bound}, "
+            f"{config.bound}]^3; reconstruct first or raise `bound`"
         )
     grid, bbox = density_grid(g, config)
     t1 = time.perf_counter()

@@ -83,7 +83,10 @@ def object_alpha(
     elif image.shape[-1] == 4:
         alpha = image[..., 3].float().cpu()
         empty = f"{what} is transparent everywhere (empty alpha): the object must be opaque in the alpha channel"
-        full = f"{what} has no transparent background (alpha is opaque everywhere): remove the background first and save an RGBA PNG"
+        full = (
+            f"{what} has no transparent background (alpha is opaque "
+            "everywhere): remove the background first and save an RGBA PNG"
+        )
     else:
         raise InputError(
             f"{what} has no mask: give an RGBA image or connect a MASK (a background-removal node's, "
@@ -114,7 +117,8 @@ def recenter_rgba(rgb: Tensor, alpha: Tensor | None = None, size: int = 256, fil
     ys, xs = torch.nonzero(alpha > 0.5, as_tuple=True)
     if len(ys) == 0:
         raise InputError(
-            "the mask is empty (no foreground pixel): remove the background so the object is opaque, or check the mask is not inverted"
+            "the mask is empty (no foreground pixel): remove the background "
+            "so the object is opaque, or check the mask is not inverted"
         )
     y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     rgba = torch.cat([rgb, alpha[..., None]], dim=-1)[y0:y1, x0:x1]

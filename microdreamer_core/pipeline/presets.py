@@ -97,7 +97,10 @@ _IMAGEDREAM = Preset(
 PRESETS: dict[str, Preset] = {
     "zero123": Preset(
         name="zero123",
-        description="Image-to-3D with Stable Zero123: 6 views per iteration, 20 iterations, front-view reference loss (paper: ~18 s + 3 s on an A100).",
+        description=(
+            "Image-to-3D with Stable Zero123: 6 views per iteration, 20 "
+            "iterations, front-view reference loss (paper: ~18 s + 3 s on an A100)."
+        ),
         model_kind="zero123",
         input="image",
         sir=SIRConfig(
@@ -115,7 +118,10 @@ PRESETS: dict[str, Preset] = {
     "mvdream": dataclasses.replace(
         _IMAGEDREAM,
         name="mvdream",
-        description="Text-to-3D with MVDream: 4 views per iteration, 30 iterations, CFG 7.5 (settings derived from ImageDream's).",
+        description=(
+            "Text-to-3D with MVDream: 4 views per iteration, 30 "
+            "iterations, CFG 7.5 (settings derived from ImageDream's)."
+        ),
         model_kind="mvdream",
         input="text",
         sir=dataclasses.replace(_IMAGEDREAM.sir, cameras=CAMERA_PRESETS["mvdream"]),

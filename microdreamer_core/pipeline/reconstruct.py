@@ -62,7 +62,8 @@ def reconstruct_3dgs(
     if model is None:
         if views is None:
             raise InputError(
-                "nothing to reconstruct: connect images + cameras (plain reconstruction), or a multi-view model and a condition (SIR)"
+                "nothing to reconstruct: connect images + cameras (plain "
+                "reconstruction), or a multi-view model and a condition (SIR)"
             )
         config = ReconstructConfig(steps=steps, resolution=resolution, runtime=FitRuntime(seed=seed, device=device))
         if not fit_alpha:

@@ -45,10 +45,10 @@ from ..render.backends import MeshBackend
 from ..render.mesh import MeshRenderOutput, render_mesh
 from ..runtime import CancelFn, ProgressFn, resolve_device, sync
 from ..scene.cameras import Cameras, orbit_cameras
+from ..scene.images import resize_images
 from ..scene.mesh import Mesh
 from .progress import WorkProgress
 from .reference import ReferenceImage, reference_image
-from ..scene.images import resize_images
 
 __all__ = [
     "TextureRefineConfig",

@@ -18,9 +18,10 @@ import functools
 import importlib
 import importlib.util
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor

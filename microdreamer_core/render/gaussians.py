@@ -37,8 +37,8 @@ and relative depth differences of the same order; gsplat also clamps radii and c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor

@@ -17,10 +17,10 @@ Pairs (tile, Gaussian) are sorted by (tile, depth) with a single integer-key sor
 ordered by their list length and processed in chunks padded to the longest list of the chunk,
 which keeps padding waste small (~10%) and bounds memory (``_CHUNK_ELEMENTS`` Gaussian-pixel
 values per scratch buffer; the buffers are reused across chunks, since fresh multi-MB allocations
-page-fault on first touch and cost more than the arithmetic). Per chunk the quadratic form of every Gaussian at every pixel of its tile is one
-small matmul against the pixel basis ``[u², uv, v², u, v, 1]`` (tile-centred coordinates keep it
-well conditioned), with ``-log(opacity)`` folded into the constant term so ``alpha`` is a single
-``exp``. Transmittance is a ``cumprod`` along the depth-sorted list.
+page-fault on first touch and cost more than the arithmetic). Per chunk the quadratic form of every
+Gaussian at every pixel of its tile is one small matmul against the pixel basis ``[u², uv, v², u, v, 1]``
+(tile-centred coordinates keep it well conditioned), with ``-log(opacity)`` folded into the constant term so
+``alpha`` is a single ``exp``. Transmittance is a ``cumprod`` along the depth-sorted list.
 
 Compositing is a custom :class:`torch.autograd.Function` with an analytic backward that recomputes
 alpha instead of storing it (nothing of size Gaussian-pixels survives the forward). With
@@ -295,7 +295,7 @@ class _Composite(torch.autograd.Function):
         accum = coefs.new_zeros(plan.num_tiles, P, F)
         t_final = coefs.new_ones(plan.num_tiles, P)
         ws = _Workspace(plan, coefs, 2)
-        for idx, tiles in zip(plan.chunks, plan.chunk_tiles):
+        for idx, tiles in zip(plan.chunks, plan.chunk_tiles, strict=True):
             alpha, t_incl, _ = ws.views((idx.shape[0], P, idx.shape[1]))
             _alpha(coefs_p[idx], plan, alpha)
             _transmittance(alpha, t_incl)
@@ -320,7 +320,7 @@ class _Composite(torch.autograd.Function):
         g_accum = g_accum.contiguous()
         tg = (t_final * g_tfinal)[..., None]  # (T, P, 1)
         ws = _Workspace(plan, coefs, 4)
-        for idx, tiles in zip(plan.chunks, plan.chunk_tiles):
+        for idx, tiles in zip(plan.chunks, plan.chunk_tiles, strict=True):
             alpha, t, w, wv, clamped = ws.views((idx.shape[0], P, idx.shape[1]))
             _alpha(coefs_p[idx], plan, alpha, clamped)
             _transmittance(alpha, t)

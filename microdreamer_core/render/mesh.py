@@ -32,8 +32,9 @@ are on CUDA and it works, otherwise the torch backend (:mod:`~microdreamer_core.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor

@@ -92,7 +92,8 @@ def check_poses(c2w: Tensor) -> None:
     bad = (flat | last_row).nonzero().flatten().tolist()
     if bad:
         raise InputError(
-            f"camera {bad[0]} has a singular pose ({'its rotation is degenerate' if flat[bad[0]] else 'its last row is not 0 0 0 1'})"
+            f"camera {bad[0]} has a singular pose "
+            f"({'its rotation is degenerate' if flat[bad[0]] else 'its last row is not 0 0 0 1'})"
             f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: give OpenGL camera-to-world matrices "
             "(rotation + translation, last row 0 0 0 1)"
         )
@@ -167,7 +168,7 @@ class Cameras:
     def __len__(self) -> int:
         return self.c2w.shape[0]
 
-    def __getitem__(self, idx) -> "Cameras":
+    def __getitem__(self, idx) -> Cameras:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1 if idx != -1 else None)
         return Cameras(self.c2w[idx], self.fovy[idx], self.width, self.height, self.near, self.far)
@@ -176,15 +177,15 @@ class Cameras:
     def device(self) -> torch.device:
         return self.c2w.device
 
-    def to(self, device) -> "Cameras":
+    def to(self, device) -> Cameras:
         return Cameras(self.c2w.to(device), self.fovy.to(device), self.width, self.height, self.near, self.far)
 
-    def with_resolution(self, width: int, height: int | None = None) -> "Cameras":
+    def with_resolution(self, width: int, height: int | None = None) -> Cameras:
         """Same poses and field of view, another image size."""
         return Cameras(self.c2w, self.fovy, width, height or width, self.near, self.far)
 
     @staticmethod
-    def cat(cameras: list["Cameras"]) -> "Cameras":
+    def cat(cameras: list[Cameras]) -> Cameras:
         first = cameras[0]
         if any((c.width, c.height) != (first.width, first.height) for c in cameras):
             raise InputError("cannot concatenate cameras of different image sizes")
@@ -358,7 +359,8 @@ def preset_cameras(
     if not azimuths:
         if elevations:
             raise InputError(
-                "elevations are given but azimuths are empty: give one azimuth per camera, or clear elevations to use the preset"
+                "elevations are given but azimuths are empty: give one "
+                "azimuth per camera, or clear elevations to use the preset"
             )
         return sample_orbit_cameras(p, resolution, torch.Generator().manual_seed(int(seed)))
     elevations = list(elevations) or [0.0]

@@ -115,17 +115,17 @@ class Gaussians:
         return (0.5 + SH_C0 * self.sh0[:, 0]).clamp(0.0, 1.0)
 
     # --- whole-set operations -----------------------------------------------------------
-    def map(self, fn) -> "Gaussians":
+    def map(self, fn) -> Gaussians:
         """A new set with ``fn`` applied to every parameter tensor."""
         return Gaussians(**{name: fn(t) for name, t in self.params().items()})
 
-    def detach(self) -> "Gaussians":
+    def detach(self) -> Gaussians:
         return self.map(lambda t: t.detach().clone())
 
-    def to(self, device) -> "Gaussians":
+    def to(self, device) -> Gaussians:
         return self.map(lambda t: t.to(device))
 
-    def __getitem__(self, mask: Tensor) -> "Gaussians":
+    def __getitem__(self, mask: Tensor) -> Gaussians:
         """Subset by boolean mask or index tensor."""
         return self.map(lambda t: t[mask])
 

@@ -80,7 +80,7 @@ class Mesh:
         """(2, 3) axis-aligned bounding box: row 0 the minimum corner, row 1 the maximum."""
         return torch.stack([self.vertices.min(0).values, self.vertices.max(0).values])
 
-    def to(self, device) -> "Mesh":
+    def to(self, device) -> Mesh:
         """A copy with every tensor on ``device``."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Mesh(
@@ -98,7 +98,7 @@ class Mesh:
         v0, v1, v2 = self.vertices[self.faces].unbind(1)
         return torch.nn.functional.normalize(torch.linalg.cross(v1 - v0, v2 - v0, dim=-1), dim=-1)
 
-    def compute_vertex_normals(self) -> "Mesh":
+    def compute_vertex_normals(self) -> Mesh:
         """Set ``normals`` to :func:`vertex_normals` of the current geometry and return self."""
         self.normals = vertex_normals(self.vertices, self.faces)
         return self
@@ -109,7 +109,8 @@ class Mesh:
             raise InputError(f"{what} is empty (0 faces): give a mesh with triangles")
         if int(self.faces.min()) < 0 or int(self.faces.max()) >= self.num_vertices:
             raise InputError(
-                f"{what} has face indices outside 0..{self.num_vertices - 1}: the file or the step that made it is broken"
+                f"{what} has face indices outside 0..{self.num_vertices - 1}: "
+                "the file or the step that made it is broken"
             )
         for name in ("vertices", "uvs", "vertex_colors", "normals", "texture"):
             value = getattr(self, name)

@@ -42,7 +42,7 @@ class PosedViews:
     @classmethod
     def from_images_and_masks(
         cls, images: Tensor, masks: Tensor, cameras: Cameras, invert_mask: bool = False
-    ) -> "PosedViews":
+    ) -> PosedViews:
         """Pack an (N, H, W, 3) image batch and an (N, H, W) mask batch (1 = object) as RGBA views.
 
         ``invert_mask`` takes ``1 - mask``, for masks where 1 means transparent (ComfyUI's LoadImage).
@@ -57,7 +57,8 @@ class PosedViews:
         if tuple(masks.shape[1:]) != (h, w):
             raise InputError(
                 f"masks are {masks.shape[2]}x{masks.shape[1]} but images are {w}x{h}: use the masks that belong to "
-                "these images (an image without alpha gets a 64x64 empty mask from LoadImage: remove the background first)"
+                "these images (an image without alpha gets a 64x64 "
+                "empty mask from LoadImage: remove the background first)"
             )
         alpha = masks.to(images)
         if invert_mask:
@@ -74,7 +75,7 @@ class PosedViews:
         """(N, H, W, 3) colours composited over a solid background."""
         return composite(self.images, background)
 
-    def resized(self, resolution: int) -> "PosedViews":
+    def resized(self, resolution: int) -> PosedViews:
         """Square-resize the images (area filter when shrinking) and the cameras with them."""
         if int(resolution) != resolution or resolution < 1:
             raise InputError(f"resolution must be a whole number of pixels, at least 1 (got {shown(resolution)})")

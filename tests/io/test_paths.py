@@ -103,7 +103,7 @@ def _transforms(folder, file_paths):
     folder.mkdir(parents=True, exist_ok=True)
     frames = [
         {"file_path": p, "transform_matrix": orbit_cameras([0.0], [a], 2.0, 8).c2w[0].tolist()}
-        for p, a in zip(file_paths, (0.0, 90.0, 180.0))
+        for p, a in zip(file_paths, (0.0, 90.0, 180.0), strict=False)
     ]
     (folder / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
     return folder

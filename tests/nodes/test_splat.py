@@ -61,8 +61,10 @@ _SCRIPT = textwrap.dedent(
         splat = To.execute(g).result[0]
         back = From.execute(splat, 0).result[0]
         out["splat_type"] = type(splat).__name__
-        out["shapes"] = [list(t.shape) for t in (splat.positions, splat.scales, splat.rotations, splat.opacities, splat.sh)]
-        out["max_err"] = max(float((getattr(back, k) - getattr(g, k)).abs().max()) for k in ("means", "scales", "opacities", "sh0"))
+        fields = (splat.positions, splat.scales, splat.rotations, splat.opacities, splat.sh)
+        out["shapes"] = [list(t.shape) for t in fields]
+        names = ("means", "scales", "opacities", "sh0")
+        out["max_err"] = max(float((getattr(back, k) - getattr(g, k)).abs().max()) for k in names)
         out["y_flipped"] = bool(torch.allclose(splat.positions[0, :, 1], -g.means[:, 1]))
     print("RESULT" + json.dumps(out))
     """

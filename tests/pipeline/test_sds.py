@@ -36,7 +36,7 @@ def tiny_sds(kind: str, steps: int = STEPS, seed: int = 0, **overrides) -> SDSCo
 def test_timestep_schedule_and_weight():
     assert [sds_timestep(s, 500) for s in (1, 10, 30, 250, 499, 500)] == [980, 980, 940, 500, 20, 20]
     ts = SDSConfig(steps=500).timesteps()
-    assert len(ts) == 500 and ts[0] == 980 and ts[-1] == 20 and all(a >= b for a, b in zip(ts, ts[1:]))
+    assert len(ts) == 500 and ts[0] == 980 and ts[-1] == 20 and all(a >= b for a, b in zip(ts, ts[1:], strict=False))
     assert [sds_timestep(s, 4) for s in (1, 2, 3, 4)] == [750, 500, 250, 20]
     a = DDIMSchedule().alphas_cumprod
     assert sds_weight(500) == pytest.approx(float(1 - a[500])) and 0 < sds_weight(20) < sds_weight(980) < 1

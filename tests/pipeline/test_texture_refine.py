@@ -113,7 +113,7 @@ def test_the_parameter_is_a_logit_and_a_texel_moves_less_than_0_06_per_step():
     )
     assert len(seen) == 7 and len(fit.losses) == 6
     assert torch.allclose(seen[-1], fit.texture) and torch.allclose(fit.texture, torch.sigmoid(fit.raw))
-    moves = torch.stack([(b - a).abs().amax() for a, b in zip(seen, seen[1:])])
+    moves = torch.stack([(b - a).abs().amax() for a, b in zip(seen, seen[1:], strict=False)])
     assert (moves < 0.06).all(), moves
     assert moves[0] > 0.04  # the bound is nearly reached: Adam's first step is ~lr in logit space
 

@@ -178,9 +178,9 @@ def test_tiled_matches_dense_reference_values_and_gradients(monkeypatch, width, 
     weights = [torch.randn(x.shape, generator=g) for x in ref]
     grads = []
     for outputs in ((out.rgb, out.alpha, out.depth), ref):
-        loss = sum((w * o).sum() for w, o in zip(weights, outputs))
+        loss = sum((w * o).sum() for w, o in zip(weights, outputs, strict=True))
         grads.append(torch.autograd.grad(loss, list(scene.values())))
-    for name, got, want in zip(scene, *grads):
+    for name, got, want in zip(scene, *grads, strict=True):
         scale = want.abs().max().item()
         assert (got - want).abs().max().item() <= 1e-4 * scale + 1e-6, name
 

@@ -104,7 +104,7 @@ def test_batched_splat_with_counts_takes_the_right_item():
     def pad(t, n=5):
         return torch.cat([t, torch.zeros(1, n - t.shape[1], *t.shape[2:])], 1)
 
-    fields = [torch.cat([x, pad(y)]) for x, y in zip(sa.as_args(), sb.as_args())]
+    fields = [torch.cat([x, pad(y)]) for x, y in zip(sa.as_args(), sb.as_args(), strict=True)]
     got = splat_to_gaussians(*fields, counts=torch.tensor([5, 3]), index=1)
     assert got.num == 3 and torch.allclose(got.means, b.means, atol=1e-6)
     with pytest.raises(InputError, match="item 2 does not exist"):

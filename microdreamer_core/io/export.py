@@ -1,7 +1,7 @@
 """Writing a :class:`~microdreamer_core.scene.mesh.Mesh` to disk: binary glTF 2.0 (.glb) and OBJ + MTL + PNG.
 
 GLB (:func:`save_glb`) is written by hand with numpy and struct, so every byte is under our
-control and the file passes the Khronos glTF Validator with zero errors (tests/test_export.py).
+control and the file passes the Khronos glTF Validator with zero errors (tests/io/test_export.py).
 What it contains:
 
 * one scene -> one node -> one mesh with one triangle primitive;

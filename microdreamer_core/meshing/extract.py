@@ -59,7 +59,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..render.mesh import texture
 from ..scene.gaussians import Gaussians, quat_to_rotmat
-from ..scene.mesh import Mesh, vertex_normals
+from ..scene.mesh import Mesh, face_areas, sample_surface, vertex_normals
 
 __all__ = [
     "ExtractConfig",
@@ -507,22 +507,15 @@ def gaussians_on_surface(
     surface, default the mean sample spacing, and ``normal_scale`` along the face normal). Gives
     a Gaussian model whose true surface and colours are known: for tests and benchmarks.
     """
-    gen = torch.Generator().manual_seed(seed)
-    v = mesh.vertices[mesh.faces]  # (F, 3, 3)
-    cross = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], dim=-1)
-    area = cross.norm(dim=-1) / 2
-    face = torch.multinomial(area, num, replacement=True, generator=gen)
-    r1, r2 = torch.rand(num, generator=gen).sqrt(), torch.rand(num, generator=gen)
-    bary = torch.stack([1 - r1, r1 * (1 - r2), r1 * r2], dim=-1)  # uniform on the triangle
-    points = (bary[:, :, None] * v[face]).sum(1)
-    normal = torch.nn.functional.normalize(cross[face], dim=-1)
+    points, face, bary = sample_surface(mesh, num, torch.Generator().manual_seed(seed))
+    normal = mesh.face_normals()[face]
     if mesh.has_texture:
         uv = (bary[:, :, None] * mesh.uvs[mesh.faces[face]]).sum(1)
         color = texture(mesh.texture, uv[None, None], wrap="repeat", backend="torch")[0, 0]
     else:
         color = (bary[:, :, None] * mesh.vertex_colors_or_grey()[mesh.faces[face]]).sum(1)
     if tangent_scale is None:
-        tangent_scale = float(math.sqrt(area.sum() / num))
+        tangent_scale = float(math.sqrt(face_areas(mesh.vertices, mesh.faces).sum() / num))
     # Quaternion turning +z onto the normal: axis z x n, angle acos(n_z) (half-angle form).
     quats = torch.stack([1.0 + normal[:, 2], -normal[:, 1], normal[:, 0], torch.zeros(num)], dim=-1)
     flipped = quats.norm(dim=-1) < 1e-6  # normal = -z: half turn about x

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["Mesh", "GREY", "normalize_to_unit_sphere", "vertex_normals"]
+__all__ = ["Mesh", "GREY", "normalize_to_unit_sphere", "vertex_normals", "face_areas", "sample_surface"]
 
 GREY = 0.5
 """Colour of a mesh without texture or vertex colours."""
@@ -136,6 +136,34 @@ def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     length = vn.norm(dim=-1, keepdim=True)
     up = torch.tensor([0.0, 1.0, 0.0], device=vertices.device, dtype=vertices.dtype).expand_as(vn)
     return torch.where(length > 1e-20, vn / length.clamp(min=1e-20), up)
+
+
+def face_areas(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(F,) triangle areas."""
+    v0, v1, v2 = vertices[faces].unbind(1)
+    return torch.linalg.cross(v1 - v0, v2 - v0, dim=-1).norm(dim=-1) / 2
+
+
+def sample_surface(
+    mesh: Mesh, num: int, generator: torch.Generator | None = None, faces: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``num`` points uniform by area on ``mesh``'s surface (or on the subset ``faces``, indices).
+
+    Returns points (num, 3), the face index of each (num,) and its barycentric weights (num, 3),
+    so any per-vertex attribute can be interpolated at the points. Draws, in this order, the faces
+    (``torch.multinomial`` on the areas) and two uniforms per point from ``generator``.
+    """
+    subset = torch.arange(mesh.num_faces, device=mesh.device) if faces is None else faces.to(mesh.device)
+    area = face_areas(mesh.vertices, mesh.faces[subset])
+    if len(subset) == 0 or not bool(area.sum() > 0):
+        raise InputError("cannot sample the surface of a mesh without (non-degenerate) triangles")
+    pick = torch.multinomial(area.cpu(), num, replacement=True, generator=generator).to(mesh.device)
+    face = subset[pick]
+    r1 = torch.rand(num, generator=generator).sqrt().to(mesh.device)
+    r2 = torch.rand(num, generator=generator).to(mesh.device)
+    bary = torch.stack([1 - r1, r1 * (1 - r2), r1 * r2], dim=-1)  # uniform on the triangle
+    points = (bary[:, :, None] * mesh.vertices[mesh.faces[face]]).sum(1)
+    return points, face, bary
 
 
 # ----------------------------------------------------------------------------------------

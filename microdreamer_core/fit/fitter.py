@@ -100,6 +100,13 @@ class GaussianFitter:
         self.backend = backend
         self.step_count = 0
 
+    @classmethod
+    def for_runtime(
+        cls, gaussians: Gaussians, lr: LearningRates, densify: DensifyConfig, runtime: FitRuntime
+    ) -> GaussianFitter:
+        """A fitter that renders as ``runtime`` says (its background and Gaussian rasteriser)."""
+        return cls(gaussians, lr, densify, runtime.background, runtime.gaussian_backend)
+
     @property
     def gaussians(self) -> Gaussians:
         """The current Gaussians (live parameters: differentiable)."""

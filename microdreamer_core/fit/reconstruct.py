@@ -110,9 +110,7 @@ def _reconstruct(
     with seeded(run.seed, device):
         if gaussians is None:
             gaussians = cfg.init.sample(torch.Generator().manual_seed(run.seed))
-        fitter = GaussianFitter(
-            gaussians.to(device).map(autograd_safe), cfg.lr, cfg.densify, run.background, run.gaussian_backend
-        )
+        fitter = GaussianFitter.for_runtime(gaussians.to(device).map(autograd_safe), cfg.lr, cfg.densify, run)
         losses = []
         for step in range(cfg.steps):
             check_cancel(cancel, f"reconstruction at step {step}/{cfg.steps}")

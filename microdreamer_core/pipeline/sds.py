@@ -167,12 +167,8 @@ class _SDSRun:
         self.guidance_scale = model.defaults.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
         self.timings = dict.fromkeys(("render", "vae_encode", "diffusion", "backward_step"), 0.0)
         self.clock = self.start
-        self.fitter = GaussianFitter(
-            cfg.init.sample(self.gen).to(self.device),
-            cfg.lr,
-            cfg.densify,
-            cfg.runtime.background,
-            cfg.runtime.gaussian_backend,
+        self.fitter = GaussianFitter.for_runtime(
+            cfg.init.sample(self.gen).to(self.device), cfg.lr, cfg.densify, cfg.runtime
         )
         self.reference = cfg.reference.image(condition, cfg.resolution, cfg.cameras.fovy_deg, self.device)
 

@@ -211,12 +211,8 @@ class _SIRRun:
         self.progress = WorkProgress(model, planned + cfg.total_steps, progress)
         self.timings = {"init_sampling": 0.0, "init_fit": 0.0, "diffusion": 0.0, "optimise": 0.0, "cleanup": 0.0}
         self.losses: list[float] = []
-        self.fitter = GaussianFitter(
-            cfg.init.sample(self.gen).to(self.device),
-            cfg.lr,
-            cfg.densify,
-            cfg.runtime.background,
-            cfg.runtime.gaussian_backend,
+        self.fitter = GaussianFitter.for_runtime(
+            cfg.init.sample(self.gen).to(self.device), cfg.lr, cfg.densify, cfg.runtime
         )
         self.reference = cfg.reference.image(condition, cfg.resolution, cfg.cameras.fovy_deg, self.device)
 

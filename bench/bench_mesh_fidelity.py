@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--mesh-resolution", type=int, default=MeshConfig.resolution)
     ap.add_argument("--target-faces", type=int, default=MeshConfig.target_faces)
     ap.add_argument("--texture-size", type=int, default=MeshConfig.texture_size)
+    ap.add_argument("--keep-hidden", action="store_true", help="MeshConfig.remove_hidden=False")
     ap.add_argument("--no-bake-on-truth", action="store_true", help="skip the bake onto the true geometry")
     ap.add_argument("--save-dir", default="", help="write NAME.ply (Gaussians), NAME.glb and NAME_views.png here")
     ap.add_argument("--gaussians-dir", default="", help="load NAME.ply from here instead of reconstructing")
@@ -77,7 +78,10 @@ def main() -> None:
     args = ap.parse_args()
 
     mesh_cfg = MeshConfig(
-        resolution=args.mesh_resolution, target_faces=args.target_faces, texture_size=args.texture_size
+        resolution=args.mesh_resolution,
+        target_faces=args.target_faces,
+        texture_size=args.texture_size,
+        remove_hidden=not args.keep_hidden,
     )
     cfg = FidelityConfig(
         steps=args.steps,

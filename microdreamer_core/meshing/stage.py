@@ -19,6 +19,7 @@ from ..scene.mesh import Mesh
 from .bake import BakeConfig, bake_texture
 from .extract import ExtractConfig, extract_mesh
 from .uv import check_uv_charts, unwrap_uv
+from .visibility import remove_hidden_faces
 
 __all__ = ["MeshConfig", "gaussians_to_mesh"]
 
@@ -34,6 +35,9 @@ class MeshConfig:
         bake_resolution: size of the Gaussian renders the texture is baked from.
         uv_charts: xatlas chart settings, "quality" or "fast" (see :data:`~.uv.UV_CHARTS`;
             xatlas dominates the mesh stage).
+        remove_hidden: drop the faces that no outside view sees (:func:`~.visibility.remove_hidden_faces`:
+            surfaces inside the object, e.g. from Gaussians left inside a light object), before
+            unwrapping; part of the ``extract`` step and its time.
     """
 
     resolution: int = 128
@@ -41,6 +45,7 @@ class MeshConfig:
     texture_size: int = 1024
     bake_resolution: int = 512
     uv_charts: str = "quality"
+    remove_hidden: bool = True
 
 
 def _check(config: MeshConfig, bake: bool) -> None:
@@ -80,6 +85,8 @@ def gaussians_to_mesh(
     mesh = extract_mesh(
         gaussians, ExtractConfig(resolution=int(config.resolution), target_faces=int(config.target_faces))
     )
+    if config.remove_hidden:
+        mesh = remove_hidden_faces(mesh)
     timings["extract"] = time.perf_counter() - t0
     progress(1, total)
     if not bake:

@@ -1005,10 +1005,19 @@ from microdreamer_core.io.outputs import atomic_outputs
 with _StopSignals(grace=1.0):
     with atomic_outputs() as out:
         out.file(Path(sys.argv[1]) / "m.ply").write_bytes(b"half-written")
-        print("ready", flush=True)
-        while True:  # code that swallows every exception, the stop included, and never checks cancel
+        # Code that swallows every exception, the stop included, and never checks cancel. "ready"
+        # is printed inside it and the loops are nested, so the stop is swallowed wherever it lands.
+        ready = False
+        while True:
             try:
-                time.sleep(0.05)
+                while True:
+                    try:
+                        if not ready:
+                            ready = True
+                            print("ready", flush=True)
+                        time.sleep(0.05)
+                    except BaseException:
+                        pass
             except BaseException:
                 pass
 """

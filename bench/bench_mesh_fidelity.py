@@ -35,6 +35,7 @@ from microdreamer_core.io.export import save_glb  # noqa: E402
 from microdreamer_core.io.ply import load_ply, save_ply  # noqa: E402
 from microdreamer_core.io.transforms import save_rgba  # noqa: E402
 from microdreamer_core.meshing.stage import MeshConfig  # noqa: E402
+from microdreamer_core.meshing.uv import UV_CHARTS  # noqa: E402
 
 COLUMNS = [  # (header, report key, format)
     ("object", "object", "{}"),
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--mesh-resolution", type=int, default=MeshConfig.resolution)
     ap.add_argument("--target-faces", type=int, default=MeshConfig.target_faces)
     ap.add_argument("--texture-size", type=int, default=MeshConfig.texture_size)
+    ap.add_argument("--uv-charts", choices=sorted(UV_CHARTS), default=MeshConfig.uv_charts, help="xatlas chart setting")
     ap.add_argument("--keep-hidden", action="store_true", help="MeshConfig.remove_hidden=False")
     ap.add_argument("--no-bake-on-truth", action="store_true", help="skip the bake onto the true geometry")
     ap.add_argument("--save-dir", default="", help="write NAME.ply (Gaussians), NAME.glb and NAME_views.png here")
@@ -81,6 +83,7 @@ def main() -> None:
         resolution=args.mesh_resolution,
         target_faces=args.target_faces,
         texture_size=args.texture_size,
+        uv_charts=args.uv_charts,
         remove_hidden=not args.keep_hidden,
     )
     cfg = FidelityConfig(

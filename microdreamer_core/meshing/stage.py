@@ -33,8 +33,9 @@ class MeshConfig:
         target_faces: decimate to at most this many triangles; 0 keeps all of them.
         texture_size: side of the square baked texture in pixels (at least 16).
         bake_resolution: size of the Gaussian renders the texture is baked from.
-        uv_charts: xatlas chart settings, "quality" or "fast" (see :data:`~.uv.UV_CHARTS`;
-            xatlas dominates the mesh stage).
+        uv_charts: xatlas chart settings, "fast" (the default) or "quality" (see :data:`~.uv.UV_CHARTS`:
+            on the four issue-15 test objects "fast" unwrapped 6-20x faster with the same textured
+            PSNR to 0.004 dB).
         remove_hidden: drop the faces that no outside view sees (:func:`~.visibility.remove_hidden_faces`:
             surfaces inside the object, e.g. from Gaussians left inside a light object), before
             unwrapping; part of the ``extract`` step and its time.
@@ -44,7 +45,7 @@ class MeshConfig:
     target_faces: int = 50_000
     texture_size: int = 1024
     bake_resolution: int = 512
-    uv_charts: str = "quality"
+    uv_charts: str = "fast"
     remove_hidden: bool = True
 
 

@@ -184,7 +184,9 @@ def test_mesh_passes_uv_charts_to_the_mesh_stage(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(stage, "gaussians_to_mesh", spy)
     small = ["--resolution", "16", "--no-texture"]
     assert main(["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "a.glb"), *small]) == 0
-    assert main(["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "b.glb"), "--uv-charts", "quality", *small]) == 0
+    assert (
+        main(["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "b.glb"), "--uv-charts", "quality", *small]) == 0
+    )
     assert seen == ["fast", "quality"]
     capsys.readouterr()
     assert main(["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "c.glb"), "--uv-charts", "best"]) == 2

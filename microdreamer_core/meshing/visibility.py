@@ -48,8 +48,10 @@ def fibonacci_directions(num: int) -> Tensor:
 
 def _view_bases(directions: Tensor) -> tuple[Tensor, Tensor]:
     """Right and up unit vectors (C, 3) perpendicular to each viewing direction."""
-    helper = torch.tensor([0.0, 1.0, 0.0]).expand_as(directions).clone()
-    helper[directions[:, 1].abs() > 0.9] = torch.tensor([1.0, 0.0, 0.0])
+    helper = torch.zeros_like(directions)
+    near_pole = directions[:, 1].abs() > 0.9
+    helper[:, 1] = (~near_pole).to(helper.dtype)
+    helper[:, 0] = near_pole.to(helper.dtype)
     right = torch.nn.functional.normalize(torch.linalg.cross(helper, directions, dim=-1), dim=-1)
     up = torch.linalg.cross(directions, right, dim=-1)
     return right, up

@@ -1,4 +1,4 @@
-"""Differentiable triangle rasterisation with two interchangeable backends.
+"""Differentiable triangle rasterisation with three interchangeable backends.
 
 The functional API mirrors nvdiffrast (``rasterize`` -> ``interpolate`` -> ``texture``) so code
 written against it runs on a CPU-only machine through the pure-PyTorch backend and on a GPU
@@ -22,11 +22,18 @@ Pure-PyTorch backend (``backend="torch"``)
 ------------------------------------------
 :mod:`~microdreamer_core.render.mesh_torch`, which documents its algorithm and timings.
 
+Warp backend (``backend="warp"``)
+---------------------------------
+:mod:`~microdreamer_core.render.mesh_warp`: the torch backend's rasteriser with its scan
+conversion compiled by NVIDIA Warp (CPU or CUDA, no build step); same pixels, same gradients.
+Interpolation and texture sampling run in torch.
+
 nvdiffrast backend (``backend="nvdiffrast"``)
 ---------------------------------------------
 CUDA only, under NVIDIA's non-commercial licence (PyPI package ``diffrp-nvdiffrast``), imported
 lazily; one ``RasterizeCudaContext`` is cached per device. ``"auto"`` picks it when the tensors
-are on CUDA and it works, otherwise the torch backend (:mod:`~microdreamer_core.render.backends`).
+are on CUDA and it works, otherwise the torch backend; on the CPU it picks warp when installed,
+otherwise torch (:mod:`~microdreamer_core.render.backends`).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from torch import Tensor
 
 from ..scene.cameras import Cameras
 from ..scene.mesh import Mesh, vertex_normals
-from . import mesh_torch
+from . import mesh_torch, mesh_warp
 from .backends import MeshBackend, load_backend, resolve_mesh_backend
 
 __all__ = ["MeshRenderOutput", "interpolate", "rasterize", "render_mesh", "texture"]
@@ -65,7 +72,7 @@ def rasterize(
         pos_clip: (C, V, 4) or (V, 4) OpenGL clip-space vertex positions.
         faces: (F, 3) vertex indices (any integer dtype).
         resolution: (H, W) of the output image.
-        backend: "torch", "nvdiffrast" or "auto" (see module docstring).
+        backend: "torch", "warp", "nvdiffrast" or "auto" (see module docstring).
     """
     if pos_clip.ndim == 2:
         pos_clip = pos_clip[None]
@@ -74,7 +81,10 @@ def rasterize(
     if faces.ndim != 2 or faces.shape[-1] != 3:
         raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
     height, width = int(resolution[0]), int(resolution[1])
-    if resolve_mesh_backend(backend, pos_clip, faces) == "nvdiffrast":
+    chosen = resolve_mesh_backend(backend, pos_clip, faces)
+    if chosen == "warp":
+        return mesh_warp.rasterize(pos_clip, faces.long(), height, width)
+    if chosen == "nvdiffrast":
         index = pos_clip.device.index if pos_clip.device.index is not None else torch.cuda.current_device()
         rast, _ = load_backend("nvdiffrast").rasterize(
             _nv_context(index), pos_clip.float().contiguous(), faces.int().contiguous(), (height, width)

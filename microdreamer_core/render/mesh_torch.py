@@ -24,6 +24,9 @@ A fully vectorised "bounding-box splatting" rasteriser:
 6. for the winning triangle of each covered pixel, recompute the barycentrics *with autograd*
    from ``pos_clip`` and make them perspective-correct.
 
+Steps 1-2 (:func:`screen_triangles`) and 6 (:func:`rast_from_keys`) are shared with the warp
+backend (:mod:`~.mesh_warp`), which compiles steps 3-5.
+
 Gradients: like nvdiffrast without ``antialias``, ``rast[..., :3]`` is differentiable w.r.t.
 ``pos_clip`` through step 6 (interior motion of surfaces), while coverage and the visibility
 decision (which triangle wins) carry no gradient. ``interpolate`` and ``texture`` are
@@ -41,6 +44,7 @@ azimuths, 2.0, res), backend="torch")`` after one warm-up call.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -49,9 +53,9 @@ from torch import Tensor
 __all__ = ["interpolate", "rasterize", "texture"]
 
 _CHUNK_SAMPLES = 1 << 20  # (triangle, pixel) samples per rasterisation chunk: ~150 MB of temporaries
-_INSIDE_EPS = 1e-6  # barycentric tolerance for edge inclusion
-_TRI_BITS = 31  # low bits of the depth key reserved for the triangle id
-_EMPTY_KEY = torch.iinfo(torch.int64).max
+INSIDE_EPS = 1e-6  # barycentric tolerance for edge inclusion
+TRI_BITS = 31  # low bits of the depth key reserved for the triangle id
+EMPTY_KEY = torch.iinfo(torch.int64).max
 
 
 def _to_pixels(pos: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -69,11 +73,26 @@ def _orderable_depth(z: Tensor) -> Tensor:
     return bits.to(torch.int64) + (1 << 31)
 
 
+@dataclass
+class ScreenTriangles:
+    """The (camera, triangle) pairs that survive culling, set up for scan conversion (steps 1-2).
+
+    Row t covers the pixels ``pixel_base[t] + ly * width + lx`` for ``0 <= lx < box_w[t]``,
+    ``0 <= ly < box_h[t]``; at box-local pixel (lx, ly) the screen-space barycentrics are
+    ``coef[t, 0:3] * lx + coef[t, 3:6] * ly + coef[t, 6:9]`` and z/w is
+    ``coef[t, 9] * lx + coef[t, 10] * ly + coef[t, 11]``. Degenerate triangles have an empty box.
+    """
+
+    face: Tensor  # (T,) int64 face index
+    pixel_base: Tensor  # (T,) int64 flat index of the box's top-left pixel in the (C * H * W) stack
+    box_w: Tensor  # (T,) int64
+    box_h: Tensor  # (T,) int64
+    coef: Tensor  # (T, 12) float32
+
+
 @torch.no_grad()
-def _visible_triangles(pos_clip: Tensor, faces: Tensor, height: int, width: int) -> Tensor:
-    """Depth-test all triangles; (C*H*W,) int64 keys, ``_EMPTY_KEY`` where nothing was hit."""
-    C = pos_clip.shape[0]
-    device = pos_clip.device
+def screen_triangles(pos_clip: Tensor, faces: Tensor, height: int, width: int) -> ScreenTriangles:
+    """Cull and set up the triangles of every camera (steps 1-2 of the module docstring)."""
     tri = pos_clip.float()[:, faces]  # (C, F, 3, 4)
     x, y, z, _ = _to_pixels(tri, height, width)
 
@@ -87,13 +106,8 @@ def _visible_triangles(pos_clip: Tensor, faces: Tensor, height: int, width: int)
     keep &= (x1 >= x0) & (y1 >= y0)
 
     cam, face = keep.nonzero(as_tuple=True)
-    keys = torch.full((C * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
-    if len(cam) == 0:
-        return keys
     x, y, z = x[cam, face], y[cam, face], z[cam, face]  # (T, 3)
     x0, y0 = x0[cam, face], y0[cam, face]
-    box_w = x1[cam, face] - x0 + 1
-    counts = box_w * (y1[cam, face] - y0 + 1)
 
     # --- edge functions in box-local coordinates, pre-divided by the signed area.
     X = x - x0[:, None].float()
@@ -101,14 +115,29 @@ def _visible_triangles(pos_clip: Tensor, faces: Tensor, height: int, width: int)
     area = (X[:, 1] - X[:, 0]) * (Y[:, 2] - Y[:, 0]) - (X[:, 2] - X[:, 0]) * (Y[:, 1] - Y[:, 0])
     ok = area.abs() > 1e-12
     inv_area = torch.where(ok, 1.0 / torch.where(ok, area, torch.ones_like(area)), torch.zeros_like(area))
-    counts = torch.where(ok, counts, torch.zeros_like(counts))
     i1, i2 = [1, 2, 0], [2, 0, 1]  # edge opposite vertex k runs from vertex i1[k] to i2[k]
     A = (Y[:, i1] - Y[:, i2]) * inv_area[:, None]  # (T, 3): b_k = A_k * px + B_k * py + D_k
     B = (X[:, i2] - X[:, i1]) * inv_area[:, None]
     D = (X[:, i1] * Y[:, i2] - X[:, i2] * Y[:, i1]) * inv_area[:, None]
     Az, Bz, Dz = (A * z).sum(-1), (B * z).sum(-1), (D * z).sum(-1)  # z/w is affine in screen space
-    coef = torch.cat([A, B, D, Az[:, None], Bz[:, None], Dz[:, None]], dim=1)  # (T, 12)
-    pixel_base = cam * (height * width) + y0 * width + x0
+    return ScreenTriangles(
+        face=face,
+        pixel_base=cam * (height * width) + y0 * width + x0,
+        box_w=torch.where(ok, x1[cam, face] - x0 + 1, torch.zeros_like(x0)),
+        box_h=torch.where(ok, y1[cam, face] - y0 + 1, torch.zeros_like(y0)),
+        coef=torch.cat([A, B, D, Az[:, None], Bz[:, None], Dz[:, None]], dim=1),
+    )
+
+
+@torch.no_grad()
+def _depth_test(tris: ScreenTriangles, num_pixels: int, width: int) -> Tensor:
+    """Steps 3-5: (num_pixels,) int64 depth keys, ``EMPTY_KEY`` where nothing was hit."""
+    device = tris.coef.device
+    keys = torch.full((num_pixels,), EMPTY_KEY, dtype=torch.int64, device=device)
+    counts = tris.box_w * tris.box_h
+    if len(counts) == 0:
+        return keys
+    box_w, coef = tris.box_w, tris.coef
 
     # --- enumerate (triangle, pixel) samples chunk by chunk; a chunk may split a triangle.
     ends = torch.cumsum(counts, 0)
@@ -131,26 +160,28 @@ def _visible_triangles(pos_clip: Tensor, faces: Tensor, height: int, width: int)
         px, py = lx.float()[:, None], ly.float()[:, None]
         bary = c[:, 0:3] * px + c[:, 3:6] * py + c[:, 6:9]
         zw = c[:, 9] * px[:, 0] + c[:, 10] * py[:, 0] + c[:, 11]
-        inside = (bary.amin(-1) >= -_INSIDE_EPS) & (zw >= -1) & (zw <= 1)
+        inside = (bary.amin(-1) >= -INSIDE_EPS) & (zw >= -1) & (zw <= 1)
         sel = inside.nonzero(as_tuple=True)[0]
         if len(sel) == 0:
             continue
         ts = t[sel]
-        key = (_orderable_depth(zw[sel]) << _TRI_BITS) | face[ts]
-        pix = pixel_base[ts] + ly[sel] * width + lx[sel]
+        key = (_orderable_depth(zw[sel]) << TRI_BITS) | tris.face[ts]
+        pix = tris.pixel_base[ts] + ly[sel] * width + lx[sel]
         keys.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
     return keys
 
 
-def rasterize(pos_clip: Tensor, faces: Tensor, height: int, width: int) -> Tensor:
-    """``rast`` (C, H, W, 4) of (C, V, 4) clip positions and (F, 3) int64 faces (algorithm: module docstring)."""
+def rast_from_keys(pos_clip: Tensor, faces: Tensor, keys: Tensor, height: int, width: int) -> Tensor:
+    """Step 6: ``rast`` (C, H, W, 4) from the depth test's keys, differentiable w.r.t. ``pos_clip``.
+
+    Every backend that runs our depth test ends here, so all of them differentiate alike.
+    """
     C = pos_clip.shape[0]
-    keys = _visible_triangles(pos_clip, faces, height, width)
-    pix = (keys != _EMPTY_KEY).nonzero(as_tuple=True)[0]
+    pix = (keys != EMPTY_KEY).nonzero(as_tuple=True)[0]
     rast = torch.zeros(C * height * width, 4, dtype=torch.float32, device=pos_clip.device)
     if len(pix) == 0:
         return rast.view(C, height, width, 4)
-    face = keys[pix] & ((1 << _TRI_BITS) - 1)
+    face = keys[pix] & ((1 << TRI_BITS) - 1)
     cam = torch.div(pix, height * width, rounding_mode="floor")
     row = torch.div(pix, width, rounding_mode="floor") % height
     col = pix % width
@@ -168,6 +199,13 @@ def rasterize(pos_clip: Tensor, faces: Tensor, height: int, width: int) -> Tenso
     values = torch.stack([persp[:, 0], persp[:, 1], zw, (face + 1).float()], dim=-1)
     rast = rast.index_put((pix,), values)
     return rast.view(C, height, width, 4)
+
+
+def rasterize(pos_clip: Tensor, faces: Tensor, height: int, width: int) -> Tensor:
+    """``rast`` (C, H, W, 4) of (C, V, 4) clip positions and (F, 3) int64 faces (algorithm: module docstring)."""
+    tris = screen_triangles(pos_clip, faces, height, width)
+    keys = _depth_test(tris, pos_clip.shape[0] * height * width, width)
+    return rast_from_keys(pos_clip, faces, keys, height, width)
 
 
 def interpolate(attr: Tensor, rast: Tensor, faces: Tensor) -> Tensor:

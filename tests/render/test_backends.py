@@ -64,14 +64,17 @@ def test_unknown_or_unavailable_backends_fail_clearly():
 
 
 @pytest.mark.parametrize(
-    "resolve,cuda_name", [(resolve_gaussian_backend, "gsplat"), (resolve_mesh_backend, "nvdiffrast")]
+    "resolve,cuda_name,others",
+    [(resolve_gaussian_backend, "gsplat", ""), (resolve_mesh_backend, "nvdiffrast", ", 'warp'")],
 )
-def test_one_policy_for_both_families(resolve, cuda_name, fresh_probe):
+def test_one_policy_for_both_families(resolve, cuda_name, others, fresh_probe, monkeypatch):
+    monkeypatch.setitem(backends._PACKAGES, "warp", backends._CudaPackage("microdreamer_no_such_module", "pip x"))
     cpu = torch.zeros(3)
     assert resolve("torch", cpu) == "torch"
-    assert resolve("auto", cpu) == "torch"
-    assert backends._probe.cache_info().currsize == 0  # CPU tensors never import a CUDA package
-    with pytest.raises(ValueError, match=f"unknown rasteriser backend 'cuda'; use 'auto', 'torch' or '{cuda_name}'"):
+    assert resolve("auto", cpu) == "torch"  # (meshes: warp is made missing here; tests/render/test_mesh_warp.py)
+    assert backends._probe.cache_info().currsize == (1 if others else 0)  # CPU tensors never import a CUDA package
+    names = f"use 'auto', 'torch'{others} or '{cuda_name}'"
+    with pytest.raises(ValueError, match=f"unknown rasteriser backend 'cuda'; {names}"):
         resolve("cuda", cpu)
     with pytest.raises(RuntimeError) as err:
         resolve(cuda_name, cpu)

@@ -184,7 +184,7 @@ def _gaussian_terms(g: Gaussians, prefilter: float = 0.0, mass_power: float = 1.
         # sampled well by the nodes, and widening dense surfaces would move the low iso-level out.
         needle = s.sort(-1).values[:, 1] < prefilter
         blur2 = torch.where(needle, prefilter**2, 0.0)
-        cov = rs @ rs.transpose(1, 2) + blur2[:, None, None] * torch.eye(3)
+        cov = rs @ rs.transpose(1, 2) + blur2[:, None, None] * torch.eye(3, device=s.device)
         inv_cov = torch.linalg.inv(cov)
         cov_diag = torch.diagonal(cov, dim1=1, dim2=2)
         opacity = opacity * (s.prod(-1) / torch.linalg.det(cov).clamp(min=1e-30).sqrt()) ** mass_power
@@ -227,7 +227,7 @@ def _flat_boxes(start: Tensor, size: Tensor, chunk: int):
         b0 = int(torch.searchsorted(ends, torch.tensor(s, device=ends.device), right=True))
         b1 = int(torch.searchsorted(ends, torch.tensor(e - 1, device=ends.device), right=True))
         boxes = torch.arange(b0, b1 + 1, device=ends.device)
-        n = torch.minimum(ends[boxes], torch.tensor(e)) - torch.maximum(begins[boxes], torch.tensor(s))
+        n = ends[boxes].clamp(max=e) - begins[boxes].clamp(min=s)
         b = torch.repeat_interleave(boxes, n)
         local = torch.arange(s, e, device=ends.device) - begins[b]
         sz = size[b]
@@ -256,13 +256,14 @@ def _splat(
     tilted flat ones). Terms are ``index_add``-ed into the flat grid.
     """
     packed, extent, inv_cov = _gaussian_terms(g, prefilter, mass_power)
-    dims = torch.tensor(shape)
+    device = g.means.device
+    dims = torch.tensor(shape, device=device)
     mu = packed[:, :3]
     lo = torch.ceil((mu - extent - origin) / voxel).long().clamp(min=0)
     hi = torch.floor((mu + extent - origin) / voxel).long().minimum(dims - 1)
     size = (hi - lo + 1).clamp(min=0)
     size[:, 2] = size[:, 2].clamp(max=1)  # enumerate (i, j) columns only
-    density = torch.zeros(int(np.prod(shape)))
+    density = torch.zeros(int(np.prod(shape)), device=device)
     a_zz = inv_cov[:, 2, 2]
     cutoff2 = SIGMA_CUTOFF**2
     for b, idx in _flat_boxes(lo, size, max(chunk // 16, 1)):
@@ -283,9 +284,9 @@ def _splat(
         begin = 0
         while begin < len(n):  # (column, k) pairs, at most ``chunk`` at a time
             base = int(ends[begin - 1]) if begin else 0
-            stop = max(int(torch.searchsorted(ends, torch.tensor(base + chunk), right=True)), begin + 1)
-            col = torch.repeat_interleave(torch.arange(begin, stop), n[begin:stop])
-            k = k0[col] + torch.arange(len(col)) - (ends[col] - n[col] - base)
+            stop = max(int(torch.searchsorted(ends, torch.tensor(base + chunk, device=device), right=True)), begin + 1)
+            col = torch.repeat_interleave(torch.arange(begin, stop, device=device), n[begin:stop])
+            k = k0[col] + torch.arange(len(col), device=device) - (ends[col] - n[col] - base)
             node = torch.stack([idx[col, 0], idx[col, 1], k], dim=-1)
             w = _weights(packed[b[col]], origin + voxel * node.float())
             density.index_add_(0, (idx[col, 0] * shape[1] + idx[col, 1]) * shape[2] + k, w)
@@ -303,8 +304,9 @@ def _accumulate(
     """
     points = points.float()
     P = points.shape[0]
-    density = torch.zeros(P)
-    acc = None if values is None else torch.zeros(P, values.shape[1])
+    device = points.device
+    density = torch.zeros(P, device=device)
+    acc = None if values is None else torch.zeros(P, values.shape[1], device=device)
     if P == 0 or g.num == 0:
         return density, acc
     packed, extent, _ = _gaussian_terms(g)
@@ -332,10 +334,10 @@ def _accumulate(
         begin = 0
         while begin < len(n):
             base = int(ends[begin - 1]) if begin else 0
-            stop = max(int(torch.searchsorted(ends, torch.tensor(base + chunk), right=True)), begin + 1)
+            stop = max(int(torch.searchsorted(ends, torch.tensor(base + chunk, device=device), right=True)), begin + 1)
             sl = slice(begin, stop)
-            pair = torch.repeat_interleave(torch.arange(begin, stop), n[sl])
-            offset = torch.arange(len(pair)) - (ends[pair] - n[pair] - base)
+            pair = torch.repeat_interleave(torch.arange(begin, stop, device=device), n[sl])
+            offset = torch.arange(len(pair), device=device) - (ends[pair] - n[pair] - base)
             pid = order[cell_start[ckey[pair]] + offset]
             gi = gid[pair]
             w = _weights(packed[gi], points[pid])
@@ -353,7 +355,7 @@ def gaussian_density(gaussians: Gaussians, points: Tensor, chunk: int = _CHUNK) 
     contains the point; spatially culled, so the cost grows with the number of nearby Gaussians.
     """
     with torch.no_grad():
-        return _accumulate(gaussians.detach().to("cpu"), points.detach().cpu(), chunk=chunk)[0].to(points.device)
+        return _accumulate(gaussians.detach().to(points.device), points.detach(), chunk=chunk)[0]
 
 
 def _grid_box(g: Gaussians, config: ExtractConfig) -> tuple[Tensor, float]:
@@ -369,14 +371,15 @@ def _grid_box(g: Gaussians, config: ExtractConfig) -> tuple[Tensor, float]:
         # The margin is a number of voxels of the final grid: half + m * 2 * half' / (R - 1) = half'.
         half = half / (1.0 - 2.0 * config.margin_voxels / (R - 1))
         half = min(max(half, 1e-3), b * 1.0)
-        centre = centre.clamp(-b + half, b - half) if half < b else torch.zeros(3)
+        centre = centre.clamp(-b + half, b - half) if half < b else torch.zeros_like(centre)
         origin = centre - half
         return origin, 2 * half / (R - 1)
-    return torch.full((3,), -b), 2 * b / (R - 1)
+    return torch.full((3,), -b, device=g.means.device), 2 * b / (R - 1)
 
 
 def _visible_subset(gaussians: Gaussians, config: ExtractConfig) -> Gaussians:
-    g = gaussians.detach().to("cpu")
+    """The Gaussians that can make a surface (opaque enough, inside the bound), on their own device."""
+    g = gaussians.detach()
     if g.num:
         g.check_finite()
     keep = g.activated_opacities() >= config.min_opacity
@@ -493,7 +496,8 @@ def taubin_smooth(vertices: Tensor, faces: Tensor, iterations: int, lam: float =
     V = len(vertices)
     i = torch.cat([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
     j = torch.cat([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
-    degree = torch.zeros(V).index_add_(0, i, torch.ones(len(i))).clamp(min=1)[:, None]
+    degree = torch.zeros(V, device=vertices.device).index_add_(0, i, torch.ones(len(i), device=vertices.device))
+    degree = degree.clamp(min=1)[:, None]
     v = vertices.clone()
     for _ in range(iterations):
         for factor in (lam, mu):
@@ -566,7 +570,7 @@ def extract_mesh(
             f"no surface to extract: the Gaussian density peaks at {peak:.3g}, below the threshold "
             f"{config.density_threshold:g}; lower density_threshold (e.g. to {0.5 * peak:.2g}) or reconstruct longer"
         )
-    volume = grid.numpy().astype(np.float64)
+    volume = grid.cpu().numpy().astype(np.float64)  # the one move to the CPU: SciPy, PyMCubes
     if config.fill_cavities:
         from scipy.ndimage import binary_closing, binary_fill_holes
 
@@ -582,7 +586,7 @@ def extract_mesh(
     padded = np.pad(volume, 1, constant_values=0.0)
     verts, faces = mcubes.marching_cubes(padded, float(config.density_threshold))
     voxel = float((bbox[1, 0] - bbox[0, 0]) / (config.resolution - 1))
-    verts = (verts - 1.0) * voxel + bbox[0].numpy().astype(np.float64)
+    verts = (verts - 1.0) * voxel + bbox[0].cpu().numpy().astype(np.float64)
     faces = faces.astype(np.int64)
     t2 = time.perf_counter()
 

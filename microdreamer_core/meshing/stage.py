@@ -5,6 +5,11 @@ Three steps, each timed: :func:`~.extract.extract_mesh` (density level set, marc
 decimation; vertex colours), :func:`~.uv.unwrap_uv` (xatlas atlas) and
 :func:`~.bake.bake_texture` (texture from renders of the Gaussians). Without baking the mesh keeps
 its vertex colours and only the first step runs.
+
+Devices: the density grid is computed where the Gaussians are (CUDA on a GPU); the grid then
+moves to the CPU once, for what only CPU libraries do (SciPy's clean-up, PyMCubes, fast-simplification,
+xatlas; the hidden-face test runs there too, with the Warp rasteriser when installed), and the
+bake renders on the Gaussians' device again. The mesh comes back on the CPU, ready to export.
 """
 
 from __future__ import annotations

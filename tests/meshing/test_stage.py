@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from gltf_validator import assert_valid
 
 from microdreamer_core.errors import Cancelled, InputError
@@ -118,3 +119,15 @@ def test_cli_mesh_refuses_bad_arguments(gaussian_ply, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("error: ") and message in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run by the prepared GPU check)")
+def test_the_stage_runs_from_gaussians_on_cuda():
+    """Gaussians on CUDA: the density grid and the bake run there and the result matches the CPU run's."""
+    g = gaussians_on_surface(make_demo_mesh(64), 6000, normal_scale=0.01)
+    config = MeshConfig(resolution=48, target_faces=3000, texture_size=128, bake_resolution=96)
+    on_cpu = gaussians_to_mesh(g, config)
+    on_gpu = gaussians_to_mesh(g.to("cuda"), config)
+    assert on_gpu.vertices.device.type == "cpu"
+    assert abs(on_gpu.num_faces - on_cpu.num_faces) <= 0.02 * on_cpu.num_faces
+    assert float((on_gpu.texture.mean(dim=(0, 1)) - on_cpu.texture.mean(dim=(0, 1))).abs().max()) < 0.02

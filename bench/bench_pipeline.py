@@ -76,6 +76,7 @@ def main() -> None:
                 ),
                 "gaussians": sir.gaussians.num,
             }
+            print(json.dumps({"after": "sir", **row}), flush=True)  # a run cut short keeps each stage's figures
             mesh_t: dict = {}
             t0 = time.perf_counter()
             mesh = gaussians_to_mesh(sir.gaussians, preset.mesh, timings=mesh_t)
@@ -84,6 +85,7 @@ def main() -> None:
                 "mesh_stages_s": {k: round(v, 3) for k, v in mesh_t.items()},
                 "faces": mesh.num_faces,
             }
+            print(json.dumps({"after": "mesh", **row}), flush=True)
             tex = refine_texture(mesh, model, cond, preset.texture)
             row |= {
                 "texture_s": {k: round(v, 3) for k, v in tex.timings.items()},

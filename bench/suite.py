@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from _common import commit, input_image  # noqa: E402
 
+from microdreamer_core.diffusion.accelerate import UNET_MODES, accelerate_unet  # noqa: E402
 from microdreamer_core.diffusion.models import Condition, MultiViewModel  # noqa: E402
 from microdreamer_core.diffusion.random_models import build_random_model  # noqa: E402
 from microdreamer_core.diffusion.sampling import refine_views, sample  # noqa: E402
@@ -205,9 +206,12 @@ def prepare(args: argparse.Namespace) -> Suite:
     if args.iterations and args.size == "full":
         preset = preset.with_overrides(iterations=args.iterations)
     preset = dataclasses.replace(
-        preset.with_overrides(device=str(device)), mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts)
+        preset.with_overrides(device=str(device)),
+        mesh=dataclasses.replace(preset.mesh, uv_charts=args.uv_charts),
+        sir=dataclasses.replace(preset.sir, unet_mode=args.unet_mode),
     )
     model = build_random_model(preset.model_kind, args.size, seed=0, device=device, dtype=DTYPES[args.dtype])
+    accelerate_unet(model, args.unet_mode)  # the diffusion stages call the model directly
     dtype = model.dtype
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
 
@@ -571,6 +575,13 @@ def main() -> None:
         default="fast",
         choices=["fast", "quality"],
         help="uv chart settings of the whole-pipeline runs (default fast; both are timed in the uv_unwrap stages)",
+    )
+    ap.add_argument(
+        "--unet-mode",
+        default="eager",
+        choices=UNET_MODES,
+        help="UNet call (diffusion/accelerate.py); the first NFE of each shape compiles / captures, "
+        "which the warm-up run absorbs",
     )
     ap.add_argument("--sds-steps", type=int, default=500, help="SDS steps (DreamGaussian: 500)")
     ap.add_argument(

@@ -32,6 +32,7 @@ condition, so the encoders run once per run. The cache is exact (see ``encode_co
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -174,6 +175,7 @@ class MultiViewModel(nn.Module):
         self.unet, self.vae = unet, vae
         self.nfe = 0
         self.source = ""  # where it was loaded from, for messages
+        self.unet_runner: Callable[..., Tensor] | None = None  # diffusion.accelerate's call; None = eager
         self.clear_condition_cache()
 
     # -- device / dtype -------------------------------------------------------------------
@@ -265,6 +267,7 @@ class MultiViewModel(nn.Module):
 
     def _apply(self, *args, **kwargs):  # every .to() / .cuda() / .half() / .float() goes through here
         self.clear_condition_cache()
+        self.unet_runner = None  # compiled / captured for the old weights' memory: back to eager
         return super()._apply(*args, **kwargs)
 
     def load_state_dict(self, *args, **kwargs):
@@ -283,7 +286,8 @@ class MultiViewModel(nn.Module):
         """:meth:`encode_condition` without the cache (``condition`` already checked)."""
         raise NotImplementedError
 
-    def _unet(self, latents: Tensor, t: int, inputs: dict[str, Tensor], num_views: int) -> Tensor:
+    def _unet(self, latents: Tensor, t: int | Tensor, inputs: dict[str, Tensor], num_views: int) -> Tensor:
+        """One UNet call on an already batched input; ``t`` an int or a 0-dim tensor on the device."""
         raise NotImplementedError
 
     @staticmethod
@@ -301,10 +305,11 @@ class MultiViewModel(nn.Module):
         self.nfe += 1
         x = latents.to(self.device, self.dtype)
         v = prepared.num_views
+        unet = self._unet if self.unet_runner is None else self.unet_runner
         if guidance_scale is None:
-            return self._unet(x, t, prepared.uncond, v).float()
+            return unet(x, t, prepared.uncond, v).float()
         first, second = (prepared.cond, prepared.uncond) if self.cond_first else (prepared.uncond, prepared.cond)
-        eps = self._unet(torch.cat([x, x]), t, self._cat(first, second), v).float()
+        eps = unet(torch.cat([x, x]), t, self._cat(first, second), v).float()
         eps_first, eps_second = eps.chunk(2)
         eps_cond, eps_uncond = (eps_first, eps_second) if self.cond_first else (eps_second, eps_first)
         return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
@@ -379,8 +384,8 @@ class MVDreamModel(_TextMixin, MultiViewModel):
         uncond = enc["uncond_context"].expand(v, -1, -1)
         return Prepared({"context": cond, "camera": cam}, {"context": uncond, "camera": cam}, v)
 
-    def _unet(self, x: Tensor, t: int, inputs: dict[str, Tensor], num_views: int) -> Tensor:
-        ts = torch.full((x.shape[0],), t, device=self.device)
+    def _unet(self, x: Tensor, t: int | Tensor, inputs: dict[str, Tensor], num_views: int) -> Tensor:
+        ts = _timesteps(t, x.shape[0], self.device)
         return self.unet(x, ts, inputs["context"], camera=inputs["camera"], num_frames=num_views)
 
 
@@ -448,10 +453,10 @@ class ImageDreamModel(_TextMixin, MultiViewModel):
         uncond = {"context": neg, "camera": cam, "ip": torch.zeros_like(tokens), "ip_img": torch.zeros_like(ref)}
         return Prepared(cond, uncond, v)
 
-    def _unet(self, x: Tensor, t: int, inputs: dict[str, Tensor], num_views: int) -> Tensor:
+    def _unet(self, x: Tensor, t: int | Tensor, inputs: dict[str, Tensor], num_views: int) -> Tensor:
         frames = rearrange(x, "(b f) c h w -> b f c h w", f=num_views)
         x5 = rearrange(torch.cat([frames, torch.zeros_like(frames[:, :1])], dim=1), "b f c h w -> (b f) c h w")
-        ts = torch.full((x5.shape[0],), t, device=self.device)
+        ts = _timesteps(t, x5.shape[0], self.device)
         eps = self.unet(
             x5,
             ts,
@@ -527,9 +532,15 @@ class Zero123Model(MultiViewModel):
         uncond = {"context": torch.zeros_like(emb), "concat": torch.zeros_like(concat)}
         return Prepared(cond, uncond, v)
 
-    def _unet(self, x: Tensor, t: int, inputs: dict[str, Tensor], num_views: int) -> Tensor:
-        ts = torch.full((x.shape[0],), t, device=self.device)
+    def _unet(self, x: Tensor, t: int | Tensor, inputs: dict[str, Tensor], num_views: int) -> Tensor:
+        ts = _timesteps(t, x.shape[0], self.device)
         return self.unet(torch.cat([x, inputs["concat"]], dim=1), ts, encoder_hidden_states=inputs["context"]).sample
+
+
+def _timesteps(t: int | Tensor, n: int, device: torch.device) -> Tensor:
+    """(n,) int64 timesteps; ``t`` may be a 0-dim tensor (what diffusion.accelerate passes, so one
+    compiled or captured call serves every timestep)."""
+    return t.to(device).expand(n) if isinstance(t, Tensor) else torch.full((n,), t, device=device)
 
 
 def _clip_pixels(processor, rgb: Tensor) -> Tensor:

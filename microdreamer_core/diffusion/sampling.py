@@ -8,8 +8,16 @@
   process" and "Reverse sampling"). ``mode="inversion"`` / ``"noise"`` are the paper's ablations.
 
 Each UNet call is one NFE (a CFG-doubled batch counts once) and is counted on ``model.nfe``.
-Randomness comes from one CPU ``torch.Generator`` seeded by ``seed``, so results are the same for
-a fixed seed whatever the device.
+Randomness comes from one CPU ``torch.Generator`` seeded by ``seed``, so the noise is the same for
+a fixed seed whatever the device (the results then differ only by the device's arithmetic).
+
+No host sync per NFE, so a GPU queues UNet calls back to back: the noise of all of a loop's steps
+is drawn up front (the same draws, in the same order, as one per step) and goes to the device in
+one asynchronous copy from pinned memory; the NaN check writes one flag per step on the device and
+reads them back every :data:`NAN_CHECK_EVERY` steps and after the last one, raising the same error
+at the first bad step. (Per call, not per NFE, there remain the VAE posterior noise, the q-sample
+noise and the decoded images' copy to the CPU.) The UNet call itself can be compiled or captured
+in a CUDA graph: :mod:`.accelerate`.
 """
 
 from __future__ import annotations
@@ -27,9 +35,21 @@ from ..scene.images import check_images, composite, resize_bchw
 from .models import Condition, MultiViewModel, Prepared
 from .schedules import DDIMSchedule, inversion_t1
 
-__all__ = ["SampleResult", "sample", "hybrid_forward", "reverse_sample", "refine_views", "ForwardMode", "to_bchw"]
+__all__ = [
+    "SampleResult",
+    "sample",
+    "hybrid_forward",
+    "reverse_sample",
+    "refine_views",
+    "ForwardMode",
+    "to_bchw",
+    "NAN_CHECK_EVERY",
+]
 
 ForwardMode = Literal["hybrid", "inversion", "noise"]
+
+NAN_CHECK_EVERY = 5
+"""Reverse sampling reads its on-device NaN flags back every this many steps (one host sync each)."""
 
 
 @dataclass
@@ -41,8 +61,28 @@ class SampleResult:
     nfe: int
 
 
-def _noise(shape, generator: torch.Generator, like: Tensor) -> Tensor:
-    return torch.randn(shape, generator=generator, dtype=torch.float32).to(like.device)
+def _to_device(x: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on ``device`` without a host sync (pinned memory, asynchronous copy on CUDA)."""
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def _noise(shape, generator: torch.Generator, like: Tensor, count: int | None = None) -> Tensor:
+    """Standard normal noise of ``shape`` from the CPU ``generator``, on ``like``'s device; with
+    ``count``, that many draws one after the other, stacked (count, *shape)."""
+    if count is None:
+        return _to_device(torch.randn(shape, generator=generator, dtype=torch.float32), like.device)
+    draws = [torch.randn(shape, generator=generator, dtype=torch.float32) for _ in range(count)]
+    return _to_device(torch.stack(draws) if draws else torch.empty(0, *shape), like.device)
+
+
+def _raise_if_not_finite(finite: Tensor, steps: list[int]) -> None:
+    """Raise at the first step whose latents were not finite (``finite[i]``: after ``steps[i]``);
+    reading the flags is the one host sync."""
+    if not bool(finite.all()):
+        t = steps[int((~finite).nonzero()[0])]
+        raise FloatingPointError(f"sampling produced NaN at t={t}: try float32 (dtype=fp32) or a lower guidance scale")
 
 
 def to_bchw(images: Tensor) -> Tensor:
@@ -110,18 +150,21 @@ def reverse_sample(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> Tensor:
-    """DDIM with CFG over every grid timestep ``<= t_start`` (down to clean latents)."""
+    """DDIM with CFG over every grid timestep ``<= t_start`` (down to clean latents).
+
+    Non-finite latents raise :class:`FloatingPointError` naming the first bad step, at most
+    :data:`NAN_CHECK_EVERY` - 1 steps after it (the flags are read back in groups)."""
     steps = [int(t) for t in schedule.timesteps if int(t) <= t_start]
     x = latents.float()
+    noise = _noise(x.shape, generator, x, count=len(steps)) if eta > 0 else None
+    finite = torch.ones(len(steps), dtype=torch.bool, device=x.device)
     for i, t in enumerate(steps):
         check_cancel(cancel, "multi-view sampling")
         eps = model.predict_noise(x, t, prepared, guidance_scale)
-        noise = _noise(x.shape, generator, x) if eta > 0 else None
-        x = schedule.step(eps, t, x, eta=eta, noise=noise)
-        if not torch.isfinite(x).all():
-            raise FloatingPointError(
-                f"sampling produced NaN at t={t}: try float32 (dtype=fp32) or a lower guidance scale"
-            )
+        x = schedule.step(eps, t, x, eta=eta, noise=None if noise is None else noise[i])
+        finite[i] = torch.isfinite(x).all()
+        if (i + 1) % NAN_CHECK_EVERY == 0 or i + 1 == len(steps):
+            _raise_if_not_finite(finite[: i + 1], steps)
         if progress is not None:
             progress(i + 1, len(steps))
     return x

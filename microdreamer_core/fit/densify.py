@@ -8,6 +8,12 @@ The gradient threshold is in the units of the Inria rasteriser, whose screen-spa
 normalised device coordinates; our rasterisers report pixel positions, so the per-camera gradient
 is multiplied by (W/2, H/2) before taking its norm. Each camera's render counts as one observation,
 as in the reference, which renders views one at a time.
+
+Host round trips: the per-step bookkeeping never waits for the device. An edit needs the number
+of Gaussians it makes on the host (the new tensors' sizes), so a densify-and-prune reads three
+counts at once (clone, split, hot) and a prune one (drop); every row selection then uses indices
+of known size (``torch.nonzero_static``) instead of boolean masks, each of which would wait for the
+device again (about 40 waits per edit before).
 """
 
 from __future__ import annotations
@@ -37,27 +43,37 @@ class DensifyConfig:
     max_gaussians: int = 200_000
 
 
+def true_indices(mask: Tensor, count: int) -> Tensor:
+    """The indices where the 1-D bool ``mask`` is True, ascending, given their ``count`` (which the
+    caller has on the host already): unlike ``mask.nonzero()`` it does not wait for the device."""
+    return torch.nonzero_static(mask, size=count).squeeze(1)
+
+
 def edit_parameters(
     params: dict[str, torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     keep: Tensor,
     extra: dict[str, Tensor] | None = None,
 ) -> None:
-    """Keep the rows ``keep`` (bool mask) of every parameter and append ``extra`` rows, in place.
+    """Keep the rows ``keep`` (indices; or a bool mask, one host sync more) of every parameter and
+    append ``extra`` rows, in place.
 
     The optimiser's per-parameter state (Adam moments) follows the rows: kept rows keep their
     moments, appended rows start from zero.
     """
+    if keep.dtype == torch.bool:
+        keep = keep.nonzero().squeeze(1)
     for group in optimizer.param_groups:
         name = group["name"]
         old = group["params"][0]
         new_rows = extra[name] if extra else old.new_zeros((0, *old.shape[1:]))
-        new = torch.nn.Parameter(torch.cat([old.detach()[keep], new_rows.to(old)], dim=0))
+        new = torch.nn.Parameter(torch.cat([old.detach().index_select(0, keep), new_rows.to(old)], dim=0))
         state = optimizer.state.pop(old, None)
         if state is not None:
             for key, value in state.items():
                 if isinstance(value, Tensor) and value.shape == old.shape:
-                    state[key] = torch.cat([value[keep], torch.zeros_like(new_rows, dtype=value.dtype)], dim=0)
+                    zeros = torch.zeros_like(new_rows, dtype=value.dtype)
+                    state[key] = torch.cat([value.index_select(0, keep), zeros], dim=0)
             optimizer.state[new] = state
         group["params"][0] = new
         params[name] = new
@@ -97,7 +113,9 @@ class DensifyStrategy:
             self.grad_accum = torch.zeros(n, device=grad.device)
             self.grad_count = torch.zeros(n, device=grad.device)
         h, w = render.rgb.shape[1:3]
-        ndc = grad.detach() * torch.tensor([w / 2.0, h / 2.0], device=grad.device)
+        ndc = grad.detach().clone()  # scaled column by column: no (w/2, h/2) tensor copied to the device
+        ndc[..., 0] *= w / 2.0
+        ndc[..., 1] *= h / 2.0
         visible = (render.radii > 0).float()  # (C, N)
         self.grad_accum += (ndc.norm(dim=-1) * visible).sum(dim=0)
         self.grad_count += visible.sum(dim=0)
@@ -115,17 +133,20 @@ class DensifyStrategy:
         room = max(cfg.max_gaussians - n0, 0)
         clone = hot & (max_scale <= cfg.clone_max_scale)
         split = hot & (max_scale > cfg.clone_max_scale)
-        if int(clone.sum() + split.sum()) > room:  # cap growth: keep the hottest
+        n_clone, n_split = _counts(clone, split)  # the host wait of this edit
+        if n_clone + n_split > room:  # cap growth: keep the hottest
             order = torch.argsort(torch.where(hot, mean_grad, -1.0), descending=True)
             allowed = torch.zeros_like(hot)
             allowed[order[:room]] = True
             clone, split = clone & allowed, split & allowed
+            n_clone, n_split = _counts(clone, split)
 
         # Clone: an exact copy (the copy then moves apart under the optimiser).
-        extra = {name: p.detach()[clone] for name, p in params.items()}
+        clone_idx = true_indices(clone, n_clone)
+        extra = {name: p.detach().index_select(0, clone_idx) for name, p in params.items()}
         # Split: two samples from the Gaussian itself, each with its scale divided.
-        if split.any():
-            idx = split.nonzero(as_tuple=True)[0].repeat(2)
+        if n_split:
+            idx = true_indices(split, n_split).repeat(2)
             std = params["scales"].detach()[idx].exp()
             rot = quat_to_rotmat(params["quats"].detach()[idx])
             offset = (rot @ (torch.randn_like(std) * std)[..., None])[..., 0]
@@ -136,15 +157,14 @@ class DensifyStrategy:
                 elif name == "scales":
                     rows = rows - torch.log(torch.tensor(cfg.split_scale_divisor))
                 extra[name] = torch.cat([extra[name], rows], dim=0)
-        keep = ~split
-        edit_parameters(params, optimizer, keep, extra)
+        edit_parameters(params, optimizer, true_indices(~split, n0 - n_split), extra)
         n1 = params["means"].shape[0]
         pruned = self.prune(params, optimizer, cfg.prune_opacity, cfg.prune_max_scale)
         self.history.append(
             {
                 "step": step,
-                "cloned": int(clone.sum()),
-                "split": int(split.sum()),
+                "cloned": n_clone,
+                "split": n_split,
                 "pruned": pruned,
                 "before": n0,
                 "after": n1 - pruned,
@@ -159,12 +179,20 @@ class DensifyStrategy:
         opacity = torch.sigmoid(params["opacities"].detach())
         too_big = params["scales"].detach().exp().amax(dim=-1) > max_scale
         drop = (opacity < min_opacity) | too_big
-        if drop.all():  # never prune to nothing: keep the most opaque one
+        n = drop.shape[0]
+        n_drop = int(drop.sum())  # the host wait of this prune
+        if n_drop == n:  # never prune to nothing: keep the most opaque one
             drop[opacity.argmax()] = False
-        if drop.any():
-            edit_parameters(params, optimizer, ~drop)
-        return int(drop.sum())
+            n_drop -= 1
+        if n_drop:
+            edit_parameters(params, optimizer, true_indices(~drop, n - n_drop))
+        return n_drop
 
     def final_cleanup(self, params, optimizer) -> int:
         cfg = self.config
         return self.prune(params, optimizer, cfg.final_prune_opacity, cfg.final_prune_max_scale)
+
+
+def _counts(*masks: Tensor) -> list[int]:
+    """How many True each bool mask has, read to the host in one transfer."""
+    return torch.stack([m.sum() for m in masks]).tolist()

@@ -5,6 +5,11 @@ A :class:`GaussianFitter` renders the current Gaussians, takes a loss of the ren
 Adam step, densifying on the paper's schedule. Plain reconstruction (:mod:`.reconstruct`), SIR
 and SDS all fit through it, so they share every detail of the optimisation; :class:`FitRuntime`
 is the part of their settings that says where and how a fit runs.
+
+No step waits for the device: the loss stays on it and a :class:`LossLog` reads the losses to the
+host (and checks them for NaN / inf) once every ``check_every`` steps, and Adam is PyTorch's fused
+kernel where the parameters are on CUDA (on the CPU it is the plain per-tensor Adam, so CPU results
+stay as they were).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .densify import DensifyConfig, DensifyStrategy
 if TYPE_CHECKING:
     from ..render.gaussians import RenderOutput
 
-__all__ = ["LearningRates", "FitRuntime", "GaussianFitter", "seeded"]
+__all__ = ["LearningRates", "FitRuntime", "GaussianFitter", "LossLog", "seeded"]
 
 
 @dataclass
@@ -53,12 +58,14 @@ class LearningRates:
 @dataclass
 class FitRuntime:
     """Where and how a fit runs: the seed of all its randomness, the device ("auto", "cpu",
-    "cuda"), the background the renders are composited on and the Gaussian rasteriser."""
+    "cuda"), the background the renders are composited on, the Gaussian rasteriser and how many
+    steps run between two reads of the loss on the host (see :class:`LossLog`)."""
 
     seed: int = 0
     device: str = "auto"
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     gaussian_backend: GaussianBackend = "auto"
+    check_every: int = 10
 
 
 @contextmanager
@@ -71,6 +78,51 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+class LossLog:
+    """The losses of a run of optimiser steps, kept on the device and read on the host in batches.
+
+    Reading a loss (``float(loss)``, ``if not torch.isfinite(loss)``) makes the host wait for the
+    device: on a GPU it drains the queue of kernels every step. Here :meth:`record` only keeps the
+    (detached) tensor; every ``check_every`` records, and whenever :meth:`read` is called, the
+    pending ones come to the host in one transfer and are checked: a NaN or inf raises
+    FloatingPointError naming its step, at most ``check_every - 1`` steps after it was made (the
+    steps in between have run on non-finite values, which no longer matters once it raises).
+    """
+
+    def __init__(self, what: str, check_every: int = 10):
+        if check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {check_every}")
+        self.what = what
+        self.check_every = check_every
+        self._values: list[float] = []
+        self._pending: list[Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self._values) + len(self._pending)
+
+    def record(self, loss: Tensor) -> None:
+        """Keep ``loss`` (a scalar tensor, not read now); read the pending ones every ``check_every``."""
+        self._pending.append(loss.detach())
+        if len(self._pending) >= self.check_every:
+            self.read()
+
+    def read(self) -> list[float]:
+        """Every recorded loss as a float (one host sync for those not read yet); raises
+        FloatingPointError if one of them is not finite."""
+        if self._pending:
+            first = len(self._values)
+            values = torch.stack(self._pending).tolist()
+            self._pending.clear()
+            for i, v in enumerate(values):
+                if not math.isfinite(v):
+                    raise FloatingPointError(
+                        f"{self.what} became {v} at step {first + i} "
+                        f"(found when reading steps {first}-{first + len(values) - 1})"
+                    )
+            self._values.extend(values)
+        return list(self._values)
+
+
 class GaussianFitter:
     """Optimiser state for a set of Gaussians: parameters, Adam, LR schedule and densification."""
 
@@ -81,6 +133,7 @@ class GaussianFitter:
         densify: DensifyConfig | None = None,
         background: tuple[float, float, float] = (1.0, 1.0, 1.0),
         backend: GaussianBackend = "auto",
+        check_every: int = 10,
     ):
         self.lr = lr or LearningRates()
         self.params = {name: torch.nn.Parameter(t.detach().clone()) for name, t in gaussians.params().items()}
@@ -92,20 +145,26 @@ class GaussianFitter:
             "sh0": self.lr.color,
             "shN": self.lr.color_rest,
         }
+        # Fused Adam (one kernel for all parameters) on CUDA; the CPU keeps the per-tensor Adam
+        # whose results the CPU tests pin down.
         self.optimizer = torch.optim.Adam(
-            [{"params": [self.params[n]], "lr": rates[n], "name": n} for n in Gaussians.PARAMS], lr=0.0, eps=1e-15
+            [{"params": [self.params[n]], "lr": rates[n], "name": n} for n in Gaussians.PARAMS],
+            lr=0.0,
+            eps=1e-15,
+            fused=True if gaussians.device.type == "cuda" else None,
         )
         self.strategy = DensifyStrategy(densify or DensifyConfig())
         self.background = torch.as_tensor(background, dtype=torch.float32, device=gaussians.device)
         self.backend = backend
         self.step_count = 0
+        self.log = LossLog("reconstruction loss", check_every)
 
     @classmethod
     def for_runtime(
         cls, gaussians: Gaussians, lr: LearningRates, densify: DensifyConfig, runtime: FitRuntime
     ) -> GaussianFitter:
         """A fitter that renders as ``runtime`` says (its background and Gaussian rasteriser)."""
-        return cls(gaussians, lr, densify, runtime.background, runtime.gaussian_backend)
+        return cls(gaussians, lr, densify, runtime.background, runtime.gaussian_backend, runtime.check_every)
 
     @property
     def gaussians(self) -> Gaussians:
@@ -125,9 +184,10 @@ class GaussianFitter:
         target_alpha: Tensor | None = None,
         mask_weight: float = 0.0,
         extra_loss: Callable[[], Tensor] | None = None,
-    ) -> float:
+    ) -> Tensor:
         """One optimiser step against (B, H, W, 3) targets, ``L1sum(render, target) / B`` plus
-        ``mask_weight * L1sum(alpha, target_alpha) / B``; returns the loss value. ``extra_loss()``
+        ``mask_weight * L1sum(alpha, target_alpha) / B``; returns the loss (detached, on the
+        device: reading it waits for the device, :meth:`losses` reads them in batches). ``extra_loss()``
         adds a term of its own (SIR's reference view renders through :meth:`render` too)."""
         b = target_rgb.shape[0]
 
@@ -141,26 +201,32 @@ class GaussianFitter:
 
         return self.step_loss(cameras, loss_fn)
 
-    def step_loss(self, cameras: Cameras, loss_fn: Callable[[RenderOutput], Tensor]) -> float:
+    def step_loss(self, cameras: Cameras, loss_fn: Callable[[RenderOutput], Tensor]) -> Tensor:
         """One optimiser step with any loss of the render: render ``cameras``, ``loss_fn(render)``
-        (a scalar), backward, Adam step and the densification bookkeeping; returns the loss value.
-        Score distillation (:mod:`~..pipeline.sds`) uses it to share this machinery with SIR."""
+        (a scalar), backward, Adam step and the densification bookkeeping; returns the loss
+        (detached, on the device) and records it in :attr:`log`, which raises FloatingPointError
+        within ``check_every`` steps of a non-finite loss. Score distillation
+        (:mod:`~..pipeline.sds`) uses it to share this machinery with SIR."""
         for group in self.optimizer.param_groups:
             if group["name"] == "means":
                 group["lr"] = self.lr.position(self.step_count)
         out = self.render(cameras)
         loss = loss_fn(out)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"reconstruction loss became {loss.item()} at step {self.step_count}")
+        self.log.record(loss)
         self.strategy.pre_backward(out)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step_count += 1
         self.strategy.post_backward(self.step_count, self.params, self.optimizer, out)
-        return float(loss.detach())
+        return loss.detach()
+
+    def losses(self) -> list[float]:
+        """The loss of every step so far, as floats (reads the pending ones: one host sync)."""
+        return self.log.read()
 
     def finalize(self) -> Gaussians:
-        """Apply the final clean-up prune and return detached Gaussians."""
+        """Check the last losses, apply the final clean-up prune and return detached Gaussians."""
+        self.log.read()
         self.strategy.final_cleanup(self.params, self.optimizer)
         return self.gaussians.detach()

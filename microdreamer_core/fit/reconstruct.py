@@ -111,11 +111,10 @@ def _reconstruct(
         if gaussians is None:
             gaussians = cfg.init.sample(torch.Generator().manual_seed(run.seed))
         fitter = GaussianFitter.for_runtime(gaussians.to(device).map(autograd_safe), cfg.lr, cfg.densify, run)
-        losses = []
         for step in range(cfg.steps):
             check_cancel(cancel, f"reconstruction at step {step}/{cfg.steps}")
-            losses.append(fitter.step(cams, target_rgb, target_alpha, cfg.mask_weight))
+            fitter.step(cams, target_rgb, target_alpha, cfg.mask_weight)
             if progress is not None:
                 progress(step + 1, cfg.steps)
         result = fitter.finalize()
-    return ReconstructResult(result, losses, time.perf_counter() - start, fitter.strategy.history)
+    return ReconstructResult(result, fitter.losses(), time.perf_counter() - start, fitter.strategy.history)

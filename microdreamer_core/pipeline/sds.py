@@ -176,7 +176,6 @@ class _SDSRun:
         cfg = self.cfg
         ts = cfg.timesteps()
         nfe0 = self.model.nfe
-        losses: list[float] = []
         with seeded(cfg.runtime.seed, self.device):
             for i, t in enumerate(ts):
                 check_cancel(cancel, f"SDS step {i}/{cfg.steps}")
@@ -184,7 +183,7 @@ class _SDSRun:
                     cfg.cameras, cfg.resolution, self.gen, reference_elevation=self.condition.reference_elevation
                 ).to(self.device)
                 self.clock = time.perf_counter()
-                losses.append(self.fitter.step_loss(cams, partial(self.loss, cams=cams, t=t)))
+                self.fitter.step_loss(cams, partial(self.loss, cams=cams, t=t))
                 self.lap("backward_step")
                 if progress is not None:
                     progress(i + 1, cfg.steps)
@@ -193,7 +192,12 @@ class _SDSRun:
             self.timings["cleanup"] = time.perf_counter() - t0
         self.timings["total"] = time.perf_counter() - self.start
         return SDSResult(
-            gaussians.to("cpu"), losses, self.timings, self.model.nfe - nfe0, ts, self.fitter.strategy.history
+            gaussians.to("cpu"),
+            self.fitter.losses(),
+            self.timings,
+            self.model.nfe - nfe0,
+            ts,
+            self.fitter.strategy.history,
         )
 
     def loss(self, out: RenderOutput, cams: Cameras, t: int) -> Tensor:

@@ -32,6 +32,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from ..diffusion.accelerate import UNetMode, accelerated_unet
 from ..diffusion.models import Condition, MultiViewModel
 from ..diffusion.sampling import ForwardMode, refine_views, sample
 from ..diffusion.schedules import DDIMSchedule, sir_iteration_nfes, sir_t2_schedule
@@ -73,6 +74,8 @@ class SIRConfig:
         lr, densify: the optimiser's learning rates and densification schedule.
         floaters: the final floater filter (None = off).
         runtime: seed, device, background and Gaussian rasteriser.
+        unet_mode: how the UNet is called (:mod:`~..diffusion.accelerate`): "eager", "compile"
+            (torch.compile; pays off only over many NFEs) or "cuda_graph" (CUDA only).
     """
 
     iterations: int = 20
@@ -95,6 +98,7 @@ class SIRConfig:
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     floaters: FloaterFilterConfig | None = field(default_factory=FloaterFilterConfig)
     runtime: FitRuntime = field(default_factory=FitRuntime)
+    unet_mode: UNetMode = "eager"
 
     @property
     def schedule(self) -> DDIMSchedule:
@@ -186,7 +190,7 @@ def run_sir(
         raise InputError(
             "SIR iterations need a multi-view diffusion model: connect one, or set iterations to 0 and give views"
         )
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), accelerated_unet(model, cfg.unet_mode):
         return _SIRRun(model, condition, cfg, init_views, progress, cancel).run(on_iteration)
 
 
@@ -210,7 +214,6 @@ class _SIRRun:
         planned = cfg.planned_nfes(sample_init=init_views is None) if model is not None else 0
         self.progress = WorkProgress(model, planned + cfg.total_steps, progress)
         self.timings = {"init_sampling": 0.0, "init_fit": 0.0, "diffusion": 0.0, "optimise": 0.0, "cleanup": 0.0}
-        self.losses: list[float] = []
         self.fitter = GaussianFitter.for_runtime(
             cfg.init.sample(self.gen).to(self.device), cfg.lr, cfg.densify, cfg.runtime
         )
@@ -235,7 +238,7 @@ class _SIRRun:
         nfe = {"init": init_nfe, "iterations": spent - init_nfe, "total": spent}
         return SIRResult(
             gaussians.to("cpu"),
-            self.losses,
+            self.fitter.losses(),
             self.timings,
             nfe,
             t2s,
@@ -310,10 +313,11 @@ class _SIRRun:
                 cancel=self.cancel,
             )
             targets = self.at_resolution(refined.images)
-        first = len(self.losses)
+        first = self.fitter.step_count
         with self.timed("optimise"):
             self.fit(cams, targets, None, cfg.steps_per_iteration, 0.0, f"SIR iteration {k}")
-        mean_loss = sum(self.losses[first:]) / max(len(self.losses) - first, 1)
+        losses = self.fitter.losses()[first:]  # read once per iteration, not per step
+        mean_loss = sum(losses) / max(len(losses), 1)
         info = IterationInfo(
             k,
             iterations,
@@ -342,7 +346,7 @@ class _SIRRun:
         extra = None if self.reference is None else partial(self.reference_term, self.reference)
         for i in range(steps):
             check_cancel(self.cancel, f"{where}, step {i}/{steps}")
-            self.losses.append(self.fitter.step(cams, target_rgb, target_alpha, mask_weight, extra))
+            self.fitter.step(cams, target_rgb, target_alpha, mask_weight, extra)
             self.progress.step()
 
     def reference_term(self, reference: ReferenceImage) -> Tensor:

@@ -22,6 +22,13 @@ backward axis. The reference has this term for Stable Zero123 only, so it is on 
 Stable Zero123 and off for ImageDream (which can turn it on with ``reference_weight > 0``);
 MVDream has no input image and never gets it.
 
+Speed: the mesh does not move while its texture is fitted, so :func:`fit_texture` rasterises every
+view once; a step is one texture lookup at the covered pixels of all refined views together (and
+one for the front view, at its own size), the same pixels :func:`~..render.mesh.render_mesh`
+would give. The loss stays on
+the device and is read (and checked for NaN / inf) every ``check_every`` steps
+(:class:`~..fit.fitter.LossLog`); Adam is the fused kernel on CUDA.
+
 Works for all three model kinds: MVDream and ImageDream denoise 4 views per call (the 8 views
 form two 90-degree-spaced orbits, 45 degrees apart, in the camera layout they were trained on);
 Stable Zero123 denoises every view independently in one batch.
@@ -41,8 +48,9 @@ from ..diffusion.models import Condition, MultiViewModel, Zero123Model
 from ..diffusion.sampling import refine_views
 from ..diffusion.schedules import DDIMSchedule
 from ..errors import InputError, check_cancel
-from ..render.backends import MeshBackend
-from ..render.mesh import MeshRenderOutput, render_mesh
+from ..fit.fitter import LossLog
+from ..render.backends import MeshBackend, resolve_mesh_backend
+from ..render.mesh import MeshRenderOutput, interpolate, render_mesh, texture
 from ..runtime import CancelFn, ProgressFn, resolve_device, sync
 from ..scene.cameras import Cameras, orbit_cameras
 from ..scene.images import resize_images
@@ -75,6 +83,7 @@ class TextureRefineConfig:
     has one. The front view is rendered at ``reference_resolution`` (the reference's ``ref_size``,
     independent of ``render_resolution``) from ``reference_radius``. ``guidance_scale`` None = the
     model's paper value; METHOD.md uses 2.0. ``mesh_backend`` is the mesh rasteriser.
+    ``check_every``: Adam steps between two reads of the loss on the host (:class:`~..fit.fitter.LossLog`).
     """
 
     views: int = 8
@@ -95,6 +104,7 @@ class TextureRefineConfig:
     seed: int = 0
     mesh_backend: MeshBackend = "auto"
     device: str = "auto"
+    check_every: int = 10
 
 
 @dataclass
@@ -158,6 +168,27 @@ class TextureFit:
     losses: list[float]
 
 
+class _Coverage:
+    """What the texture does not change in a render of a fixed mesh, rasterised once: which pixels
+    the mesh covers and their uvs. :meth:`rgb` renders a texture of logits with one lookup at the
+    covered pixels only, white elsewhere: the pixels of ``render_mesh(...,
+    texture_activation=torch.sigmoid).rgb``, and the same gradient (the vertices carry none, so
+    neither do the uvs, and background pixels pass none to the texture)."""
+
+    def __init__(self, mesh: Mesh, render: MeshRenderOutput, backend: MeshBackend):
+        self.backend = resolve_mesh_backend(backend, mesh.vertices, mesh.faces)
+        self.white = torch.ones_like(render.rgb)  # render_mesh's default background
+        self.pixels = (render.alpha.reshape(-1) > 0).nonzero().squeeze(1)  # read once, not per step
+        with torch.no_grad():
+            uv = interpolate(mesh.uvs, render.rast, mesh.faces, backend=self.backend)
+        self.uv = uv.reshape(-1, 2)[self.pixels].reshape(1, -1, 1, 2)
+
+    def rgb(self, raw: Tensor) -> Tensor:
+        """(C, H, W, 3): the render with texture ``sigmoid(raw)``."""
+        color = torch.sigmoid(texture(raw, self.uv, wrap="repeat", backend=self.backend))
+        return self.white.reshape(-1, 3).index_put((self.pixels,), color.reshape(-1, 3)).view(self.white.shape)
+
+
 def fit_texture(
     mesh: Mesh,
     cameras: Cameras,
@@ -168,6 +199,7 @@ def fit_texture(
     backend: MeshBackend = "auto",
     on_step: Callable[[int, Tensor], None] | None = None,
     cancel: CancelFn | None = None,
+    check_every: int = 10,
 ) -> TextureFit:
     """Adam on the texture's logits so that renders from ``cameras`` match ``targets``
     ((C, H, W, 3) at the cameras' size), plus the front term of ``reference``; no diffusion model.
@@ -175,6 +207,8 @@ def fit_texture(
     Each step minimises ``mse(render, targets) + reference.weight * mse(front * mask, rgb * mask)``
     with ``mask = front_mask(front render)``. ``on_step(k, raw)`` is called after the k-th step
     (k = 1..steps) with the current logits (detached); ``cancel()`` is checked before each step.
+    The mesh is rasterised once (:class:`_Coverage`); the losses are read every ``check_every``
+    steps and a NaN / inf raises FloatingPointError by then.
     """
     if not mesh.has_texture:
         raise InputError("fitting a texture needs a textured mesh (uvs + texture)")
@@ -183,27 +217,29 @@ def fit_texture(
         cams = cameras.to(device)
         targets = targets.detach().to(device)
         raw = torch.nn.Parameter(texture_logit(mesh.texture.detach()))
-        optimizer = torch.optim.Adam([raw], lr=lr)
-        losses: list[float] = []
+        with torch.no_grad():
+            views = _Coverage(mesh, render_mesh(mesh, cams, backend=backend), backend)
+            if reference is not None:  # the front view: another camera and size, its own lookup
+                camera = reference.image.camera
+                front_render = render_mesh(mesh, camera, backend=backend)
+                front = _Coverage(mesh, front_render, backend)
+                mask = front_mask(front_render, camera)
+                masked_input = reference.image.rgb * mask
+        optimizer = torch.optim.Adam([raw], lr=lr, fused=True if raw.is_cuda else None)
+        log = LossLog("texture refinement loss", check_every)
         for step in range(steps):
             check_cancel(cancel, f"texture refinement step {step}/{steps}")
-            logits = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=raw, normals=mesh.normals)
-            loss = F.mse_loss(render_mesh(logits, cams, backend=backend, texture_activation=torch.sigmoid).rgb, targets)
+            loss = F.mse_loss(views.rgb(raw), targets)
             if reference is not None:
-                camera = reference.image.camera
-                front = render_mesh(logits, camera, backend=backend, texture_activation=torch.sigmoid)
-                mask = front_mask(front, camera)
-                loss = loss + reference.weight * F.mse_loss(front.rgb * mask, reference.image.rgb * mask)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"texture refinement loss became {loss.item()} at step {step}")
+                loss = loss + reference.weight * F.mse_loss(front.rgb(raw) * mask, masked_input)
+            log.record(loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss.detach()))
             if on_step is not None:
                 on_step(step + 1, raw.detach())
         raw = raw.detach()
-        return TextureFit(torch.sigmoid(raw), raw, losses)
+        return TextureFit(torch.sigmoid(raw), raw, log.read())
 
 
 def _groups(model: MultiViewModel, views: int) -> list[list[int]]:
@@ -282,6 +318,7 @@ def _refine(
         backend=cfg.mesh_backend,
         on_step=work.step,
         cancel=cancel,
+        check_every=cfg.check_every,
     )
     sync(device)
     timings = {"targets": t_targets, "optimise": time.perf_counter() - t1, "total": time.perf_counter() - start}

@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,8 +71,29 @@ def _init_warp(wp: ModuleType) -> object:
 
 
 def _build_nvdiffrast_plugin(dr: ModuleType) -> object:
-    """nvdiffrast JIT-builds its CUDA plugin on first use: build it now, so a failure means fallback."""
-    return dr.RasterizeCudaContext(device=torch.device("cuda", torch.cuda.current_device()))
+    """nvdiffrast JIT-builds its CUDA plugin on first use: build it now, so a failure means fallback.
+
+    nvdiffrast loads the plugin through torch (``cpp_extension.load`` or ``_import_module_from_library``)
+    and then imports it by name, which finds it only in ``sys.modules``. A pybind11 3 extension (multi-phase
+    init; torch 2.14's headers are pybind11 3.1) loaded from a path is not put there, so the name lookup
+    raised ``ModuleNotFoundError: nvdiffrast_plugin_...`` (the H100 run of 2026-11-24; reproduced on the
+    CPU with a one-function extension). While building, the loaded module is registered under its name.
+    """
+    import torch.utils.cpp_extension as cpp_extension
+
+    load_from_path = cpp_extension._import_module_from_library
+
+    def load_and_register(name: str, path: str, is_python_module: bool) -> object:
+        module = load_from_path(name, path, is_python_module)
+        if is_python_module:
+            sys.modules.setdefault(name, module)
+        return module
+
+    cpp_extension._import_module_from_library = load_and_register
+    try:
+        return dr.RasterizeCudaContext(device=torch.device("cuda", torch.cuda.current_device()))
+    finally:
+        cpp_extension._import_module_from_library = load_from_path
 
 
 _WARP_INSTALL = "pip install warp-lang==1.19.0"

@@ -11,7 +11,7 @@ from tiny_diffusion import KINDS, SIZE, cameras, condition
 
 from microdreamer_core.diffusion.models import Condition
 from microdreamer_core.diffusion.random_models import build_random_model
-from microdreamer_core.diffusion.sampling import hybrid_forward, refine_views, sample
+from microdreamer_core.diffusion.sampling import NAN_CHECK_EVERY, hybrid_forward, refine_views, sample
 from microdreamer_core.diffusion.schedules import (
     DDIMSchedule,
     sir_iteration_nfes,
@@ -97,3 +97,26 @@ def test_half_precision_models_sample(kind, dtype):
     half = results[dtype]
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     assert (half - results[torch.float32]).abs().mean() < 0.05
+
+
+@pytest.mark.parametrize("bad_step", [0, 6, 9])
+def test_nan_is_reported_at_its_first_step(bad_step, models):
+    """The NaN flags stay on the device and are read every NAN_CHECK_EVERY steps: a NaN epsilon at
+    step ``bad_step`` raises naming that step's timestep, before the next group of steps runs."""
+    m = models["mvdream"]
+    steps = [int(t) for t in DDIMSchedule(10).timesteps]
+    bad_t = steps[bad_step]
+
+    def unet(x, t, inputs, num_views):
+        eps = m._unet(x, t, inputs, num_views)
+        return eps * float("nan") if t == bad_t else eps
+
+    m.unet_runner = unet
+    before = m.nfe
+    try:
+        with pytest.raises(FloatingPointError, match=f"sampling produced NaN at t={bad_t}:"):
+            sample(m, condition(), cameras(), steps=10, seed=0, image_size=SIZE)
+    finally:
+        m.unet_runner = None
+    group_end = (bad_step // NAN_CHECK_EVERY + 1) * NAN_CHECK_EVERY
+    assert m.nfe - before == min(group_end, len(steps))

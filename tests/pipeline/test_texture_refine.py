@@ -230,3 +230,61 @@ def test_texture_refinement_fits_the_targets_for_every_kind(models):
         assert torch.equal(out.mesh.vertices, base.mesh.vertices)  # texture only
     with pytest.raises(InputError, match="multiple of 4"):
         refine_texture(base.mesh, models["mvdream"], condition_for("mvdream"), dataclasses.replace(cfg, views=6))
+
+
+def _fit_by_rendering_every_step(mesh, cams, targets, steps, lr, reference):
+    """:func:`fit_texture` as it was before it rasterised once: ``render_mesh`` of the views and
+    of the front view at every step (the reference implementation's loop)."""
+    raw = torch.nn.Parameter(texture_logit(mesh.texture))
+    optimizer = torch.optim.Adam([raw], lr=lr)
+    losses = []
+    for _ in range(steps):
+        logits = Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, texture=raw, normals=mesh.normals)
+        rgb = render_mesh(logits, cams, backend="torch", texture_activation=torch.sigmoid).rgb
+        loss = torch.nn.functional.mse_loss(rgb, targets)
+        camera = reference.image.camera
+        front = render_mesh(logits, camera, backend="torch", texture_activation=torch.sigmoid)
+        mask = front_mask(front, camera)
+        loss = loss + reference.weight * torch.nn.functional.mse_loss(front.rgb * mask, reference.image.rgb * mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return raw.detach(), losses
+
+
+def test_rasterising_once_gives_the_same_fit_as_rendering_every_step(models):
+    """The mesh does not move, so fit_texture rasterises each view once and a step is a texture
+    lookup at the covered pixels: the same renders and losses as rendering the mesh at every step;
+    the logits agree to rounding (a texel's gradient sums the same pixels' terms, without the
+    zeros of the background pixels, which changes the summation order of torch's accumulation)."""
+    mesh = textured_cube(random_texture(4))
+    cams = orbit_cameras([-20.0, 10.0, 30.0], [20.0, 150.0, 260.0], 2.4, 40)
+    targets = render_mesh(textured_cube(random_texture(5)), cams, backend="torch").rgb
+    cfg = dataclasses.replace(TextureRefineConfig(), reference_resolution=48)
+    ref = front_reference(models["zero123"], make_condition("zero123", image=blob_rgba(), elevation=-25.0), cfg)
+    fit = fit_texture(mesh, cams, targets, steps=5, lr=0.2, reference=ref, backend="torch", check_every=2)
+    raw, losses = _fit_by_rendering_every_step(mesh, cams, targets, 5, 0.2, ref)
+    assert fit.losses[0] == losses[0]  # the same renders, bit for bit
+    assert fit.losses == pytest.approx(losses, rel=1e-6) and (fit.raw - raw).abs().max() < 1e-6
+
+
+def test_a_nan_loss_raises_within_check_every_steps():
+    """The loss is read on the host every ``check_every`` steps, not every step: a NaN made at
+    step 3 (the targets turn to NaN in place) raises at the read after step 3, naming step 3."""
+    mesh = textured_cube(random_texture(6))
+    cams = orbit_cameras([-20.0], [30.0], 2.5, 24)
+    targets = render_mesh(textured_cube(random_texture(7)), cams, backend="torch").rgb
+    done = []
+
+    def poison(k, raw):
+        done.append(k)
+        if k == 3:  # after step 3 (k = 1..): the loss of step index 3 is the first NaN
+            targets.fill_(float("nan"))
+
+    with pytest.raises(FloatingPointError, match=r"texture refinement loss became nan at step 3 \(.*steps 0-3\)"):
+        fit_texture(mesh, cams, targets, steps=20, backend="torch", on_step=poison, check_every=4)
+    assert done == [1, 2, 3]  # raised when recording step 3's loss, before its Adam step
+    targets.copy_(render_mesh(mesh, cams, backend="torch").rgb)
+    with pytest.raises(FloatingPointError, match="at step 3"):  # a NaN pending at the end is read too
+        fit_texture(mesh, cams, targets, steps=4, backend="torch", on_step=poison, check_every=100)

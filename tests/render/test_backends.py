@@ -130,6 +130,32 @@ def test_installed_but_broken_package_warns_once(monkeypatch, fresh_probe):
     assert again == []  # the failure is cached: reported once per process
 
 
+def test_nvdiffrast_finds_its_plugin_by_name_after_torch_loads_it_from_a_path(monkeypatch):
+    """nvdiffrast imports its plugin by name after torch loaded it from a file; a pybind11 3 module loaded so is
+    not in sys.modules (the H100's ModuleNotFoundError), so the probe registers it while building."""
+    import sys
+    import types
+
+    import torch.utils.cpp_extension as cpp_extension
+
+    plugin = types.ModuleType("microdreamer_fake_nvdiffrast_plugin")
+    from_path = lambda name, path, is_python_module: plugin  # noqa: E731  (loads, registers nothing)
+    monkeypatch.setattr(cpp_extension, "_import_module_from_library", from_path)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+    class FakeNvdiffrast:  # nvdiffrast.torch's sequence in _get_plugin
+        @staticmethod
+        def RasterizeCudaContext(device):
+            cpp_extension._import_module_from_library(plugin.__name__, "/build/dir", True)
+            return importlib.import_module(plugin.__name__)
+
+    try:
+        assert backends._build_nvdiffrast_plugin(FakeNvdiffrast) is plugin
+    finally:
+        sys.modules.pop(plugin.__name__, None)
+    assert cpp_extension._import_module_from_library is from_path  # restored after the build
+
+
 # ---------------------------------------------------------------------------- CUDA backends
 def _scene():
     g = init_ball(5000, generator=torch.Generator().manual_seed(0))

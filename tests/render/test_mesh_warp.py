@@ -112,3 +112,18 @@ def test_auto_takes_warp_and_a_missing_warp_falls_back_or_names_the_fix(monkeypa
             resolve_mesh_backend("warp", cpu)
     finally:
         backends._probe.cache_clear()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run by bench/gpu_check.sh)")
+def test_warp_on_cuda_matches_torch():
+    """Warp's CUDA path (unchecked before a GPU run): the torch reference's pixels on the same GPU and on the CPU."""
+    pos, faces = _soup()
+    out = rasterize(pos.cuda(), faces.cuda(), (48, 64), backend="warp")
+    assert out.is_cuda
+    _assert_same_raster(out, rasterize(pos.cuda(), faces.cuda(), (48, 64), backend="torch"))
+    _assert_same_raster(out.cpu(), rasterize(pos, faces, (48, 64), backend="torch"))
+    mesh = make_demo_mesh(texture_size=32).to("cuda")
+    cams = orbit_cameras([-30.0, 20.0], [0.0, 200.0], 2.0, 128).to("cuda")
+    ref, got = render_mesh(mesh, cams, backend="torch"), render_mesh(mesh, cams, backend="warp")
+    _assert_same_raster(got.rast, ref.rast)
+    torch.testing.assert_close(got.rgb, ref.rgb, atol=1e-5, rtol=1e-5)

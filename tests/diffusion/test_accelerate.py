@@ -42,10 +42,11 @@ def _runs(model, device="cpu"):
 
 
 def _tolerance(kind: str) -> float:
-    """1e-5 where the compiled kernels only reorder float32 sums. ImageDream's unconditional branch
-    has a zero reference latent: that frame's first GroupNorm sees a constant input (variance 0), so
+    """5e-5 where the compiled kernels only reorder float32 sums (epsilons are O(1): measured up to
+    1.03e-5 on a fresh CI machine, under 1e-5 here). ImageDream's unconditional branch has a zero
+    reference latent: that frame's first GroupNorm sees a constant input (variance 0), so
     1/sqrt(eps) ~ 300 magnifies the rounding of its mean; measured 3-7e-4 on the CPU."""
-    return 2e-3 if kind == "imagedream" else 1e-5
+    return 2e-3 if kind == "imagedream" else 5e-5
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -106,11 +106,8 @@ def test_compiled_unet_matches_eager_on_cpu(kind):
         torch.testing.assert_close(a, b, rtol=0, atol=_tolerance(kind))
 
 
-@pytest.mark.slow
-def test_compiled_sampling_matches_eager_on_cpu():
-    """A whole sampling from noise and a hybrid forward + sampling (Zero123, the headline preset's
-    model) with the compiled UNet: the eager images within the tolerance, the same NFE counts."""
-    m = build_random_model("zero123", "tiny", seed=0)
+def _sampling_eager_and(m, mode: str) -> tuple[tuple, tuple]:
+    """(sample, refine_views) results of ``m`` run eagerly, then under ``accelerated_unet(m, mode)``."""
     views = torch.rand(4, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(3))
 
     def both():
@@ -119,8 +116,15 @@ def test_compiled_sampling_matches_eager_on_cpu():
         return a, b
 
     eager = both()
-    with accelerated_unet(m, "compile"):
-        compiled = both()
+    with accelerated_unet(m, mode):
+        return eager, both()
+
+
+@pytest.mark.slow
+def test_compiled_sampling_matches_eager_on_cpu():
+    """A whole sampling from noise and a hybrid forward + sampling (Zero123, the headline preset's
+    model) with the compiled UNet: the eager images within the tolerance, the same NFE counts."""
+    eager, compiled = _sampling_eager_and(build_random_model("zero123", "tiny", seed=0), "compile")
     for e, c in zip(eager, compiled, strict=True):
         assert e.nfe == c.nfe
         torch.testing.assert_close(c.latents, e.latents, rtol=0, atol=1e-4)
@@ -168,16 +172,7 @@ def test_cuda_sampling_loop_has_no_host_sync(kind, mode, monkeypatch):
 def test_cuda_graph_sampling_matches_eager():
     """sample and refine_views with captured graphs give the eager results on the GPU."""
     m = build_random_model("zero123", "tiny", seed=0, device=torch.device("cuda"))
-    views = torch.rand(4, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(3))
-
-    def both():
-        a = sample(m, condition(), cameras(), steps=5, seed=2, image_size=SIZE)
-        b = refine_views(m, views, cameras(), condition(), 601, steps=10, seed=4, image_size=SIZE)
-        return a, b
-
-    eager = both()
-    with accelerated_unet(m, "cuda_graph"):
-        graphed = both()
+    eager, graphed = _sampling_eager_and(m, "cuda_graph")
     for e, g in zip(eager, graphed, strict=True):
         torch.testing.assert_close(g.latents, e.latents, rtol=0, atol=1e-5)
 

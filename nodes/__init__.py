@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from .conditioning import MicroDreamerCondition
+from .core_mesh import MicroDreamerComfyMeshToMesh, MicroDreamerMeshToComfyMesh
 from .diffusion import (
     MicroDreamerHybridForward,
     MicroDreamerMultiViewModelLoader,
     MicroDreamerMultiViewSampler,
     register_models_folder,
 )
-from .meshing import (
-    MicroDreamerExtractMesh,
-    MicroDreamerMeshToComfyMesh,
-    MicroDreamerRefineTexture,
-)
+from .meshing import MicroDreamerExtractMesh, MicroDreamerRefineTexture
 from .output import MicroDreamerSaveGaussians, MicroDreamerSaveGLB
 from .reconstruction import MicroDreamerSIRReconstruct3DGS
 from .splat import SPLAT_NODES, splat_available
@@ -32,6 +29,7 @@ NODES = [
     MicroDreamerRefineTexture,
     MicroDreamerSaveGLB,
     MicroDreamerMeshToComfyMesh,
+    MicroDreamerComfyMeshToMesh,
 ]
 """Every node class of the pack, in menu order."""
 

@@ -5,12 +5,14 @@ Only this package imports ComfyUI; ``microdreamer_core`` never does.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import comfy.model_management
 import comfy.utils
 import folder_paths
 
+from microdreamer_core.errors import InputError
 from microdreamer_core.io.paths import confined
 from microdreamer_core.runtime import CancelFn, ProgressFn
 
@@ -49,6 +51,25 @@ def input_path(name: str, what: str = "the path") -> Path:
     """``name`` resolved inside ComfyUI's input directory (symlinks included), or the one
     :class:`InputError` of :func:`microdreamer_core.io.paths.confined` when it leads outside."""
     return confined(input_root(), name, what, INPUT_FOLDER)
+
+
+def model_file(folder: str, name: str, offered: Collection[str]) -> Path:
+    """The file ``name`` of ComfyUI's model folder ``folder`` (``models/<folder>`` and what
+    extra_model_paths.yaml adds), only when ``name`` is one of ``offered``: the names the node
+    listed from that folder. Anything else (a path, ``..``, a file that was not listed) is refused
+    with one message that does not repeat it. Files linked into the folder are followed, as
+    ComfyUI's own loaders do (users link large model files there)."""
+    path = folder_paths.get_full_path(folder, name) if name in offered else None
+    if path is None:
+        raise InputError(f"that file is not in models/{folder}: refresh the node list (R) and pick one it lists")
+    return Path(path)
+
+
+def comfy_tokenizer_folder() -> Path | None:
+    """The CLIP tokenizer files ComfyUI ships (``comfy/sd1_tokenizer``: the CLIP BPE vocabulary,
+    which SD-2.x uses too), or None where a ComfyUI version has moved them."""
+    folder = Path(comfy.utils.__file__).parent / "sd1_tokenizer"
+    return folder if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file() else None
 
 
 def output_file(filename_prefix: str, extension: str) -> tuple[Path, dict]:

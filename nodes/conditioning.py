@@ -6,15 +6,17 @@ from comfy_api.latest import io
 
 from microdreamer_core.pipeline.condition import DEFAULT_NEGATIVE, make_condition
 
+from . import _compat
 from .types import MDCondition
 
 
 class MicroDreamerCondition(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerCondition",
             display_name="MicroDreamer Condition",
+            search_aliases=["image to 3d", "text to 3d", "3d prompt"],
             category="MicroDreamer/generate",
             description=(
                 "What to generate: a prompt (text-to-3D with MVDream; optional for ImageDream) and/or an input image "
@@ -41,6 +43,7 @@ class MicroDreamerCondition(io.ComfyNode):
                         "Negative prompt of the unconditional branch; "
                         "'default' = the paper's 'ugly, bad anatomy, ...' list."
                     ),
+                    **_compat.advanced(io.String),
                 ),
                 io.Image.Input("image", optional=True, tooltip="Input photo (first of the batch) for image-to-3D."),
                 io.Mask.Input(

@@ -3,6 +3,7 @@ and refine rendered views with the hybrid forward process (a multi-view img2img)
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,7 +13,12 @@ from comfy_api.latest import io
 
 from microdreamer_core.diffusion.hub import HUB_IDS, MAX_HUB_DOWNLOAD_BYTES, check_repo_id, load_from_hub
 from microdreamer_core.diffusion.loading import load_model
-from microdreamer_core.diffusion.models import MultiViewModel
+from microdreamer_core.diffusion.model_files import (
+    clip_vision_width,
+    image_embedding_width,
+    is_multiview_checkpoint,
+    matching_clip_vision,
+)
 from microdreamer_core.diffusion.sampling import refine_views, sample
 from microdreamer_core.diffusion.schedules import DDIMSchedule
 from microdreamer_core.diffusion.single_file import SINGLE_FILE_SUFFIXES
@@ -21,12 +27,18 @@ from microdreamer_core.pipeline.condition import DEFAULT_NEGATIVE, make_conditio
 from microdreamer_core.runtime import DTYPES
 from microdreamer_core.scene.cameras import CAMERA_PRESETS, sample_orbit_cameras
 
-from ._comfy import cancel_hook, progress_hook, torch_device
+from . import _compat, _vram
+from ._comfy import cancel_hook, comfy_tokenizer_folder, model_file, progress_hook
 from .types import MDCameras, MDMultiViewModel
 
 MODELS_FOLDER = "microdreamer"
 """ComfyUI models sub-folder (``models/microdreamer``) scanned for model folders and files."""
 HUB_PREFIX = "hub: "
+CHECKPOINTS, CLIP_VISION = "checkpoints", "clip_vision"
+"""ComfyUI's own model folders the loader reads too: original checkpoints, CLIP image encoders."""
+CHECKPOINT_PREFIX = CHECKPOINTS + "/"
+AUTO = "auto"
+VIT_H_WIDTH = 1280  # OpenCLIP ViT-H/14, the image encoder ImageDream was trained with
 
 
 def register_models_folder() -> None:
@@ -35,9 +47,36 @@ def register_models_folder() -> None:
     folder_paths.add_model_folder_path(MODELS_FOLDER, default, is_default=True)
 
 
-def model_choices() -> list[str]:
-    """Diffusers folders and single-file checkpoints found in the registered folders, then the hub ids."""
-    found: list[str] = []
+def _files(folder: str, keep) -> list[str]:
+    """The names ComfyUI lists in its model folder ``folder`` whose file passes ``keep(path)``."""
+    names = []
+    for name in folder_paths.get_filename_list(folder):
+        path = folder_paths.get_full_path(folder, name)
+        if path is not None and keep(path):
+            names.append(name)
+    return names
+
+
+def checkpoint_choices() -> list[str]:
+    """Multi-view models in models/checkpoints (Stable Zero123's stable_zero123.ckpt, MVDream /
+    ImageDream originals): .safetensors by their header, pickles by their published names."""
+    return _files(CHECKPOINTS, is_multiview_checkpoint)
+
+
+def clip_vision_choices() -> list[str]:
+    """CLIP image encoders in models/clip_vision (.safetensors holding a vision tower)."""
+    return _files(CLIP_VISION, lambda path: clip_vision_width(path) is not None)
+
+
+def _clip_vision_for(width: int) -> Path | None:
+    """The first file of models/clip_vision with a CLIP vision tower ``width`` wide."""
+    return matching_clip_vision((folder_paths.get_full_path(CLIP_VISION, n) for n in clip_vision_choices()), width)
+
+
+def _own_models() -> dict[str, Path]:
+    """Diffusers folders and single-file checkpoints in the registered models/microdreamer folders,
+    by the name listed (the first folder holding a name wins)."""
+    found: dict[str, Path] = {}
     for root in folder_paths.get_folder_paths(MODELS_FOLDER):
         base = Path(root)
         if not base.is_dir():
@@ -46,45 +85,98 @@ def model_choices() -> list[str]:
             if (entry / "unet" / "config.json").is_file() or (
                 entry.is_file() and entry.suffix.lower() in SINGLE_FILE_SUFFIXES
             ):
-                found.append(entry.name)
-    return found + [HUB_PREFIX + h for h in HUB_IDS.values()]
+                found.setdefault(entry.name, entry)
+    return found
 
 
-def _locate(name: str) -> str:
-    """The path of a listed model folder or file (the names ComfyUI validated against the list)."""
-    for root in folder_paths.get_folder_paths(MODELS_FOLDER):
-        if (Path(root) / name).exists():
-            return str(Path(root) / name)
-    raise InputError(
-        f"model '{name}' is no longer in models/{MODELS_FOLDER}: refresh the node (press R) and pick another"
+def model_choices() -> list[str]:
+    """Our models folder's entries, the multi-view checkpoints of models/checkpoints, then the hub ids."""
+    return [
+        *_own_models(),
+        *(CHECKPOINT_PREFIX + name for name in checkpoint_choices()),
+        *(HUB_PREFIX + h for h in HUB_IDS.values()),
+    ]
+
+
+def _locate(name: str) -> Path:
+    """The path of a listed local model; a name the lists do not hold (a path, ``..``) is refused
+    (ComfyUI 0.3.75 does not check V3 combo values against their options)."""
+    if name.startswith(CHECKPOINT_PREFIX):
+        return model_file(CHECKPOINTS, name[len(CHECKPOINT_PREFIX) :], checkpoint_choices())
+    path = _own_models().get(name)
+    if path is None:
+        raise InputError(
+            f"that model is not in models/{MODELS_FOLDER}: refresh the node list (R) and pick one it lists"
+        )
+    return path
+
+
+def single_file_sources(path: Path, image_encoder: str) -> dict[str, Path]:
+    """What an original checkpoint takes from ComfyUI's folders instead of the hub: ComfyUI's
+    tokenizer files and, for ImageDream, a models/clip_vision file (``auto``: the first as wide as
+    the checkpoint's image features, i.e. the OpenCLIP ViT-H/14 for the real model)."""
+    sources: dict[str, Path] = {}
+    if (tokenizer := comfy_tokenizer_folder()) is not None:
+        sources["tokenizer"] = tokenizer
+    if image_encoder != AUTO:
+        sources["image_encoder"] = model_file(CLIP_VISION, image_encoder, clip_vision_choices())
+    elif (width := image_embedding_width(path)) is not None and (found := _clip_vision_for(width)) is not None:
+        sources["image_encoder"] = found
+    return sources
+
+
+def _log_sources(path: Path, sources: dict[str, Path]) -> None:
+    """One console line naming the files a single-file load uses (and what still comes from the hub)."""
+    tokenizer, encoder = sources.get("tokenizer"), sources.get("image_encoder")
+    if image_embedding_width(path) is None:  # not ImageDream
+        encoder_text = "none needed"
+    elif encoder is None:
+        encoder_text = f"the hub's OpenCLIP ViT-H/14 (none found in models/{CLIP_VISION})"
+    else:
+        encoder_text = f"models/{CLIP_VISION}/{encoder.name}"
+    logging.info(
+        "MicroDreamer: loading %s with tokenizer %s, image encoder %s",
+        path.name,
+        "comfy/sd1_tokenizer" if tokenizer else "open_clip_torch's vocabulary or the hub",
+        encoder_text,
     )
 
 
 class MicroDreamerMultiViewModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerMultiViewModelLoader",
             display_name="Load Multi-View Diffusion Model",
+            search_aliases=["mvdream", "imagedream", "stable zero123", "multi-view model"],
             category="MicroDreamer/diffusion",
             description=(
                 f"Loads MVDream (text-to-3D), ImageDream or Stable Zero123 (image-to-3D). Lists diffusers folders "
                 f"(e.g. ashawkey/imagedream-ipmv-diffusers) and original checkpoints (sd-v2.1-base-4view(-ipmv).pt or "
-                f".safetensors) found in models/{MODELS_FOLDER}, plus the hub ids, which are downloaded into "
-                f"models/{MODELS_FOLDER} on first use (needs internet; offline, the error says where to put the "
-                "files). The kind of model is detected from the files."
+                f".safetensors) found in models/{MODELS_FOLDER}, the multi-view checkpoints in models/{CHECKPOINTS} "
+                f"(as {CHECKPOINT_PREFIX}<name>: stable_zero123.ckpt, the MVDream / ImageDream originals), plus the "
+                f"hub ids, which are downloaded into models/{MODELS_FOLDER} on first use (needs internet; offline, "
+                "the error says where to put the files). An original checkpoint takes its tokenizer from ComfyUI's "
+                f"own files (comfy/sd1_tokenizer) and ImageDream's image encoder from models/{CLIP_VISION} "
+                "(CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors, the file IP-Adapter uses; else the hub): with "
+                "those, nothing is downloaded. The console log names the files used. The kind of model is "
+                "detected from the files."
             ),
             inputs=[
                 io.Combo.Input(
                     "model",
                     options=model_choices(),
-                    tooltip=f"A folder or checkpoint in models/{MODELS_FOLDER}, or a hub id to download.",
+                    tooltip=(
+                        f"A folder or checkpoint in models/{MODELS_FOLDER}, a multi-view checkpoint in "
+                        f"models/{CHECKPOINTS} ({CHECKPOINT_PREFIX}<name>), or a hub id to download."
+                    ),
                 ),
                 io.Combo.Input(
                     "dtype",
                     options=list(DTYPES),
                     default="auto",
                     tooltip="auto: fp16 on CUDA, fp32 on CPU. fp32 reproduces the authors' numerics exactly.",
+                    **_compat.advanced(io.Combo),
                 ),
                 io.String.Input(
                     "hub_id",
@@ -96,6 +188,21 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
                         f"ImageDream or Stable Zero123 repo is downloaded, only the files it loads, at most "
                         f"{MAX_HUB_DOWNLOAD_BYTES // 10**9} GB."
                     ),
+                    **_compat.advanced(io.String),
+                ),
+                io.Combo.Input(
+                    "image_encoder",
+                    options=[AUTO, *clip_vision_choices()],
+                    default=AUTO,
+                    optional=True,
+                    tooltip=(
+                        f"ImageDream's CLIP image encoder for an original checkpoint, from models/{CLIP_VISION}. "
+                        "auto: a file as wide as the checkpoint expects (the OpenCLIP ViT-H/14, "
+                        "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors; now: "
+                        f"{getattr(_clip_vision_for(VIT_H_WIDTH), 'name', None) or 'none found, so the hub'}). "
+                        "Diffusers folders and hub models bring their own."
+                    ),
+                    **_compat.advanced(io.Combo),
                 ),
             ],
             outputs=[MDMultiViewModel.Output("mv_model", display_name="mv_model")],
@@ -112,15 +219,21 @@ class MicroDreamerMultiViewModelLoader(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model: str, dtype: str, hub_id: str = "") -> io.NodeOutput:
+    def execute(cls, model: str, dtype: str, hub_id: str = "", image_encoder: str = AUTO) -> io.NodeOutput:
         download_dir = folder_paths.get_folder_paths(MODELS_FOLDER)[0]
-        device, dt = torch_device(), DTYPES[dtype]
+        device, dt = _vram.placement(DTYPES[dtype])  # on the offload device: ComfyUI loads it when a node runs it
         repo = hub_id.strip() if isinstance(hub_id, str) else hub_id
         if not repo and model.startswith(HUB_PREFIX):
             repo = model[len(HUB_PREFIX) :]
         if repo:  # a hub repo id only, never a local path (checked before anything is looked at)
-            return io.NodeOutput(load_from_hub(check_repo_id(repo), device=device, dtype=dt, download_dir=download_dir))
-        return io.NodeOutput(load_model(_locate(model), device=device, dtype=dt, download_dir=download_dir))
+            model = load_from_hub(check_repo_id(repo), device=device, dtype=dt, download_dir=download_dir)
+        else:
+            path = _locate(model)
+            sources = single_file_sources(path, image_encoder) if path.is_file() else {}
+            if path.is_file():
+                _log_sources(path, sources)
+            model = load_model(path, device=device, dtype=dt, download_dir=download_dir, **sources)
+        return io.NodeOutput(_vram.ManagedModel(model))
 
 
 def _common_inputs() -> list:
@@ -138,6 +251,7 @@ def _common_inputs() -> list:
             tooltip=(
                 "Negative prompt for the unconditional branch; 'default' uses the usual 'ugly, bad anatomy, ...' list."
             ),
+            **_compat.advanced(io.String),
         ),
         io.Image.Input(
             "image",
@@ -188,6 +302,7 @@ def _common_inputs() -> list:
             max=1.0,
             step=0.05,
             tooltip="DDIM eta; -1 uses the paper's value (MVDream 0, ImageDream 1, Zero123 0.5).",
+            **_compat.advanced(io.Float),
         ),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
     ]
@@ -201,9 +316,10 @@ def _knobs(guidance_scale: float, eta: float) -> tuple[float | None, float | Non
 class MicroDreamerMultiViewSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerMultiViewSampler",
             display_name="Multi-View Sampler",
+            search_aliases=["multi-view diffusion", "mvdream sampler", "novel views"],
             category="MicroDreamer/diffusion",
             description=(
                 "Samples consistent views of an object from pure noise (MicroDreamer's initialisation): all DDIM steps "
@@ -228,6 +344,7 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
                     min=1,
                     max=200,
                     tooltip="DDIM steps (the paper: 20 for Zero123, 10 for ImageDream).",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Int.Input(
                     "image_size",
@@ -236,6 +353,7 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
                     max=1024,
                     step=64,
                     tooltip="Size of the generated views; the models are trained at 256.",
+                    **_compat.advanced(io.Int),
                 ),
             ],
             outputs=[
@@ -247,7 +365,7 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
     @classmethod
     def execute(
         cls,
-        mv_model: MultiViewModel,
+        mv_model: _vram.ManagedModel,
         prompt: str,
         negative_prompt: str,
         guidance_scale: float,
@@ -261,9 +379,10 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
         reference_elevation: float = 0.0,
         cameras=None,
     ) -> io.NodeOutput:
+        model = _vram.on_device(mv_model)
         if cameras is None:
             cameras = sample_orbit_cameras(
-                CAMERA_PRESETS[mv_model.kind],
+                CAMERA_PRESETS[model.kind],
                 image_size,
                 torch.Generator().manual_seed(int(seed) % 2**63),
                 reference_elevation=float(reference_elevation),
@@ -273,7 +392,7 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
         )
         gs, et = _knobs(guidance_scale, eta)
         result = sample(
-            mv_model,
+            model,
             cond,
             cameras,
             steps=steps,
@@ -290,9 +409,10 @@ class MicroDreamerMultiViewSampler(io.ComfyNode):
 class MicroDreamerHybridForward(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerHybridForward",
             display_name="Hybrid Forward + Sampling (multi-view img2img)",
+            search_aliases=["multi-view img2img", "ddim inversion"],
             category="MicroDreamer/diffusion",
             description=(
                 "Refines a batch of views (e.g. renders of a 3D model) with SIR's hybrid forward process: encode, add "
@@ -316,7 +436,12 @@ class MicroDreamerHybridForward(io.ComfyNode):
                     ),
                 ),
                 io.Int.Input(
-                    "steps", default=20, min=2, max=200, tooltip="DDIM grid size (20: timesteps 951, 901, ..., 1)."
+                    "steps",
+                    default=20,
+                    min=2,
+                    max=200,
+                    tooltip="DDIM grid size (20: timesteps 951, 901, ..., 1).",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Float.Input(
                     "inv_ratio",
@@ -325,6 +450,7 @@ class MicroDreamerHybridForward(io.ComfyNode):
                     max=1.0,
                     step=0.05,
                     tooltip="Where noise-adding stops and DDIM inversion starts, as a fraction of t (the paper: 0.6).",
+                    **_compat.advanced(io.Float),
                 ),
                 io.Combo.Input(
                     "mode",
@@ -340,7 +466,7 @@ class MicroDreamerHybridForward(io.ComfyNode):
     @classmethod
     def execute(
         cls,
-        mv_model: MultiViewModel,
+        mv_model: _vram.ManagedModel,
         images,
         cameras,
         prompt: str,
@@ -358,13 +484,14 @@ class MicroDreamerHybridForward(io.ComfyNode):
         invert_mask: bool = False,
         reference_elevation: float = 0.0,
     ) -> io.NodeOutput:
+        model = _vram.on_device(mv_model)
         t2 = DDIMSchedule(num_inference_steps=steps).nearest_timestep(t)
         cond = make_condition(
             None, prompt, negative_prompt, image, mask, bool(invert_mask), float(reference_elevation), image_size
         )
         gs, et = _knobs(guidance_scale, eta)
         result = refine_views(
-            mv_model,
+            model,
             images,
             cameras,
             cond,

@@ -1,28 +1,24 @@
-"""Meshes: extraction from Gaussians, the diffusion-guided texture refinement (MicroDreamer's stage 2)
-and conversion to ComfyUI's core MESH type."""
+"""Meshes: extraction from Gaussians and the diffusion-guided texture refinement (MicroDreamer's stage 2)."""
 
 from __future__ import annotations
 
-import inspect
-
-import torch
 from comfy_api.latest import io
 
-from microdreamer_core.diffusion.models import MultiViewModel
 from microdreamer_core.meshing.stage import MeshConfig, gaussians_to_mesh
 from microdreamer_core.meshing.uv import UV_CHARTS
 from microdreamer_core.pipeline.texture_refine import TextureRefineConfig, refine_texture
 
-from . import _comfy
+from . import _comfy, _compat, _vram
 from .types import MDCondition, MDGaussians, MDMesh, MDMultiViewModel
 
 
 class MicroDreamerExtractMesh(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerExtractMesh",
             display_name="Extract Mesh",
+            search_aliases=["gaussians to mesh", "marching cubes", "splat to mesh"],
             category="MicroDreamer/mesh",
             description=(
                 "Turns 3D Gaussians into a triangle mesh: samples their opacity-weighted density on a "
@@ -70,6 +66,7 @@ class MicroDreamerExtractMesh(io.ComfyNode):
                     tooltip=(
                         "Width and height of the baked square texture in pixels (ignored when bake_texture is off)."
                     ),
+                    **_compat.advanced(io.Int),
                 ),
                 io.Combo.Input(
                     "uv_charts",
@@ -79,6 +76,7 @@ class MicroDreamerExtractMesh(io.ComfyNode):
                     tooltip="uv unwrapping (xatlas) settings. fast (default): no chart refinement and charts "
                     "capped at 1% of the surface. quality: xatlas' defaults, 6-80x slower on 30-50k faces with "
                     "the same textured PSNR and texture use within a few percent in our measurements.",
+                    **_compat.advanced(io.Combo),
                 ),
             ],
             outputs=[
@@ -116,9 +114,10 @@ class MicroDreamerRefineTexture(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         d = TextureRefineConfig()
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerRefineTexture",
             display_name="Refine Texture",
+            search_aliases=["texture refinement", "improve texture"],
             category="MicroDreamer/generate",
             description=(
                 "MicroDreamer's stage 2: renders the textured mesh from `views` cameras around the equator, sharpens "
@@ -150,6 +149,7 @@ class MicroDreamerRefineTexture(io.ComfyNode):
                     min=1,
                     max=1000,
                     tooltip=f"How far the renders are noised, on the {d.denoise_steps}-step grid (paper: 181).",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Float.Input(
                     "guidance_scale",
@@ -158,6 +158,7 @@ class MicroDreamerRefineTexture(io.ComfyNode):
                     max=50.0,
                     step=0.1,
                     tooltip="CFG of the target sampling (paper: 2.0); 0 = the model's own paper value.",
+                    **_compat.advanced(io.Float),
                 ),
                 io.Int.Input(
                     "render_resolution",
@@ -166,6 +167,7 @@ class MicroDreamerRefineTexture(io.ComfyNode):
                     max=2048,
                     step=64,
                     tooltip="Render size of the views and the fit (paper: 512).",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Int.Input(
                     "image_size",
@@ -174,6 +176,7 @@ class MicroDreamerRefineTexture(io.ComfyNode):
                     max=1024,
                     step=32,
                     tooltip="Size the diffusion model works at; the models are trained at 256.",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
             ],
@@ -184,7 +187,7 @@ class MicroDreamerRefineTexture(io.ComfyNode):
     def execute(
         cls,
         mesh,
-        mv_model: MultiViewModel,
+        mv_model: _vram.ManagedModel,
         condition,
         steps: int,
         views: int,
@@ -204,63 +207,8 @@ class MicroDreamerRefineTexture(io.ComfyNode):
             seed=int(seed) % 2**63,
             device=_comfy.torch_device(),
         )
+        model = _vram.on_device(mv_model)
         result = refine_texture(
-            mesh, mv_model, condition, cfg, progress=_comfy.progress_hook(), cancel=_comfy.cancel_hook()
+            mesh, model, condition, cfg, progress=_comfy.progress_hook(), cancel=_comfy.cancel_hook()
         )
         return io.NodeOutput(result.mesh)
-
-
-def _core_mesh_class():
-    """ComfyUI's MESH class: ``comfy_api.latest.Types.MESH`` (0.3.75+), earlier in nodes_hunyuan3d."""
-    try:
-        from comfy_api.latest import Types
-
-        return Types.MESH
-    except (ImportError, AttributeError):
-        from comfy_extras.nodes_hunyuan3d import MESH
-
-        return MESH
-
-
-# Optional fields newer MESH constructors accept, by the names we know of; passed only when the
-# installed ComfyUI's constructor has a parameter of that name. Values get a leading batch dim.
-_OPTIONAL_FIELDS = {
-    "uvs": "uvs",
-    "uv": "uvs",
-    "texture": "texture",
-    "vertex_colors": "vertex_colors",
-    "colors": "vertex_colors",
-    "normals": "normals",
-    "vertex_normals": "normals",
-}
-
-
-class MicroDreamerMeshToComfyMesh(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="MicroDreamerMeshToComfyMesh",
-            display_name="To ComfyUI MESH",
-            category="MicroDreamer/mesh",
-            description=(
-                "Converts a MicroDreamer mesh to ComfyUI's core MESH type (a batch of one: vertices "
-                "(1, N, 3) float32, faces (1, M, 3) int64) for core nodes such as Save 3D Model. "
-                "ComfyUI 0.3.75's MESH holds geometry only, so colour is dropped there; on releases "
-                "whose MESH constructor takes uvs, texture, vertex colours or normals, those are "
-                "passed along too. To keep the texture, use Save GLB (textured)."
-            ),
-            inputs=[MDMesh.Input("mesh")],
-            outputs=[io.Mesh.Output("MESH", display_name="MESH")],
-        )
-
-    @classmethod
-    def execute(cls, mesh) -> io.NodeOutput:
-        mesh_cls = _core_mesh_class()
-        m = mesh.to("cpu")
-        kwargs = {}
-        params = inspect.signature(mesh_cls.__init__).parameters
-        for name, attr in _OPTIONAL_FIELDS.items():
-            value = getattr(m, attr)
-            if name in params and value is not None and attr not in {_OPTIONAL_FIELDS[k] for k in kwargs}:
-                kwargs[name] = value.detach().float()[None]
-        return io.NodeOutput(mesh_cls(m.vertices.detach().float()[None], m.faces.to(torch.int64)[None], **kwargs))

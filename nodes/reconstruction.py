@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from microdreamer_core.pipeline.presets import PRESETS
 from microdreamer_core.pipeline.reconstruct import reconstruct_3dgs
 
-from . import _comfy
+from . import _comfy, _compat, _vram
 from .types import MDCameras, MDCondition, MDGaussians, MDMultiViewModel
 
 PRESET_CHOICES = ["auto"] + list(PRESETS)
@@ -16,9 +16,10 @@ PRESET_CHOICES = ["auto"] + list(PRESETS)
 class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerSIRReconstruct3DGS",
             display_name="SIR Reconstruct 3DGS",
+            search_aliases=["microdreamer", "gaussian splatting", "3dgs", "image to 3d", "text to 3d"],
             category="MicroDreamer/reconstruction",
             description=(
                 "MicroDreamer's score-based iterative reconstruction (SIR) of 3D Gaussians. With a multi-view model "
@@ -74,6 +75,7 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
                     min=1,
                     max=100000,
                     tooltip="Without a model only: optimiser steps of the plain reconstruction.",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Int.Input(
                     "resolution",
@@ -82,6 +84,7 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
                     max=2048,
                     step=8,
                     tooltip="Render size. 0 = the preset's 256 with a model, the images' own size without one.",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Int.Input(
                     "image_size",
@@ -90,6 +93,7 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
                     max=1024,
                     step=32,
                     tooltip="With a model: the size it samples at (trained at 256).",
+                    **_compat.advanced(io.Int),
                 ),
                 io.Int.Input(
                     "seed",
@@ -103,6 +107,7 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
                     "invert_mask",
                     default=False,
                     tooltip="Use 1 - mask: turn on for masks where 1 = transparent (ComfyUI's LoadImage).",
+                    **_compat.advanced(io.Boolean),
                 ),
             ],
             outputs=[MDGaussians.Output("gaussians", display_name="gaussians")],
@@ -124,12 +129,13 @@ class MicroDreamerSIRReconstruct3DGS(io.ComfyNode):
         mv_model=None,
         condition=None,
     ) -> io.NodeOutput:
+        model = _vram.on_device(mv_model)
         return io.NodeOutput(
             reconstruct_3dgs(
                 images,
                 masks,
                 cameras,
-                mv_model,
+                model,
                 condition,
                 invert_mask=bool(invert_mask),
                 preset=preset,

@@ -11,6 +11,7 @@ from comfy_api.latest import io
 
 from microdreamer_core.scene.splat import gaussians_to_splat, splat_to_gaussians
 
+from . import _compat
 from .types import MDGaussians
 
 
@@ -31,9 +32,10 @@ def splat_available() -> bool:
 class MicroDreamerGaussiansToSplat(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerGaussiansToSplat",
             display_name="To ComfyUI SPLAT",
+            search_aliases=["gaussians to splat"],
             category="MicroDreamer/gaussians",
             description=(
                 "Converts MicroDreamer Gaussians to ComfyUI's core SPLAT (a batch of one) for core "
@@ -54,9 +56,10 @@ class MicroDreamerGaussiansToSplat(io.ComfyNode):
 class MicroDreamerSplatToGaussians(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerSplatToGaussians",
             display_name="From ComfyUI SPLAT",
+            search_aliases=["splat to gaussians"],
             category="MicroDreamer/gaussians",
             description=(
                 "Converts one item of a ComfyUI core SPLAT batch (e.g. from Get Splat) to MicroDreamer "

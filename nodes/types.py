@@ -14,8 +14,9 @@ MDMesh = io.Custom("MD_MESH")
 """A ``microdreamer_core.scene.mesh.Mesh``: triangles with uvs + texture or vertex colours, and normals."""
 
 MDMultiViewModel = io.Custom("MD_MV_MODEL")
-"""A ``microdreamer_core.diffusion.models.MultiViewModel``: MVDream, ImageDream or Stable Zero123 with its
-VAE and encoders, on ComfyUI's device."""
+"""A ``nodes._vram.ManagedModel``: a ``microdreamer_core.diffusion.models.MultiViewModel`` (MVDream,
+ImageDream or Stable Zero123 with its VAE and encoders) in ComfyUI's model management; nodes get the
+model on ComfyUI's device from ``_vram.on_device``."""
 
 MDCondition = io.Custom("MD_CONDITION")
 """A ``microdreamer_core.diffusion.models.Condition``: prompt, negative prompt and the pre-processed input

@@ -17,7 +17,7 @@ from microdreamer_core.io.paths import folders_holding, is_inside
 from microdreamer_core.io.transforms import load_transforms
 from microdreamer_core.scene.cameras import CAMERA_PRESETS, preset_cameras
 
-from . import _comfy
+from . import _comfy, _compat
 from .types import MDCameras
 
 VIEWS_FILE = "transforms.json"
@@ -52,9 +52,10 @@ class MicroDreamerLoadPosedViews(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         folders = views_folders()
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerLoadPosedViews",
             display_name="Load Posed Views (transforms.json)",
+            search_aliases=["nerf synthetic", "transforms.json", "posed images"],
             category="MicroDreamer/inputs",
             description=(
                 "Loads RGBA views and their cameras from a NeRF-synthetic folder in ComfyUI's input folder: "
@@ -141,9 +142,10 @@ class MicroDreamerOrbitCameras(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         presets = ", ".join(f"{k}: {p.num_views} views at radius {p.radius}" for k, p in CAMERA_PRESETS.items())
-        return io.Schema(
+        return _compat.schema(
             node_id="MicroDreamerOrbitCameras",
             display_name="Orbit Cameras (paper presets)",
+            search_aliases=["camera orbit", "multi-view cameras"],
             category="MicroDreamer/cameras",
             description=(
                 "Cameras on an orbit around the origin, looking at it (y-up world; negative elevation = "
@@ -203,6 +205,7 @@ class MicroDreamerOrbitCameras(io.ComfyNode):
                     step=0.05,
                     optional=True,
                     tooltip="Distance of the cameras from the origin; 0 uses the preset's radius.",
+                    **_compat.advanced(io.Float),
                 ),
             ],
             outputs=[MDCameras.Output("cameras", display_name="cameras")],

@@ -92,8 +92,9 @@ def free_port() -> int:
 class ComfyServer:
     """One ComfyUI process on 127.0.0.1 with its own base directory (input/, output/, ...)."""
 
-    def __init__(self, comfy_dir: Path, base_dir: Path, port: int | None = None):
+    def __init__(self, comfy_dir: Path, base_dir: Path, port: int | None = None, extra_args: tuple[str, ...] = ()):
         self.comfy_dir = Path(comfy_dir)
+        self.extra_args = tuple(extra_args)  # more ComfyUI flags, e.g. ("--verbose", "DEBUG")
         self.base = Path(base_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -123,6 +124,7 @@ class ComfyServer:
             "--disable-api-nodes",
             "--database-url",
             "sqlite:///:memory:",
+            *self.extra_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
         env.pop("PYTHONPATH", None)

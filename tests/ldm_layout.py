@@ -116,3 +116,93 @@ def _random_layer(template: dict[str, Tensor], seed: int) -> dict[str, Tensor]:
         else:
             layer[name] = (torch.randn(t.shape, generator=g) * 0.02).to(t.dtype)
     return layer
+
+
+# --- Stable Zero123 (``stable_zero123.ckpt``): SD-1.x UNet and OpenAI CLIP's image tower -------------
+# diffusers ``ResnetBlock2D`` names -> LDM ``ResBlock`` names
+_RESNET_NAMES = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "time_emb_proj": "emb_layers.1",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "conv_shortcut": "skip_connection",
+}
+_UNET_TOP = {
+    "conv_in": "input_blocks.0.0",
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
+
+
+def unet2d_to_ldm(
+    state_dict: dict[str, Tensor], layers_per_block: int, prefix: str = "model.diffusion_model."
+) -> dict[str, Tensor]:
+    """A diffusers ``UNet2DConditionModel`` state dict in the LDM ``openaimodel.UNetModel`` layout.
+
+    With ``L = layers_per_block``: down level ``b``'s resnet / transformer ``j`` become
+    ``input_blocks.{1 + b(L+1) + j}.{0,1}``, its downsampler ``input_blocks.{(b+1)(L+1)}.0.op``;
+    the mid block becomes ``middle_block.{0,1,2}``; up level ``b``'s resnet / transformer ``j``
+    (L+1 of them) become ``output_blocks.{b(L+1) + j}.{0,1}`` and its upsampler sits in the level's
+    last output block after them (``.1.conv``, or ``.2.conv`` after a transformer). Transformer
+    internals keep their names (diffusers took them from LDM); resnets are renamed
+    (:data:`_RESNET_NAMES`).
+    """
+    step = layers_per_block + 1
+    up_with_attention = {int(m[1]) for k in state_dict if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", k))}
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        module, _, param = key.rpartition(".")
+        if module in _UNET_TOP:
+            new = _UNET_TOP[module]
+        elif m := re.fullmatch(r"(down|up)_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)", module):
+            block = 1 + int(m[2]) * step + int(m[3]) if m[1] == "down" else int(m[2]) * step + int(m[3])
+            new = f"{'input' if m[1] == 'down' else 'output'}_blocks.{block}.0.{_RESNET_NAMES[m[4]]}"
+        elif m := re.fullmatch(r"(down|up)_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", module):
+            block = 1 + int(m[2]) * step + int(m[3]) if m[1] == "down" else int(m[2]) * step + int(m[3])
+            new = f"{'input' if m[1] == 'down' else 'output'}_blocks.{block}.1.{m[4]}"
+        elif m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv", module):
+            new = f"input_blocks.{(int(m[1]) + 1) * step}.0.op"
+        elif m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv", module):
+            b = int(m[1])
+            new = f"output_blocks.{b * step + layers_per_block}.{2 if b in up_with_attention else 1}.conv"
+        elif m := re.fullmatch(r"mid_block\.resnets\.(\d)\.(\w+)", module):
+            new = f"middle_block.{2 * int(m[1])}.{_RESNET_NAMES[m[2]]}"
+        elif m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", module):
+            new = f"middle_block.1.{m[1]}"
+        else:
+            raise KeyError(f"no LDM name for UNet weight {key}")
+        out[f"{prefix}{new}.{param}"] = value
+    return out
+
+
+def clip_vision_to_openai(
+    state_dict: dict[str, Tensor], prefix: str = "cond_stage_model.model.visual."
+) -> dict[str, Tensor]:
+    """A transformers ``CLIPVisionModelWithProjection`` state dict as OpenAI CLIP's ``VisionTransformer``
+    (the ``clip`` package's names, which the Zero123 authors' ``FrozenCLIPImageEmbedder`` stores):
+    ``conv1``, ``class_embedding``, ``positional_embedding``, ``ln_pre``,
+    ``transformer.resblocks.N.{ln_1, attn.in_proj_*, attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj}``,
+    ``ln_post`` and ``proj`` stored as (width, embed_dim), the transpose of the Linear weight."""
+    sd = {k.removeprefix("vision_model."): v for k, v in state_dict.items()}
+    out: dict[str, Tensor] = {
+        prefix + "class_embedding": sd["embeddings.class_embedding"],
+        prefix + "conv1.weight": sd["embeddings.patch_embedding.weight"],
+        prefix + "positional_embedding": sd["embeddings.position_embedding.weight"],
+        prefix + "proj": sd["visual_projection.weight"].T.contiguous(),
+    }
+    for ours, theirs in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
+        for part in ("weight", "bias"):
+            out[f"{prefix}{ours}.{part}"] = sd[f"{theirs}.{part}"]
+    layers = {int(k.split(".")[2]) for k in sd if k.startswith("encoder.layers.")}
+    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+    for i in sorted(layers):
+        src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for part in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{part}"] = torch.cat([sd[f"{src}self_attn.{p}_proj.{part}"] for p in "qkv"])
+            out[f"{dst}attn.out_proj.{part}"] = sd[f"{src}self_attn.out_proj.{part}"]
+            for ours, theirs in names.items():
+                out[f"{dst}{ours}.{part}"] = sd[f"{src}{theirs}.{part}"]
+    return out

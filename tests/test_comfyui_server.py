@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from comfy_double import with_newer_core_nodes
 from comfy_server import (
     REPO,
     ComfyServer,
@@ -54,10 +55,12 @@ WORKFLOWS = REPO / "workflows"
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 UI_WORKFLOW = WORKFLOWS / "reconstruct_posed_views.json"
 API_WORKFLOW = WORKFLOWS / "api" / "reconstruct_posed_views.api.json"
+CURRENT_COMFYUI_ONLY = {"image_to_3d_remove_background": {"LoadBackgroundRemovalModel", "RemoveBackground"}}
+"""Example workflows for current ComfyUI only, with the core nodes ComfyUI 0.3.75 does not have."""
 GENERATION_WORKFLOWS = ["text_to_3d_mvdream", "image_to_3d_imagedream", "image_to_3d_zero123", "own_views_to_glb"]
 DEMO_VIEWS = "microdreamer_demo_views"  # the example workflow's path widget, under ComfyUI/input
 RECON_ID = "2"  # id of the SIR node in the example workflows
-MESH_ID, GLB_ID = "5", "6"  # ids of Extract Mesh and Save GLB in the example workflows
+MESH_ID, GLB_ID, PREVIEW_ID = "5", "6", "7"  # Extract Mesh, Save GLB and core Preview 3D in the example workflow
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 STEPS_E2E = 10  # reconstruction steps of the end-to-end prompt
 
@@ -118,7 +121,7 @@ def small_prompt(seed: int, prefix: str, steps: int = 10, mesh: bool = False) ->
         prompt[MESH_ID]["inputs"].update(resolution=64, target_faces=3000, bake_texture=True, texture_size=256)
         prompt[GLB_ID]["inputs"]["filename_prefix"] = f"{prefix}_mesh"
     else:
-        del prompt[MESH_ID], prompt[GLB_ID]
+        del prompt[MESH_ID], prompt[GLB_ID], prompt[PREVIEW_ID]
     return prompt
 
 
@@ -197,6 +200,9 @@ def test_example_workflow_ui_and_api_twin_agree(object_info: dict, ui_path: Path
     from comfy_cli.workflow_to_api import convert_ui_to_api
 
     ui = json.loads(ui_path.read_text())
+    if ui_path.stem in CURRENT_COMFYUI_ONLY:  # core nodes 0.3.75 lacks: their published schemas
+        assert CURRENT_COMFYUI_ONLY[ui_path.stem].isdisjoint(object_info)
+        object_info = with_newer_core_nodes(object_info)
     assert ui["version"] == 0.4 and ui["last_node_id"] >= max(n["id"] for n in ui["nodes"])
     assert ui["last_link_id"] >= max(link[0] for link in ui["links"])
     nodes = {n["id"]: n for n in ui["nodes"]}
@@ -238,8 +244,12 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     t0 = time.perf_counter()
     prompt = small_prompt(seed=1, prefix=prefix, steps=STEPS_E2E, mesh=True)
     # Our mesh into ComfyUI's core MESH type and core "Save 3D Model" (SaveGLB).
-    prompt["7"] = {"class_type": "MicroDreamerMeshToComfyMesh", "inputs": {"mesh": [MESH_ID, 0]}}
-    prompt["8"] = {"class_type": "SaveGLB", "inputs": {"mesh": ["7", 0], "filename_prefix": f"{prefix}_core"}}
+    prompt["8"] = {"class_type": "MicroDreamerMeshToComfyMesh", "inputs": {"mesh": [MESH_ID, 0]}}
+    prompt["9"] = {"class_type": "SaveGLB", "inputs": {"mesh": ["8", 0], "filename_prefix": f"{prefix}_core"}}
+    # The workflow's core Preview 3D (the node the frontend attaches its 3D viewer to) takes Save GLB's model_file.
+    assert prompt[PREVIEW_ID] == {"class_type": "Preview3D", "inputs": {"model_file": [GLB_ID, 0]}} | {
+        "_meta": prompt[PREVIEW_ID]["_meta"]
+    }
     prompt_id = server.queue(prompt)
     entry = server.wait_history(prompt_id, timeout=240)
     seconds = time.perf_counter() - t0
@@ -265,6 +275,8 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     glbs = entry["outputs"][GLB_ID]["3d"]
     assert glbs == [{"filename": f"{prefix.split('/')[1]}_mesh_00001_.glb", "subfolder": "e2e", "type": "output"}]
     glb = server.base / "output" / "e2e" / glbs[0]["filename"]
+    # Preview 3D reports the path the frontend's viewer loads from the output folder.
+    assert entry["outputs"][PREVIEW_ID]["result"][0] == f"e2e/{glbs[0]['filename']}"
     status, body = server.request("GET", f"/view?filename={glbs[0]['filename']}&subfolder=e2e&type=output")
     assert status == 200 and body == glb.read_bytes()
     report = assert_valid(glb)
@@ -277,7 +289,7 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     assert json.loads(doc["asset"]["extras"]["prompt"])[GLB_ID]["class_type"] == "MicroDreamerSaveGLB"
 
     # Core SaveGLB wrote the same geometry (positions and indices only in ComfyUI 0.3.75).
-    core = entry["outputs"]["8"]["3d"][0]
+    core = entry["outputs"]["9"]["3d"][0]
     core_mesh = load_mesh(server.base / "output" / core["subfolder"] / core["filename"])
     assert core_mesh.num_faces == mesh.num_faces
     print(f"\nend-to-end prompt ({STEPS_E2E} steps, 6 views at 64 px, mesh grid 64, 256 px texture): {seconds:.1f} s")
@@ -449,6 +461,85 @@ def test_model_loader_lists_models_folder_and_hub_ids(object_info: dict):
     assert "hub: ashawkey/imagedream-ipmv-diffusers" in names and "hub: ashawkey/mvdream-sd2.1-diffusers" in names
     assert object_info["MicroDreamerHybridForward"]["output"] == ["IMAGE"]
     assert object_info["MicroDreamerMultiViewSampler"]["output"] == ["IMAGE", "MD_CAMERAS"]
+
+
+def write_users_model_files(models: Path) -> None:
+    """What a ComfyUI user already has: stable_zero123.ckpt and an original ImageDream checkpoint
+    in models/checkpoints (beside a plain SD checkpoint and an unrelated pickle), the OpenCLIP
+    ViT-H/14 file in models/clip_vision (beside a file that is no CLIP tower). Tiny stand-ins."""
+    import torch
+    import yaml
+    from safetensors.torch import save_file
+    from single_file_layout import to_clip_vision_file, to_single_file
+    from tiny_diffusion import with_real_tokens
+
+    from microdreamer_core.diffusion.random_models import build_random_model
+
+    checkpoints, clip_vision = models / "checkpoints", models / "clip_vision"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    clip_vision.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"cc_projection.weight": torch.zeros(8, 12)}}, checkpoints / "stable_zero123.ckpt")
+    torch.save({"state_dict": {"x": torch.zeros(1)}}, checkpoints / "some_upscaler.pt")
+    model = with_real_tokens(build_random_model("imagedream", "tiny", seed=3))
+    save_file(to_single_file(model), str(checkpoints / "my_imagedream.safetensors"))
+    params = {"num_head_channels": model.unet.config.num_head_channels}
+    yaml_text = yaml.safe_dump({"model": {"params": {"unet_config": {"params": params}}}})
+    (checkpoints / "my_imagedream.yaml").write_text(yaml_text)
+    save_file(
+        {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)},
+        str(checkpoints / "sd21.safetensors"),
+    )
+    save_file(
+        to_clip_vision_file(model.image_encoder), str(clip_vision / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    )
+    save_file({"encoder.conv_in.weight": torch.zeros(4, 3, 3, 3)}, str(clip_vision / "not_clip.safetensors"))
+
+
+def test_model_loader_lists_and_loads_the_files_users_have(server: ComfyServer):
+    """models/checkpoints' multi-view checkpoints are listed (safetensors by header, pickles by
+    name) and models/clip_vision's CLIP towers; an original ImageDream checkpoint then loads with
+    ComfyUI's tokenizer files and the clip_vision file picked by 'auto', downloading nothing."""
+    write_users_model_files(server.base / "models")
+    info = server.get_json("/object_info/MicroDreamerMultiViewModelLoader")["MicroDreamerMultiViewModelLoader"]
+
+    def options(spec: list) -> list[str]:
+        return spec[0] if isinstance(spec[0], list) else spec[1]["options"]
+
+    names = options(info["input"]["required"]["model"])
+    assert {"checkpoints/stable_zero123.ckpt", "checkpoints/my_imagedream.safetensors"} <= set(names), names
+    assert not {"checkpoints/sd21.safetensors", "checkpoints/some_upscaler.pt"} & set(names), names
+    encoder = options(info["input"]["optional"]["image_encoder"])
+    assert encoder == ["auto", "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"], encoder
+    assert "comfy/sd1_tokenizer" in info["description"] and "models/clip_vision" in info["description"]
+
+    prompt = diffusion_prompt("checkpoints/my_imagedream.safetensors", "mv/users_files")
+    entry = server.wait_history(server.queue(prompt), timeout=240)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1) + server.log_tail()
+    assert len(entry["outputs"]["5"]["images"]) == 4
+    assert (
+        "MicroDreamer: loading my_imagedream.safetensors with tokenizer comfy/sd1_tokenizer, "
+        "image encoder models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    ) in server.log()
+    assert not (server.base / "models" / "microdreamer" / "laion--CLIP-ViT-H-14-laion2B-s32B-b79K").exists()
+    # names the lists do not hold are refused before any file is read (0.3.75 does not check V3
+    # combo values when a prompt is queued), with one message that does not repeat the name
+    messages = set()
+    for field, name in (
+        ("image_encoder", "../clip_vision/not_clip.safetensors"),
+        ("image_encoder", "not_clip.safetensors"),
+        ("model", "checkpoints/sd21.safetensors"),
+        ("model", "checkpoints/../checkpoints/my_imagedream.safetensors"),
+        ("model", "../checkpoints/my_imagedream.safetensors"),
+    ):
+        bad = json.loads(json.dumps(prompt))
+        bad["1"]["inputs"][field] = name
+        entry = server.wait_history(server.queue(bad), timeout=120)
+        errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+        assert entry["status"]["status_str"] == "error" and errors[0]["node_id"] == "1", entry["status"]
+        message = errors[0]["exception_message"]
+        assert "refresh the node list (R)" in message and name not in message, message
+        messages.add((field, message))
+    assert len(messages) == 3, messages  # one for image_encoder, one per models folder
 
 
 @pytest.mark.parametrize("kind,views", [("imagedream", 4), ("zero123", 6), ("mvdream", 4)])
@@ -671,7 +762,8 @@ def test_example_workflow_runs_headless_over_http_and_comfy_cli(
     check_glb(server.base / "output" / next(iter(new)), name)
     # comfy-cli sent each node exactly the API twin's inputs: the server reused the HTTP run's
     # results for every node but the saver, whose prefix differs.
-    assert set(envelope["data"]["cached_node_ids"]) == set(prompt) - {save_id}, envelope["data"]
+    previews = {k for k, n in prompt.items() if n["class_type"] == "Preview3D"}  # downstream of the saver
+    assert set(envelope["data"]["cached_node_ids"]) == set(prompt) - {save_id} - previews, envelope["data"]
     print(
         f"\n{name}: HTTP run {http_seconds:.1f} s (tiny models), "
         f"comfy-cli run {cli_seconds:.1f} s (cached up to Save GLB)"

@@ -37,7 +37,12 @@ def one(prompt: dict, class_type: str) -> dict:
 
 
 def test_the_examples_exist_each_with_an_api_twin():
-    assert {p.stem for p in UI_WORKFLOWS} == {*KINDS, "own_views_to_glb", "reconstruct_posed_views"}
+    assert {p.stem for p in UI_WORKFLOWS} == {
+        *KINDS,
+        "own_views_to_glb",
+        "reconstruct_posed_views",
+        "image_to_3d_remove_background",
+    }
     assert {p.name for p in (WORKFLOWS / "api").glob("*.json")} == {f"{p.stem}.api.json" for p in UI_WORKFLOWS}
 
 
@@ -137,3 +142,49 @@ def test_readme_documents_every_workflow_and_file_it_needs():
         assert name in readme, name
     for hub in HUB_IDS.values():
         assert hub.replace("/", "--") in readme, hub
+
+
+def test_the_remove_background_workflow_wires_core_remove_background_into_the_condition():
+    prompt = api("image_to_3d_remove_background")
+    load = next(k for k, n in prompt.items() if n["class_type"] == "LoadImage")
+    removal = next(k for k, n in prompt.items() if n["class_type"] == "RemoveBackground")
+    assert one(prompt, "RemoveBackground")["image"] == [load, 0]
+    cond = one(prompt, "MicroDreamerCondition")  # the mask is 1 on the object: no inversion
+    assert cond["image"] == [load, 0] and cond["mask"] == [removal, 0] and cond["invert_mask"] is False
+    sir = one(prompt, "MicroDreamerSIRReconstruct3DGS")
+    assert sir["preset"] == "imagedream" and (sir["iterations"], sir["resolution"]) == (-1, 0)
+
+
+@pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.stem)
+def test_every_workflow_shows_its_glb_in_core_preview3d(path: Path):
+    prompt = api(path.stem)
+    saver = next(k for k, n in prompt.items() if n["class_type"] == "MicroDreamerSaveGLB")
+    assert one(prompt, "Preview3D") == {"model_file": [saver, 0]}  # the saved file's path in output/
+
+
+@pytest.mark.comfyui
+def test_core_nodes_and_inputs_the_workflows_use_exist_in_current_comfyui():
+    """Every core node id and input name of the examples, against the current core's documentation
+    (comfyui-embedded-docs 0.5.15): a core node renamed upstream fails here, not in a user's ComfyUI."""
+    from comfy_double import CORE_NODES
+    from core_node_docs import documented_inputs, documented_nodes, documented_outputs
+
+    known = documented_nodes()
+    assert len(known) > 500 and {"Preview3D", "SaveGLB", "LoadImage"} <= known
+    used: dict[str, set[str]] = {}
+    for path in UI_WORKFLOWS:
+        for node in api(path.stem).values():
+            if not node["class_type"].startswith("MicroDreamer"):
+                used.setdefault(node["class_type"], set()).update(node["inputs"])
+    assert {"LoadImage", "ImageBatch", "Preview3D", "RemoveBackground", "LoadBackgroundRemovalModel"} <= set(used)
+    for class_type, inputs in used.items():
+        assert class_type in known, f"core node {class_type} is not in current ComfyUI"
+        assert inputs <= set(documented_inputs(class_type)), (class_type, inputs, documented_inputs(class_type))
+    for class_type, info in CORE_NODES.items():  # our double of their schemas agrees with the docs
+        assert set(info["input"]["required"]) <= set(documented_inputs(class_type)), class_type
+        assert info["output_name"] == list(documented_outputs(class_type)), class_type
+    assert CORE_NODES["LoadBackgroundRemovalModel"]["output"] == list(
+        documented_outputs("LoadBackgroundRemovalModel").values()
+    )
+    assert "STRING" in CORE_NODES["Preview3D"]["input"]["required"]["model_file"][0].split(",")
+    assert {"model_3d"} <= set(documented_inputs("PreviewGaussianSplat"))  # takes Save Gaussians' model_3d

@@ -63,3 +63,46 @@ def published_layout(folder, **overrides):
     cfg |= {"_diffusers_version": "0.25.0"} | PUBLISHED_SWITCHES | overrides
     path.write_text(json.dumps(cfg, indent=2))
     return folder
+
+
+def tiny_encoder(width: int = 32, seed: int = 0):
+    """A tiny CLIP vision tower with OpenCLIP's default 64-wide heads (one head below 64), what
+    :func:`~microdreamer_core.diffusion.clip_vision.clip_vision_config` infers for widths it does not know."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=max(1, width // 64),
+        patch_size=8,
+        image_size=32,
+        hidden_act="gelu",
+    )
+    model = CLIPVisionModel(cfg).eval()
+    with torch.no_grad():  # no all-ones norms: a swapped or dropped weight changes the outputs
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.05)
+    return model
+
+
+def with_real_tokens(model, seed: int = 5):
+    """A copy of a tiny MVDream / ImageDream whose text tower takes CLIP's real 49408 token ids
+    (what the tokenizer of a single-file checkpoint gives) and, for ImageDream, whose image
+    encoder is :func:`tiny_encoder` (the heads a clip_vision file's shapes imply)."""
+    import copy
+
+    from transformers import CLIPTextModel
+
+    from microdreamer_core.diffusion.clip_vision import clip_image_processor
+
+    model = copy.deepcopy(model)
+    cfg = copy.deepcopy(model.text_encoder.config)
+    cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = 49408, 49406, 49407, 0
+    torch.manual_seed(seed)
+    model.text_encoder = CLIPTextModel(cfg).eval()
+    if model.kind == "imagedream":
+        model.image_encoder = tiny_encoder(model.image_encoder.config.hidden_size, seed)
+        model.image_processor = clip_image_processor(model.image_encoder.config.image_size)
+    return model.requires_grad_(False)

@@ -4,7 +4,8 @@ Three sources, one entry point, :func:`load_model`:
 
 * a **diffusers-layout folder** (:mod:`.folders`);
 * an **original single-file checkpoint** (:mod:`.single_file`); parts a checkpoint does not hold
-  (tokenizer, ImageDream's CLIP image encoder) come from ``single_file_sources`` or the hub;
+  (tokenizer, ImageDream's CLIP image encoder) come from ``single_file_sources`` (a tokenizer
+  folder, a clip_vision file), open_clip_torch's CLIP vocabulary, or the hub;
 * a **hub id** (``owner/name``), downloaded with ``huggingface_hub`` into ``download_dir``
   (:mod:`.hub`).
 

@@ -16,22 +16,11 @@ from .models import (
     MVDreamModel,
     Zero123Model,
 )
+from .tokenizer import byte_alphabet
 from .unet import MultiViewUNetModel
 from .weights import default_dtype
 
 __all__ = ["build_random_model"]
-
-
-def _byte_alphabet() -> list[str]:
-    """The 256 printable stand-ins byte-level BPE uses for bytes (printable Latin-1 bytes map to
-    themselves, the others to code points from 256 up)."""
-    keep = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("\u00a1"), ord("\u00ac") + 1),
-        *range(ord("\u00ae"), ord("\u00ff") + 1),
-    ]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
 
 
 def _byte_tokenizer(max_length: int = 77):
@@ -39,7 +28,7 @@ def _byte_tokenizer(max_length: int = 77):
     the real vocabulary comes with the weights)."""
     from transformers import CLIPTokenizer
 
-    chars = _byte_alphabet()
+    chars = byte_alphabet()
     vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": i + len(chars) for i, c in enumerate(chars)}
     vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
     return CLIPTokenizer(vocab=vocab, merges=[], pad_token="!", model_max_length=max_length)
@@ -108,11 +97,11 @@ def _sizes(size: str) -> dict[str, Any]:
                 image_size=32,
                 projection_dim=32,
             ),
-            vision_l=dict(
+            vision_l=dict(  # OpenAI CLIP: 64-wide heads (a checkpoint does not store the count)
                 hidden_size=32,
                 intermediate_size=64,
                 num_hidden_layers=2,
-                num_attention_heads=2,
+                num_attention_heads=1,
                 patch_size=8,
                 image_size=32,
                 projection_dim=32,

@@ -4,9 +4,14 @@
 The UNet sits under ``model.diffusion_model.`` (its configuration is read from the tensor shapes
 and the YAML the authors ship beside the file), the LDM VAE under ``first_stage_model.``
 (converted with diffusers' own converter) and the OpenCLIP text tower under
-``cond_stage_model.model.`` when present. Parts a checkpoint does not hold (the tokenizer,
-ImageDream's CLIP image encoder) come from a local folder or the hub. Tensors are loaded as they
-are in the file (memory-mapped) into modules built without weights.
+``cond_stage_model.model.`` when present. Parts a checkpoint does not hold come from files on
+this machine before the hub: the tokenizer from a tokenizer folder (ComfyUI's ``comfy/sd1_tokenizer``)
+or open_clip_torch's CLIP vocabulary (:mod:`.tokenizer`), ImageDream's CLIP image encoder from a
+``models/clip_vision`` file (:mod:`.clip_vision`) or a folder. With those in place nothing is
+downloaded. Tensors are loaded as they are in the file (memory-mapped) into modules built without weights.
+
+Stable Zero123's ``stable_zero123.ckpt`` holds all its parts in a layout of its own (a diffusers
+``UNet2DConditionModel``, OpenAI CLIP's image tower, the camera projection): :mod:`.single_file_zero123`.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from .hub import HUB_IDS, check_repo_id, download
+from .clip_vision import clip_image_processor, load_clip_vision_file
+from .hub import check_repo_id, download
 from .models import ImageDreamModel, MultiViewModel, MVDreamModel
+from .tokenizer import open_clip_vocab, sd21_tokenizer
 from .unet import MultiViewUNetModel
 from .weights import (
     default_dtype,
@@ -40,14 +47,12 @@ UNET_PREFIX, VAE_PREFIX, TEXT_PREFIX = "model.diffusion_model.", "first_stage_mo
 
 
 def detect_checkpoint_kind(sd: dict[str, Tensor], name: str) -> str:
-    """``mvdream`` / ``imagedream`` from a checkpoint's keys, or a clear error naming what the file is."""
+    """``mvdream`` / ``imagedream`` / ``zero123`` from a checkpoint's keys, or a clear error naming
+    what the file is."""
     if UNET_PREFIX + "camera_embed.0.weight" in sd:
         return "imagedream" if UNET_PREFIX + "image_embed.latents" in sd else "mvdream"
-    if "cc_projection.weight" in sd:
-        raise InputError(
-            f"{name} is an original Stable Zero123 checkpoint: load the diffusers folder {HUB_IDS['zero123']} instead "
-            "(single-file Zero123 is not supported)"
-        )
+    if "cc_projection.weight" in sd:  # Stable Zero123's camera projection (ComfyUI detects it by this key too)
+        return "zero123"
     if UNET_PREFIX + "input_blocks.0.0.weight" in sd:
         raise InputError(
             f"{name} is a plain Stable Diffusion checkpoint (no camera "
@@ -55,9 +60,12 @@ def detect_checkpoint_kind(sd: dict[str, Tensor], name: str) -> str:
         )
     if any(k.startswith(("down_blocks.", "encoder.down", "text_model.", "vision_model.")) for k in sd):
         raise InputError(
-            f"{name} holds a single component (UNet, VAE or CLIP), not a whole MVDream/ImageDream checkpoint"
+            f"{name} holds a single component (UNet, VAE or CLIP), not a whole MVDream/ImageDream/Stable Zero123 "
+            "checkpoint"
         )
-    raise InputError(f"{name} is not a diffusion model checkpoint this loader knows (expected MVDream or ImageDream)")
+    raise InputError(
+        f"{name} is not a diffusion model checkpoint this loader knows (expected MVDream, ImageDream or Stable Zero123)"
+    )
 
 
 def infer_unet_config(unet_sd: dict[str, Tensor], num_head_channels: int = 64) -> dict[str, Any]:
@@ -206,6 +214,20 @@ def _resolve_source(
     return folder / subfolder if subfolder else folder
 
 
+def _image_encoder(value: str | os.PathLike | None, download_dir, dtype: torch.dtype):
+    """``(processor, CLIPVisionModel)`` from a CLIP vision ``.safetensors`` file, a transformers
+    folder or a hub id (default: the OpenCLIP ViT-H/14 of the hub)."""
+    from transformers import CLIPImageProcessor, CLIPVisionModel
+
+    if value is not None and Path(value).is_file():
+        return load_clip_vision_file(value)
+    folder = _resolve_source(value, CLIP_H_HUB_ID, None, download_dir, "the OpenCLIP ViT-H/14 image encoder")
+    enc = load_component("image encoder", CLIPVisionModel.from_pretrained, folder, **transformers_kwargs(dtype))
+    if (folder / "preprocessor_config.json").is_file():
+        return CLIPImageProcessor.from_pretrained(folder), enc
+    return clip_image_processor(enc.config.image_size), enc  # CLIP's standard at the encoder's size
+
+
 def load_single_file(
     path: str | os.PathLike,
     device: torch.device | str = "cpu",
@@ -215,27 +237,30 @@ def load_single_file(
     image_encoder: str | os.PathLike | None = None,
     download_dir: str | os.PathLike | None = None,
 ) -> MultiViewModel:
-    """Load an original MVDream / ImageDream checkpoint (.pt/.ckpt or .safetensors).
+    """Load an original MVDream / ImageDream / Stable Zero123 checkpoint (.pt/.ckpt or .safetensors).
 
     The UNet and VAE always come from the file; the text encoder too when the checkpoint holds
-    ``cond_stage_model``. The rest comes from ``tokenizer`` / ``text_encoder`` /
-    ``image_encoder`` (a local folder or a hub id), by default the SD-2.1 tokenizer and the
-    OpenCLIP ViT-H/14 of the hub. A YAML with the checkpoint's name beside it (as the authors
-    ship) supplies the UNet head size; otherwise SD-2.1's 64 is used.
+    ``cond_stage_model``. The rest comes from ``tokenizer`` (a tokenizer folder such as ComfyUI's
+    ``comfy/sd1_tokenizer``, or a hub id; by default open_clip_torch's CLIP vocabulary when that
+    package is installed, else the SD-2.1 tokenizer of the hub), ``text_encoder`` (a folder or
+    hub id) and ``image_encoder`` (a CLIP vision ``.safetensors`` such as ComfyUI's
+    ``models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors``, a folder or a hub id; by
+    default the OpenCLIP ViT-H/14 of the hub). A YAML with the checkpoint's name beside it (as the
+    authors ship) supplies the UNet head size; otherwise SD-2.1's 64 is used. Stable Zero123 holds
+    every part itself and takes none of these.
     """
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextModel,
-        CLIPTokenizer,
-        CLIPVisionModel,
-    )
+    from transformers import CLIPTextModel
 
     path = Path(path)
     sd = read_state_dict(path)
     kind = detect_checkpoint_kind(sd, path.name)
     dtype = dtype or default_dtype(device)
+    if kind == "zero123":  # every part is in the file, in a layout of its own
+        from .single_file_zero123 import load_zero123_checkpoint
+
+        return load_zero123_checkpoint(sd, path, device, dtype)
 
     unet_sd = {k[len(UNET_PREFIX) :]: v for k, v in sd.items() if k.startswith(UNET_PREFIX)}
     yaml_params = _yaml_unet_params(path)
@@ -255,8 +280,10 @@ def load_single_file(
         vae = AutoencoderKL(**vae_cfg)
     load_strict(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", assign=True)
 
-    tok_dir = _resolve_source(tokenizer, SD21_HUB_ID, "tokenizer", download_dir, "the SD-2.1 tokenizer")
-    tok = load_component("tokenizer", CLIPTokenizer.from_pretrained, tok_dir)
+    if tokenizer is None and (vocab := open_clip_vocab()) is not None:
+        tok = sd21_tokenizer(vocab)
+    else:
+        tok = sd21_tokenizer(_resolve_source(tokenizer, SD21_HUB_ID, "tokenizer", download_dir, "the SD-2.1 tokenizer"))
     if TEXT_PREFIX + "token_embedding.weight" in sd and text_encoder is None:
         text = _text_encoder_from_checkpoint(sd)
     else:
@@ -265,15 +292,13 @@ def load_single_file(
     if kind == "mvdream":
         model: MultiViewModel = MVDreamModel(unet, vae, tok, text)
     else:
-        enc_dir = _resolve_source(
-            image_encoder, CLIP_H_HUB_ID, None, download_dir, "the OpenCLIP ViT-H/14 image encoder"
-        )
-        enc = load_component("image encoder", CLIPVisionModel.from_pretrained, enc_dir, **transformers_kwargs(dtype))
-        if (enc_dir / "preprocessor_config.json").is_file():
-            proc = CLIPImageProcessor.from_pretrained(enc_dir)
-        else:  # CLIP's standard preprocessing at the encoder's input size (224 for ViT-H/14)
-            px = enc.config.image_size
-            proc = CLIPImageProcessor(size={"shortest_edge": px}, crop_size={"height": px, "width": px})
+        proc, enc = _image_encoder(image_encoder, download_dir, dtype)
+        if enc.config.hidden_size != cfg["ip_embedding_dim"]:
+            raise InputError(
+                f"the image encoder is {enc.config.hidden_size} wide but {path.name} takes "
+                f"{cfg['ip_embedding_dim']}-wide image features: use the OpenCLIP ViT-H/14 "
+                "(CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors in models/clip_vision)"
+            )
         model = ImageDreamModel(unet, vae, tok, text, proc, enc)
     model.source = str(path)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

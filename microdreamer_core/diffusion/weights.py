@@ -54,14 +54,35 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return sd
 
 
+def _lightning_globals() -> list:
+    """What PyTorch Lightning training checkpoints (the authors' ``.ckpt`` files) pickle beside the
+    weights that a weights-only load refuses by default: the ModelCheckpoint callback's class (a
+    dictionary key only: a stand-in of the same name, without behaviour) and the NumPy scalars and
+    dtypes of its state (pickled under ``numpy.core`` by NumPy 1, ``numpy._core`` by NumPy 2; bytes
+    through ``_codecs.encode``). ComfyUI allows the same few to read these files safely."""
+    import codecs
+
+    import numpy as np
+
+    checkpoint = type("ModelCheckpoint", (), {"__module__": "pytorch_lightning.callbacks.model_checkpoint"})
+    scalar = np.float64(0).__reduce__()[0]  # the function NumPy rebuilds pickled scalars with
+    allowed: list = [checkpoint, np.dtype, codecs.encode]
+    allowed += [(scalar, f"{module}.scalar") for module in ("numpy.core.multiarray", "numpy._core.multiarray")]
+    dtypes = getattr(np, "dtypes", None)  # NumPy >= 1.25 pickles dtypes by their class
+    allowed += [getattr(dtypes, name) for name in ("Float64DType", "Float32DType", "Int64DType") if dtypes]
+    return allowed
+
+
 def _torch_load(path: Path) -> Any:
     """A torch pickle memory-mapped (tensors are read when used: the parts of a checkpoint a
     model does not take, such as EMA copies, never reach memory), or read whole where the file
-    predates the zip format that mapping needs."""
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+    predates the zip format that mapping needs. Weights only, with the few extra types a
+    Lightning training checkpoint holds (:func:`_lightning_globals`)."""
+    with torch.serialization.safe_globals(_lightning_globals()):
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def _has_accelerate() -> bool:

@@ -37,7 +37,9 @@ def make_condition(
 
     ``image``: (H, W, 3|4) or a (B, H, W, 3|4) batch (the first image is used) in [0, 1];
     ``mask``: (H, W) or (B, H, W), 1 = object (``invert_mask`` for masks that are 1 on the
-    background, like ComfyUI's LoadImage). RGBA images carry their own mask. The object is
+    background, like ComfyUI's LoadImage; core Remove Background's mask is 1 on the object and
+    may come at the model's resolution: same framing is resized to the image). RGBA images carry
+    their own mask (its alpha is used when no mask is given). The object is
     re-centred to fill 80% of a ``size`` canvas. Image models need an image with a mask; MVDream
     needs a prompt. ``negative_prompt`` None or :data:`DEFAULT_NEGATIVE`: the paper's negative
     prompt for the text models. ``model_kind`` None: for whichever model comes later (a prompt,
@@ -72,6 +74,10 @@ def object_alpha(
     Refused unless it separates an object from a background; ``what`` names the image."""
     if mask is not None:
         m = check_masks(mask, "the mask")[0].float().cpu()
+        (mh, mw), (h, w) = m.shape, image.shape[:2]
+        if m.shape != image.shape[:2] and abs(mw / mh - w / h) <= 0.01 * (w / h) and min(mh, mw) > 64:
+            # a background-removal model's mask at its own resolution, same framing: bring it to the image
+            m = resize_bchw(m[None, None], (h, w))[0, 0].clamp(0.0, 1.0)
         if m.shape != image.shape[:2]:
             raise InputError(
                 f"the mask is {m.shape[1]}x{m.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}: connect "

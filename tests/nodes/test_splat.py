@@ -3,9 +3,10 @@
 ComfyUI 0.3.75 (the release that runs here) has no SPLAT type, so the real check there is that
 the pack loads and leaves the two nodes out. Newer releases define ``io.Splat`` and
 ``Types.SPLAT(positions, scales, rotations, opacities, sh, counts=None)``; no such release can
-be installed here (PyPI carries none), so the second test gives 0.3.75 exactly that socket and
-class, with the constructor signature of ComfyUI's published source, and then runs the pack's
-registration, the V3 schema machinery and both nodes for real.
+be installed here (PyPI carries none), so the second test gives 0.3.75 the in-repo double of current
+releases (``tests/comfy_double.py``: that socket and class, with the constructor signature of
+ComfyUI's published source) and then runs the pack's registration, the V3 schema machinery and
+both nodes for real.
 """
 
 from __future__ import annotations
@@ -33,13 +34,10 @@ _SCRIPT = textwrap.dedent(
     import torch
     import comfy_api.latest as latest
 
-    if stand_in == "1":
-        class SPLAT:  # the constructor of comfy_api.latest's SPLAT in newer ComfyUI
-            def __init__(self, positions, scales, rotations, opacities, sh, counts=None):
-                self.positions, self.scales, self.rotations = positions, scales, rotations
-                self.opacities, self.sh, self.counts = opacities, sh, counts
-        latest.Types.SPLAT = SPLAT
-        latest.io.Splat = latest.io.Custom("SPLAT")
+    if stand_in == "1":  # current releases' types and sockets: the in-repo double (tests/comfy_double.py)
+        sys.path.insert(0, repo + "/tests")
+        import comfy_double
+        comfy_double.install(latest)
 
     spec = importlib.util.spec_from_file_location("md_pack", repo + "/__init__.py",
                                                   submodule_search_locations=[repo])

@@ -82,3 +82,20 @@ def test_condition_errors_name_the_fix():
     alpha = cond.image[..., 3] > 0.5
     ys, xs = alpha.nonzero(as_tuple=True)
     assert abs(int(ys.max() - ys.min() + 1) - 0.8 * 256) <= 2 or abs(int(xs.max() - xs.min() + 1) - 0.8 * 256) <= 2
+
+
+def test_a_background_removal_mask_plugs_in_as_core_remove_background_gives_it():
+    """Core Remove Background outputs a MASK, 1 = object, possibly at its model's resolution: it goes
+    straight into the Condition with the LoadImage IMAGE (RGB, or RGBA whose alpha it overrides)."""
+    h = w = 96
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    disc = (((yy - 40) ** 2 + (xx - 50) ** 2) < 20**2).float()
+    rgb = torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(0))
+    ref = make_condition("zero123", image=rgb, mask=disc[None]).image
+    big = torch.nn.functional.interpolate(disc[None, None], size=(192, 192), mode="nearest")[0]
+    at_model_size = make_condition("zero123", image=rgb, mask=big).image
+    assert (at_model_size - ref).abs().mean() < 0.02
+    rgba = torch.cat([rgb, torch.ones(1, h, w, 1)], dim=-1)  # opaque alpha: the mask decides
+    assert torch.equal(make_condition("zero123", image=rgba, mask=disc[None]).image, ref)
+    with pytest.raises(InputError, match="the mask is 192x96 but the image is 96x96"):
+        make_condition("zero123", image=rgb, mask=torch.ones(1, 96, 192))

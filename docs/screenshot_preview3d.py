@@ -1,7 +1,7 @@
 """Manual browser check: in the real ComfyUI 0.3.75 frontend, core Preview 3D shows our GLB.
 
 Starts ComfyUI 0.3.75 (tests/comfy_server.py provisions it) with this pack, loads
-workflows/reconstruct_posed_views.json in headless Chromium, lowers its cost knobs, queues it
+example_workflows/reconstruct_posed_views.json in headless Chromium, lowers its cost knobs, queues it
 from the page (so the websocket results reach this page) and saves screenshots once the viewer on
 the Preview 3D node has loaded the model. docs/preview3d_comfyui_0.3.75.jpg came from this script.
 
@@ -49,7 +49,7 @@ def main(out: Path) -> None:
     write_demo_views(base / "input" / "microdreamer_demo_views", resolution=64, num_views=6)
     comfy_server.subprocess.Popen = _without_api_node_blocking(subprocess.Popen)
     server = ComfyServer(provision_comfyui(), base).start()
-    workflow = json.loads((REPO / "workflows" / "reconstruct_posed_views.json").read_text())
+    workflow = json.loads((REPO / "example_workflows" / "reconstruct_posed_views.json").read_text())
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--use-gl=swiftshader"])

@@ -51,7 +51,7 @@ TINY_MODELS = {hub.replace("/", "--"): kind for kind, hub in HUB_IDS.items()}
 TINY = {kind: folder for folder, kind in TINY_MODELS.items()}  # kind -> folder name
 REF_IMAGE = "microdreamer_example_rgba.png"  # RGBA input image of the image-to-3D workflows, under ComfyUI/input
 VIEW_IMAGES = {f"microdreamer_view_{a:03d}.png": a for a in (0, 90, 180, 270)}  # own_views_to_glb's inputs
-WORKFLOWS = REPO / "workflows"
+WORKFLOWS = REPO / "example_workflows"
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 UI_WORKFLOW = WORKFLOWS / "reconstruct_posed_views.json"
 API_WORKFLOW = WORKFLOWS / "api" / "reconstruct_posed_views.api.json"
@@ -192,7 +192,7 @@ def api_twin(ui_path: Path) -> Path:
 def test_every_ui_workflow_has_an_api_twin_and_back():
     assert {p.stem for p in UI_WORKFLOWS} >= {UI_WORKFLOW.stem, *GENERATION_WORKFLOWS}
     twins = {p.name for p in (WORKFLOWS / "api").glob("*.json")}
-    assert twins == {api_twin(p).name for p in UI_WORKFLOWS}, "workflows/api/ must hold exactly one twin per workflow"
+    assert twins == {api_twin(p).name for p in UI_WORKFLOWS}, "example_workflows/api/ must hold exactly one twin per workflow"
 
 
 @pytest.mark.parametrize("ui_path", UI_WORKFLOWS, ids=lambda p: p.stem)
@@ -370,7 +370,7 @@ def test_interrupt_stops_reconstruction_and_server_stays_healthy(server: ComfySe
 
 def test_workflow_templates_route_lists_the_example(server: ComfyServer):
     templates = server.get_json("/workflow_templates")
-    # Every UI workflow of workflows/ and nothing else: the API twins live in workflows/api/,
+    # Every UI workflow of workflows/ and nothing else: the API twins live in example_workflows/api/,
     # which the template browser does not list.
     assert sorted(templates.get("microdreamer", [])) == sorted(p.stem for p in UI_WORKFLOWS), templates
     for ui_path in UI_WORKFLOWS:

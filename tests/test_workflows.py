@@ -1,4 +1,4 @@
-"""Static checks of the example workflows in workflows/ (no ComfyUI needed).
+"""Static checks of the example workflows in example_workflows/ (no ComfyUI needed).
 
 tests/test_comfyui_server.py checks them against a real server: link types against
 /object_info, each UI workflow converted (ours and comfy-cli's converter) equal to its API twin,
@@ -17,7 +17,7 @@ from microdreamer_core.meshing.stage import MeshConfig
 from microdreamer_core.pipeline.presets import PRESETS
 from microdreamer_core.pipeline.texture_refine import TextureRefineConfig
 
-WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+WORKFLOWS = Path(__file__).resolve().parent.parent / "example_workflows"
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 KINDS = {"text_to_3d_mvdream": "mvdream", "image_to_3d_imagedream": "imagedream", "image_to_3d_zero123": "zero123"}
 EXAMPLE_IMAGE = "microdreamer_example_rgba.png"

@@ -23,6 +23,9 @@ from pathlib import Path
 from .errors import Cancelled, InputError, shown
 from .io.outputs import atomic_outputs, check_output, open_outputs, refuse_overwriting
 from .io.ply import load_ply, save_ply
+from .render.turntable import FRAMES as TURNTABLE_FRAMES
+from .render.turntable import MAX_MEGAPIXELS, TurntableConfig
+from .render.turntable import RESOLUTION as TURNTABLE_SIZE
 from .runtime import DTYPES, CancelFn, ProgressFn, StageProgressFn, resolve_device
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj")
@@ -44,6 +47,7 @@ ITERATIONS = (0, 1000)  # --iterations
 SEEDS = (0, 2**63 - 1)  # --seed, every command
 ELEVATION = (-89.0, 89.0)  # --elevation, degrees
 DEVICES = ("auto", "cpu", "cuda")  # --device, every command that has it
+TURN_SECONDS = 3.0  # --turntable: one turn takes this long (the frame rate follows the frame count)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +133,52 @@ def _check_size(width: int, height: int, what: str) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# --turntable: the command's final result on an orbit, as .webp / .gif / .mp4
+# ---------------------------------------------------------------------------------------------
+def _check_turntable(args: argparse.Namespace, inputs: list[Path]) -> Path | None:
+    """The checked --turntable path (before any slow work), or None when it is not given."""
+    if args.turntable is None:
+        return None
+    from .io.animation import check_animation_output
+
+    TurntableConfig(frames=args.turntable_frames, resolution=args.turntable_resolution)  # the size bound, now
+    path = check_animation_output(args.turntable, "--turntable")
+    refuse_overwriting([path], inputs)
+    return path
+
+
+def _turntable_frames(model, args: argparse.Namespace):
+    """The turntable of ``model`` (Gaussians or a mesh) with --turntable-frames / --turntable-resolution."""
+    from .render.turntable import render_turntable
+
+    config = TurntableConfig(frames=args.turntable_frames, resolution=args.turntable_resolution)
+    return render_turntable(model, config, progress=_progress_bar(config.frames, "turntable"), cancel=args.stop)
+
+
+def _turntable_fps(frames: int) -> float:
+    """One turn in TURN_SECONDS, within the frame rates every format plays."""
+    from .io.animation import FPS
+
+    return min(max(frames / TURN_SECONDS, FPS[0]), FPS[1])
+
+
+def _save_turntable(frames, path: Path | None) -> None:
+    if path is not None:
+        from .io.animation import save_animation
+
+        save_animation(frames, path, fps=_turntable_fps(len(frames)))
+
+
+def _turntable_summary(frames: int, px: int) -> str:
+    return f"turntable: {frames} frames of {px}x{px} px, {_turntable_fps(frames):.3g} fps"
+
+
+def _print_turntable(path: Path | None, args: argparse.Namespace) -> None:
+    if path is not None:
+        print(f"wrote {path} ({_turntable_summary(args.turntable_frames, args.turntable_resolution)})")
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from .fit.fitter import FitRuntime
     from .fit.reconstruct import ReconstructConfig, reconstruct
@@ -138,6 +188,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     if out.suffix.lower() != ".ply":
         raise InputError(f"--out must end in .ply (got '{shown(out.name)}'): reconstruction writes a 3D Gaussian PLY")
     check_output(out, "--out")  # before the optimisation, not after
+    turntable = _check_turntable(args, [Path(args.views_dir)])
     views = load_transforms(args.views_dir)
     if args.resolution is None:
         _check_size(views.cameras.width, views.cameras.height, "the views")
@@ -150,8 +201,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     result = reconstruct(views, cfg, progress=_progress_bar(args.steps, "reconstruct"), cancel=args.stop)
-    save_ply(result.gaussians, out)
+    frames = _turntable_frames(result.gaussians, args) if turntable else None
+    with atomic_outputs():  # the PLY and the turntable, or neither
+        save_ply(result.gaussians, out)
+        _save_turntable(frames, turntable)
     print(f"wrote {out} ({result.gaussians.num} Gaussians, {result.seconds:.1f} s)")
+    _print_turntable(turntable, args)
 
 
 def load_asset(path: Path):
@@ -207,6 +262,7 @@ def cmd_mesh(args: argparse.Namespace) -> None:
     for path in mesh_files(out):  # fail before minutes of work, not after
         check_output(path, "--out")
     refuse_overwriting(mesh_files(out), [model])
+    turntable = _check_turntable(args, [model])
     gaussians = load_ply(model)
     bake = not args.no_texture
     print(
@@ -219,29 +275,38 @@ def cmd_mesh(args: argparse.Namespace) -> None:
         resolution=args.resolution, target_faces=args.faces, texture_size=args.texture_size, uv_charts=args.uv_charts
     )
     mesh = gaussians_to_mesh(gaussians, config, bake=bake, timings=timings, cancel=args.stop)
-    path = save_mesh(mesh, out)
+    frames = _turntable_frames(mesh, args) if turntable else None
+    with atomic_outputs():  # the mesh files and the turntable, or none
+        path = save_mesh(mesh, out)
+        _save_turntable(frames, turntable)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
     print(
         f"wrote {path} ({mesh.num_vertices} vertices, {mesh.num_faces} triangles"
         f"{f', {mesh.texture.shape[1]}x{mesh.texture.shape[0]} texture' if mesh.has_texture else ''}; {stages})"
     )
+    _print_turntable(turntable, args)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from .eval.demo import run_demo
 
     check_output(Path(args.out), "--out", folder=True)
-    demo = run_demo(
-        Path(args.out),
-        steps=args.steps,
-        resolution=args.resolution,
-        seed=args.seed,
-        device=args.device,
-        progress=_progress_bar(args.steps, "reconstruct"),
-        cancel=args.stop,
-    )
+    turntable = _check_turntable(args, [])
+    with atomic_outputs():  # the demo's folder and the turntable, or neither
+        demo = run_demo(
+            Path(args.out),
+            steps=args.steps,
+            resolution=args.resolution,
+            seed=args.seed,
+            device=args.device,
+            progress=_progress_bar(args.steps, "reconstruct"),
+            cancel=args.stop,
+        )
+        if turntable:
+            _save_turntable(_turntable_frames(demo.mesh, args), turntable)
     for line in demo.written:
         print(line)
+    _print_turntable(turntable, args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,7 +479,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     result = _run_generate(model, condition, preset, args.stop)
-    written = _write_generated(result, outputs)
+    frames = _turntable_frames(result.mesh, args) if outputs.turntable else None
+    written = _write_generated(result, outputs, frames)
     _print_generated(result, written)
 
 
@@ -426,6 +492,7 @@ class _GenerateOutputs:
     mesh: Path
     ply: Path | None
     views: Path | None
+    turntable: Path | None
     inputs: list[Path]
 
 
@@ -450,7 +517,7 @@ def _generate_outputs(args: argparse.Namespace) -> _GenerateOutputs:
         check_output(views, "--save-views", folder=True)
     inputs = [Path(args.image)] if args.image else []
     refuse_overwriting([*mesh_files(out), *([ply] if ply else [])], inputs)
-    return _GenerateOutputs(out, ply, views, inputs)
+    return _GenerateOutputs(out, ply, views, _check_turntable(args, inputs), inputs)
 
 
 def _load_generate_model(args: argparse.Namespace, device: str):
@@ -487,7 +554,7 @@ def _run_generate(model, condition, preset, stop: CancelFn):
     return result
 
 
-def _write_generated(result, outputs: _GenerateOutputs) -> list[str]:
+def _write_generated(result, outputs: _GenerateOutputs, turntable_frames=None) -> list[str]:
     """Write every output, all or none; returns what was written, the mesh last."""
     from .io.export import save_mesh
 
@@ -500,6 +567,10 @@ def _write_generated(result, outputs: _GenerateOutputs) -> list[str]:
         if outputs.views is not None:
             n = _save_views(result, outputs.views)
             written.append(f"{outputs.views}/ ({n} PNGs: init_XX = initial views, target_XX = last SIR targets)")
+        if outputs.turntable is not None:
+            _save_turntable(turntable_frames, outputs.turntable)
+            n, px = turntable_frames.shape[:2]
+            written.append(f"{outputs.turntable} ({_turntable_summary(n, px)})")
     written.append(f"{path}")
     return written
 
@@ -547,6 +618,34 @@ def _image_size_option(parser: argparse.ArgumentParser, default: int | None, wha
         default=default,
         metavar="PX",
         help=f"{what}, {lo}..{hi} pixels (default {default_text})",
+    )
+
+
+def _turntable_options(parser: argparse.ArgumentParser, what: str) -> None:
+    d = TurntableConfig()
+    parser.add_argument(
+        "--turntable",
+        metavar="PATH",
+        default=None,
+        help=f"also write a turntable of {what}: .webp or .gif (looping) or .mp4 (H.264); frames evenly "
+        f"spaced around it from the front, {abs(d.elevation):g} degrees from above, one turn in {TURN_SECONDS:g} s",
+    )
+    lo, hi = TURNTABLE_FRAMES
+    parser.add_argument(
+        "--turntable-frames",
+        type=_whole(lo, hi),
+        default=d.frames,
+        metavar="N",
+        help=f"frames of the turntable, {lo}..{hi} (default {d.frames})",
+    )
+    lo, hi = TURNTABLE_SIZE
+    parser.add_argument(
+        "--turntable-resolution",
+        type=_whole(lo, hi),
+        default=d.resolution,
+        metavar="PX",
+        help=f"square turntable frame size, {lo}..{hi} pixels (default {d.resolution}); frames x size^2 at most "
+        f"{MAX_MEGAPIXELS} megapixels",
     )
 
 
@@ -657,6 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the texture refinement (stage 2): the mesh keeps its baked texture",
     )
+    _turntable_options(g, "the textured mesh")
     _device_option(g)
     g.add_argument(
         "--dtype",
@@ -686,6 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_size_option(r, None, "square working resolution")
     _seed_option(r, 0, "0")
     _device_option(r)
+    _turntable_options(r, "the 3D Gaussians")
     r.set_defaults(func=cmd_reconstruct)
 
     x = sub.add_parser("mesh", help="extract a textured mesh (.glb/.obj) from 3D Gaussians (.ply)")
@@ -722,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--no-texture", action="store_true", help="skip uv unwrapping and baking: vertex colours only (much faster)"
     )
+    _turntable_options(x, "the mesh")
     x.set_defaults(func=cmd_mesh)
 
     d = sub.add_parser("render", help="render a .ply or .glb/.obj model from the cameras of a transforms.json")
@@ -749,6 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_size_option(m, 128, "square view size")
     _seed_option(m, 0, "0")
     _device_option(m)
+    _turntable_options(m, "the demo's textured mesh (model.glb)")
     m.set_defaults(func=cmd_demo)
     return p
 

@@ -12,6 +12,7 @@ from .diffusion import (
 )
 from .meshing import MicroDreamerExtractMesh, MicroDreamerRefineTexture
 from .output import MicroDreamerSaveGaussians, MicroDreamerSaveGLB
+from .preview import MicroDreamerTurntable
 from .reconstruction import MicroDreamerSIRReconstruct3DGS
 from .splat import SPLAT_NODES, splat_available
 from .views import MicroDreamerLoadPosedViews, MicroDreamerOrbitCameras
@@ -28,6 +29,7 @@ NODES = [
     MicroDreamerExtractMesh,
     MicroDreamerRefineTexture,
     MicroDreamerSaveGLB,
+    MicroDreamerTurntable,
     MicroDreamerMeshToComfyMesh,
     MicroDreamerComfyMeshToMesh,
 ]

@@ -377,6 +377,14 @@ OPTION_CASES = [
     ("gen-uv-charts-unknown", GEN + ["--uv-charts", "best"], "invalid choice"),
     ("gen-preset-unknown", GEN + ["--preset", "fastest"], "unknown --preset"),
     ("gen-no-model", ["generate", "--out", "{out}/m.glb"], "--model"),
+    # --turntable (reconstruct, mesh, demo, generate)
+    ("r-turntable-frames-zero", R + ["--turntable", "{out}/t.gif", "--turntable-frames", "0"], "at least 1"),
+    ("mesh-turntable-resolution-huge", MESH + ["--turntable-resolution", "4096"], "at most 2048"),
+    (
+        "demo-turntable-megapixels",
+        DEMO + ["--turntable", "{out}/t.webp", "--turntable-frames", "360", "--turntable-resolution", "1024"],
+        "megapixels",
+    ),
     # the program itself
     ("no-command", [], "command"),
     ("unknown-command", ["explode"], "invalid choice"),
@@ -543,6 +551,9 @@ OUTPUT_CASES = [
     ("gen-save-ply-suffix", GEN + ["--save-ply", "{out}/g.glb"], "--save-ply must end in .ply"),
     ("gen-save-ply-folder-missing", GEN + ["--save-ply", "{out}/no/g.ply"], "does not exist"),
     ("gen-save-views-is-file", GEN + ["--save-views", "{file}"], "is a file, not a folder"),
+    ("r-turntable-suffix", R + ["--turntable", "{out}/t.avi"], "--turntable 't.avi' is no animation file type"),
+    ("mesh-turntable-folder-missing", MESH + ["--turntable", "{out}/no/t.mp4"], "does not exist"),
+    ("gen-turntable-suffix", GEN + ["--turntable", "{out}/t.png"], "no animation file type"),
     (
         "gen-out-png-overwrites-image",
         ["generate", "--model", "{model}", "--image", "{root}/image.png", "--out", "{root}/image.obj"],

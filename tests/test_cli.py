@@ -193,6 +193,51 @@ def test_mesh_passes_uv_charts_to_the_mesh_stage(tmp_path, monkeypatch, capsys):
     assert "invalid choice: 'best'" in _error_line(capsys) and not (tmp_path / "c.glb").exists()
 
 
+def test_turntables_of_reconstruct_and_mesh(views_dir, tmp_path, capsys):
+    import av
+
+    ply, spin = tmp_path / "m.ply", tmp_path / "spin.webp"
+    small = ["--turntable-frames", "4", "--turntable-resolution", "24"]
+    args = ["reconstruct", str(views_dir), "--out", str(ply), "--steps", "20", "--turntable", str(spin)]
+    assert main([*args, *small]) == 0
+    assert f"wrote {spin} (turntable: 4 frames of 24x24 px, 1.33 fps)" in capsys.readouterr().out
+    with Image.open(spin) as im:
+        assert im.n_frames == 4 and im.size == (24, 24)
+        red = np.asarray(im.convert("RGB"), np.float32)[12, 12] / 255  # the views' red ball, in the middle
+    assert red[0] > 0.5 > red[2], red
+
+    g = init_ball(300, radius=0.3, generator=torch.Generator().manual_seed(0))
+    g.opacities[:] = 3.0
+    save_ply(g, tmp_path / "g.ply")
+    mp4 = tmp_path / "spin.mp4"
+    mesh_args = ["mesh", str(tmp_path / "g.ply"), "--out", str(tmp_path / "m.glb"), "--resolution", "16"]
+    assert main([*mesh_args, "--no-texture", "--turntable", str(mp4), *small[:2], "--turntable-resolution", "20"]) == 0
+    with av.open(str(mp4)) as container:
+        frames = list(container.decode(container.streams.video[0]))
+    assert len(frames) == 4 and (frames[0].width, frames[0].height) == (20, 20)
+
+
+def test_turntable_bad_options_fail_fast_and_an_interrupt_leaves_no_file(views_dir, tmp_path, monkeypatch, capsys):
+    from microdreamer_core.render import turntable
+
+    ply, out = tmp_path / "m.ply", ["reconstruct", str(views_dir), "--out", str(tmp_path / "m.ply")]
+    assert main([*out, "--turntable", str(tmp_path / "spin.avi")]) == 2
+    assert "--turntable 'spin.avi' is no animation file type" in _error_line(capsys)
+    assert main([*out, "--turntable", str(tmp_path / "no" / "spin.gif")]) == 2
+    assert "does not exist" in _error_line(capsys)
+    big = ["--turntable-frames", "360", "--turntable-resolution", "1024"]
+    assert main([*out, "--turntable", str(tmp_path / "spin.gif"), *big]) == 2
+    assert "megapixels" in _error_line(capsys)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(turntable, "_render_frame", interrupted)
+    assert main([*out, "--steps", "5", "--turntable", str(tmp_path / "spin.gif")]) == 130
+    assert [p.name for p in tmp_path.iterdir()] == ["views"]  # neither the PLY nor the turntable, no temporary file
+    assert not ply.exists()
+
+
 # ==== microdreamer generate: the whole pipeline with tiny random models saved as diffusers folders ====
 GEN_KINDS = ("zero123", "imagedream", "mvdream")
 PROMPTS = {"zero123": None, "imagedream": "", "mvdream": "a yellow rubber duck"}  # ImageDream with an EMPTY prompt
@@ -247,12 +292,9 @@ def test_generate_writes_a_valid_glb_ply_and_views(kind, tiny_model_dir, blob_pn
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out, ply, views = out_dir / "model.glb", out_dir / "gaussians.ply", out_dir / "views"
-    assert (
-        main(
-            _gen_args(kind, tiny_model_dir(kind), out, blob_png, "--save-ply", ply, "--save-views", views, "--seed", 3)
-        )
-        == 0
-    )
+    spin = out_dir / "spin.gif"
+    extra = ["--save-ply", ply, "--save-views", views, "--seed", 3, "--turntable", spin, "--turntable-frames", 3]
+    assert main(_gen_args(kind, tiny_model_dir(kind), out, blob_png, *extra, "--turntable-resolution", 24)) == 0
     cap = capsys.readouterr()
     start = [line for line in cap.err.splitlines() if line.startswith("generating with")]
     assert (
@@ -277,7 +319,10 @@ def test_generate_writes_a_valid_glb_ply_and_views(kind, tiny_model_dir, blob_pn
     )
     with Image.open(views / "init_00.png") as im:
         assert im.mode == "RGB" and im.size == (64, 64)  # the tiny preset's render resolution
-    assert sorted(p.name for p in out_dir.iterdir()) == ["gaussians.ply", "model.glb", "views"]  # no temp files left
+    with Image.open(spin) as im:
+        assert im.size == (24, 24) and 1 <= im.n_frames <= 3  # GIF merges equal frames (a symmetric blob)
+    assert f"wrote {spin} (turntable: 3 frames of 24x24 px" in cap.out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["gaussians.ply", "model.glb", "spin.gif", "views"]
 
 
 @pytest.mark.slow

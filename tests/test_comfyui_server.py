@@ -38,6 +38,8 @@ NODE_IDS = {
     "MicroDreamerExtractMesh",
     "MicroDreamerSaveGLB",
     "MicroDreamerMeshToComfyMesh",
+    "MicroDreamerComfyMeshToMesh",
+    "MicroDreamerTurntable",
     "MicroDreamerMultiViewModelLoader",
     "MicroDreamerMultiViewSampler",
     "MicroDreamerHybridForward",
@@ -61,6 +63,7 @@ GENERATION_WORKFLOWS = ["text_to_3d_mvdream", "image_to_3d_imagedream", "image_t
 DEMO_VIEWS = "microdreamer_demo_views"  # the example workflow's path widget, under ComfyUI/input
 RECON_ID = "2"  # id of the SIR node in the example workflows
 MESH_ID, GLB_ID, PREVIEW_ID = "5", "6", "7"  # Extract Mesh, Save GLB and core Preview 3D in the example workflow
+TURNTABLE_ID, WEBP_ID = "8", "9"  # Turntable (of the mesh) and core Save Animated WEBP in the example workflow
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 STEPS_E2E = 10  # reconstruction steps of the end-to-end prompt
 
@@ -120,8 +123,11 @@ def small_prompt(seed: int, prefix: str, steps: int = 10, mesh: bool = False) ->
     if mesh:
         prompt[MESH_ID]["inputs"].update(resolution=64, target_faces=3000, bake_texture=True, texture_size=256)
         prompt[GLB_ID]["inputs"]["filename_prefix"] = f"{prefix}_mesh"
+        prompt[TURNTABLE_ID]["inputs"].update(frames=6, resolution=64)
+        prompt[WEBP_ID]["inputs"]["filename_prefix"] = f"{prefix}_turntable"
     else:
-        del prompt[MESH_ID], prompt[GLB_ID], prompt[PREVIEW_ID]
+        for node in (MESH_ID, GLB_ID, PREVIEW_ID, TURNTABLE_ID, WEBP_ID):
+            del prompt[node]
     return prompt
 
 
@@ -192,7 +198,7 @@ def api_twin(ui_path: Path) -> Path:
 def test_every_ui_workflow_has_an_api_twin_and_back():
     assert {p.stem for p in UI_WORKFLOWS} >= {UI_WORKFLOW.stem, *GENERATION_WORKFLOWS}
     twins = {p.name for p in (WORKFLOWS / "api").glob("*.json")}
-    assert twins == {api_twin(p).name for p in UI_WORKFLOWS}, "example_workflows/api/ must hold exactly one twin per workflow"
+    assert twins == {api_twin(p).name for p in UI_WORKFLOWS}, "example_workflows/api/ must hold one twin per workflow"
 
 
 @pytest.mark.parametrize("ui_path", UI_WORKFLOWS, ids=lambda p: p.stem)
@@ -244,8 +250,8 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     t0 = time.perf_counter()
     prompt = small_prompt(seed=1, prefix=prefix, steps=STEPS_E2E, mesh=True)
     # Our mesh into ComfyUI's core MESH type and core "Save 3D Model" (SaveGLB).
-    prompt["8"] = {"class_type": "MicroDreamerMeshToComfyMesh", "inputs": {"mesh": [MESH_ID, 0]}}
-    prompt["9"] = {"class_type": "SaveGLB", "inputs": {"mesh": ["8", 0], "filename_prefix": f"{prefix}_core"}}
+    prompt["10"] = {"class_type": "MicroDreamerMeshToComfyMesh", "inputs": {"mesh": [MESH_ID, 0]}}
+    prompt["11"] = {"class_type": "SaveGLB", "inputs": {"mesh": ["10", 0], "filename_prefix": f"{prefix}_core"}}
     # The workflow's core Preview 3D (the node the frontend attaches its 3D viewer to) takes Save GLB's model_file.
     assert prompt[PREVIEW_ID] == {"class_type": "Preview3D", "inputs": {"model_file": [GLB_ID, 0]}} | {
         "_meta": prompt[PREVIEW_ID]["_meta"]
@@ -277,6 +283,12 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     glb = server.base / "output" / "e2e" / glbs[0]["filename"]
     # Preview 3D reports the path the frontend's viewer loads from the output folder.
     assert entry["outputs"][PREVIEW_ID]["result"][0] == f"e2e/{glbs[0]['filename']}"
+    # The workflow's turntable: core Save Animated WEBP wrote the 6 frames of the mesh's orbit.
+    (webp,) = entry["outputs"][WEBP_ID]["images"]
+    from PIL import Image
+
+    with Image.open(server.base / "output" / webp["subfolder"] / webp["filename"]) as anim:
+        assert (anim.n_frames, anim.size) == (6, (64, 64)), (anim.n_frames, anim.size)
     status, body = server.request("GET", f"/view?filename={glbs[0]['filename']}&subfolder=e2e&type=output")
     assert status == 200 and body == glb.read_bytes()
     report = assert_valid(glb)
@@ -289,7 +301,7 @@ def test_reconstruct_workflow_end_to_end(server: ComfyServer):
     assert json.loads(doc["asset"]["extras"]["prompt"])[GLB_ID]["class_type"] == "MicroDreamerSaveGLB"
 
     # Core SaveGLB wrote the same geometry (positions and indices only in ComfyUI 0.3.75).
-    core = entry["outputs"]["9"]["3d"][0]
+    core = entry["outputs"]["11"]["3d"][0]
     core_mesh = load_mesh(server.base / "output" / core["subfolder"] / core["filename"])
     assert core_mesh.num_faces == mesh.num_faces
     print(f"\nend-to-end prompt ({STEPS_E2E} steps, 6 views at 64 px, mesh grid 64, 256 px texture): {seconds:.1f} s")
@@ -381,7 +393,8 @@ def test_workflow_templates_route_lists_the_example(server: ComfyServer):
         assert workflow == json.loads(ui_path.read_text())
     used = {n["type"] for p in UI_WORKFLOWS for n in json.loads(p.read_text())["nodes"]}
     diffusion = {"MicroDreamerMultiViewSampler", "MicroDreamerHybridForward"}
-    assert used >= NODE_IDS - diffusion - {"MicroDreamerMeshToComfyMesh"}, NODE_IDS - used
+    conversions = {"MicroDreamerMeshToComfyMesh", "MicroDreamerComfyMeshToMesh"}
+    assert used >= NODE_IDS - diffusion - conversions, NODE_IDS - used
 
 
 def _execution_error(entry: dict) -> dict:

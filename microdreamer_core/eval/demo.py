@@ -22,6 +22,7 @@ from ..io.transforms import save_transforms
 from ..meshing.stage import MeshConfig, gaussians_to_mesh
 from ..runtime import CancelFn, ProgressFn
 from ..scene.cameras import orbit_cameras
+from ..scene.mesh import Mesh
 from .protocol import evaluate_reconstruction, novel_eval_cameras
 
 __all__ = ["DemoResult", "run_demo"]
@@ -38,11 +39,12 @@ the face count."""
 
 @dataclass
 class DemoResult:
-    """What :func:`run_demo` made: ``report`` (the content of report.json) and ``written``, one
-    line per output saying what it holds, for the host to show."""
+    """What :func:`run_demo` made: ``report`` (the content of report.json), ``written``, one
+    line per output saying what it holds, for the host to show, and ``mesh``, model.glb's mesh."""
 
     report: dict
     written: list[str]
+    mesh: Mesh
 
 
 def run_demo(
@@ -97,4 +99,4 @@ def run_demo(
         f"mask IoU {report.mask_iou:.3f}",
         f"wrote {out / 'report.json'} (total {summary['total_seconds']} s)",
     ]
-    return DemoResult(summary, written)
+    return DemoResult(summary, written, mesh)

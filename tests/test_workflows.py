@@ -8,9 +8,11 @@ and every generation workflow run headless over HTTP and through comfy-cli.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from microdreamer_core.diffusion.hub import HUB_IDS
 from microdreamer_core.meshing.stage import MeshConfig
@@ -18,6 +20,7 @@ from microdreamer_core.pipeline.presets import PRESETS
 from microdreamer_core.pipeline.texture_refine import TextureRefineConfig
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "example_workflows"
+sys.path.insert(0, str(WORKFLOWS.parent / "tools"))  # fit_workflow_views: the measured window layout
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 KINDS = {"text_to_3d_mvdream": "mvdream", "image_to_3d_imagedream": "imagedream", "image_to_3d_zero123": "zero123"}
 EXAMPLE_IMAGE = "microdreamer_example_rgba.png"
@@ -160,6 +163,37 @@ def test_every_workflow_shows_its_glb_in_core_preview3d(path: Path):
     prompt = api(path.stem)
     saver = next(k for k, n in prompt.items() if n["class_type"] == "MicroDreamerSaveGLB")
     assert one(prompt, "Preview3D") == {"model_file": [saver, 0]}  # the saved file's path in output/
+
+
+def test_every_workflow_has_its_thumbnail_and_the_folder_nothing_else():
+    """The template browser shows ``<name>.jpg`` on the card of ``<name>.json`` (a square crop):
+    tools/make_thumbnails.py renders them."""
+    expected = {"README.md", "api"} | {f"{p.stem}{ext}" for p in UI_WORKFLOWS for ext in (".json", ".jpg")}
+    assert {p.name for p in WORKFLOWS.iterdir()} == expected
+    for path in UI_WORKFLOWS:
+        jpg = path.with_suffix(".jpg")
+        with Image.open(jpg) as image:
+            assert (image.format, image.size, image.mode) == ("JPEG", (400, 400), "RGB"), jpg.name
+        assert jpg.stat().st_size < 60_000, jpg.name
+
+
+@pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.stem)
+def test_the_saved_view_shows_every_node_in_a_1600x1000_window(path: Path):
+    """LiteGraph draws canvas point p at (p + offset) * scale; a node's title bar sits above its pos.
+    The free part of the window (not under the top bars, the side bar or the minimap) was measured
+    in the 0.3.75 frontend: see tools/fit_workflow_views.py, which computes these views."""
+    from fit_workflow_views import FREE, MINIMAP, TITLE_HEIGHT
+
+    workflow = json.loads(path.read_text())
+    (ox, oy), scale = workflow["extra"]["ds"]["offset"], workflow["extra"]["ds"]["scale"]
+    for node in workflow["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        x0, y0 = (x + ox) * scale, (y - TITLE_HEIGHT + oy) * scale
+        x1, y1 = (x + w + ox) * scale, (y + h + oy) * scale
+        where = f"{path.name}: node {node['id']} {node['type']} at ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}) px"
+        fix = "; run python tools/fit_workflow_views.py"
+        assert FREE[0] <= x0 and FREE[1] <= y0 and x1 <= FREE[2] and y1 <= FREE[3], where + " is off-screen" + fix
+        assert x1 <= MINIMAP[0] or y1 <= MINIMAP[1], where + " is under the minimap" + fix
 
 
 @pytest.mark.comfyui

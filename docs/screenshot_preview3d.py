@@ -11,12 +11,14 @@ Needs Debian's chromium (/usr/bin/chromium) and the playwright Python package:
 The server runs without --disable-api-nodes, as users run it: with that flag ComfyUI 0.3.75 sends
 a Content-Security-Policy with connect-src 'self', which stops three.js from reading a GLB's
 embedded texture (a blob: URL), so the viewer shows the mesh untextured.
+
+tests/test_browser.py does the same for every example workflow in CI (template browser, no
+missing nodes, no console errors, the result in Preview 3D) and saves screenshots of each.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-import comfy_server  # noqa: E402
 from comfy_server import ComfyServer, provision_comfyui, write_demo_views  # noqa: E402
 
 KNOBS = {
@@ -34,21 +35,13 @@ KNOBS = {
 _CLOSE_DIALOGS = "() => document.querySelectorAll('.p-dialog-mask, .p-dialog').forEach(e => e.remove())"
 
 
-def _without_api_node_blocking(popen):
-    def start(cmd, *args, **kwargs):
-        return popen([c for c in cmd if c != "--disable-api-nodes"], *args, **kwargs)
-
-    return start
-
-
 def main(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     base = out / "base"
     (base / "input").mkdir(parents=True, exist_ok=True)
     write_demo_views(base / "input" / "microdreamer_demo_views", resolution=64, num_views=6)
-    comfy_server.subprocess.Popen = _without_api_node_blocking(subprocess.Popen)
-    server = ComfyServer(provision_comfyui(), base).start()
+    server = ComfyServer(provision_comfyui(), base, api_nodes=True).start()
     workflow = json.loads((REPO / "example_workflows" / "reconstruct_posed_views.json").read_text())
     try:
         with sync_playwright() as p:

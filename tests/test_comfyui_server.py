@@ -19,14 +19,19 @@ from pathlib import Path
 import pytest
 from comfy_double import with_newer_core_nodes
 from comfy_server import (
+    DEMO_VIEWS,
+    REF_IMAGE,
     REPO,
+    TINY,
+    TINY_MODELS,
+    WIDGET_TYPES,
     ComfyServer,
     history_messages,
-    write_demo_views,
-    write_view_pngs,
+    small_values,
+    widget_slots,
+    write_example_inputs,
 )
 
-from microdreamer_core.diffusion.hub import HUB_IDS
 from microdreamer_core.io.ply import load_ply
 from microdreamer_core.render.gaussians import render_gaussians
 
@@ -48,13 +53,6 @@ NODE_IDS = {
     "MicroDreamerCondition",
     "MicroDreamerRefineTexture",
 }
-# Tiny random models under the folder names the example workflows' "hub: <id>" loader entries
-# resolve to (models/microdreamer/<owner>--<name>, where the loader also downloads them), so
-# the workflow files run unchanged, offline.
-TINY_MODELS = {hub.replace("/", "--"): kind for kind, hub in HUB_IDS.items()}
-TINY = {kind: folder for folder, kind in TINY_MODELS.items()}  # kind -> folder name
-REF_IMAGE = "microdreamer_example_rgba.png"  # RGBA input image of the image-to-3D workflows, under ComfyUI/input
-VIEW_IMAGES = {f"microdreamer_view_{a:03d}.png": a for a in (0, 90, 180, 270)}  # own_views_to_glb's inputs
 WORKFLOWS = REPO / "example_workflows"
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 UI_WORKFLOW = WORKFLOWS / "reconstruct_posed_views.json"
@@ -62,11 +60,9 @@ API_WORKFLOW = WORKFLOWS / "api" / "reconstruct_posed_views.api.json"
 CURRENT_COMFYUI_ONLY = {"image_to_3d_remove_background": {"LoadBackgroundRemovalModel", "RemoveBackground"}}
 """Example workflows for current ComfyUI only, with the core nodes ComfyUI 0.3.75 does not have."""
 GENERATION_WORKFLOWS = ["text_to_3d_mvdream", "image_to_3d_imagedream", "image_to_3d_zero123", "own_views_to_glb"]
-DEMO_VIEWS = "microdreamer_demo_views"  # the example workflow's path widget, under ComfyUI/input
 RECON_ID = "2"  # id of the SIR node in the example workflows
 MESH_ID, GLB_ID, PREVIEW_ID = "5", "6", "7"  # Extract Mesh, Save GLB and core Preview 3D in the example workflow
 TURNTABLE_ID, WEBP_ID = "8", "9"  # Turntable (of the mesh) and core Save Animated WEBP in the example workflow
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 STEPS_E2E = 10  # reconstruction steps of the end-to-end prompt
 
 
@@ -136,33 +132,8 @@ def small_prompt(seed: int, prefix: str, steps: int = 10, mesh: bool = False) ->
 # --- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(comfyui_server: ComfyServer) -> ComfyServer:
-    write_demo_views(comfyui_server.base / "input" / DEMO_VIEWS, resolution=64, num_views=6)
-    write_tiny_models(comfyui_server.base / "models" / "microdreamer")
-    write_reference_png(comfyui_server.base / "input" / REF_IMAGE)
-    write_view_pngs([comfyui_server.base / "input" / name for name in VIEW_IMAGES], list(VIEW_IMAGES.values()))
+    write_example_inputs(comfyui_server.base)
     return comfyui_server
-
-
-def write_tiny_models(folder) -> None:
-    """Tiny random MVDream / ImageDream / Stable Zero123 in the diffusers layout users download."""
-    from microdreamer_core.diffusion.folders import save_diffusers_folder
-    from microdreamer_core.diffusion.random_models import build_random_model
-
-    for name, kind in TINY_MODELS.items():
-        if not (folder / name / "unet" / "config.json").is_file():
-            save_diffusers_folder(build_random_model(kind, "tiny", seed=3), folder / name)
-
-
-def write_reference_png(path) -> None:
-    """A yellow disc on a transparent background (what a background-removal step gives)."""
-    import numpy as np
-    from PIL import Image
-
-    yy, xx = np.mgrid[:96, :96]
-    inside = (yy - 40) ** 2 + (xx - 52) ** 2 < 24**2
-    rgba = np.zeros((96, 96, 4), np.uint8)
-    rgba[inside] = (230, 200, 40, 255)
-    Image.fromarray(rgba, "RGBA").save(path)
 
 
 @pytest.fixture(scope="module")
@@ -605,19 +576,6 @@ def test_diffusion_node_errors_name_the_problem(server: ComfyServer):
 
 
 # --- the example workflows, headless (tiny models) ------------------------------------------------
-def small_values(class_type: str, linked: set[str]) -> dict:
-    """The cost knobs of an example workflow's node, shrunk for the tiny models on a CPU. The
-    tests change only these (and the Save GLB prefix); everything else runs as saved."""
-    if class_type == "MicroDreamerSIRReconstruct3DGS":
-        if "mv_model" in linked:  # SIR: 2 iterations at 64 px, the model at 32 px (init steps: the preset's)
-            return {"iterations": 2, "resolution": 64, "image_size": 32}
-        return {"steps": 20}  # own views: the plain fit, at the views' own 64 px
-    return {
-        "MicroDreamerExtractMesh": {"resolution": 32, "target_faces": 2000, "texture_size": 64},
-        "MicroDreamerRefineTexture": {"steps": 2, "render_resolution": 64, "image_size": 32},
-    }.get(class_type, {})
-
-
 def shrink_api(prompt: dict, prefix: str) -> dict:
     prompt = json.loads(json.dumps(prompt))
     for node in prompt.values():
@@ -626,19 +584,6 @@ def shrink_api(prompt: dict, prefix: str) -> dict:
         if node["class_type"] == "MicroDreamerSaveGLB":
             node["inputs"]["filename_prefix"] = prefix
     return prompt
-
-
-def widget_slots(class_type: str, object_info: dict) -> dict[str, int]:
-    """Index of each widget input's value in a UI node's ``widgets_values`` (see :func:`ui_to_api`)."""
-    info = object_info[class_type]
-    spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
-    slots, i = {}, 0
-    for name in info["input_order"].get("required", []) + info["input_order"].get("optional", []):
-        typ, opts = spec[name][0], (spec[name][1] if len(spec[name]) > 1 else {})
-        if isinstance(typ, list) or typ in WIDGET_TYPES:
-            slots[name] = i
-            i += 1 + bool(opts.get("control_after_generate")) + bool(opts.get("image_upload"))
-    return slots
 
 
 def shrink_ui(workflow: dict, object_info: dict, prefix: str) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Cancelled, InputError, shown
-from .io.outputs import atomic_outputs, check_output, open_outputs, refuse_overwriting
+from .io.outputs import atomic_outputs, check_output, open_outputs, refuse_overwriting, staged_path
 from .io.ply import load_ply, save_ply
 from .render.turntable import FRAMES as TURNTABLE_FRAMES
 from .render.turntable import MAX_MEGAPIXELS, TurntableConfig
@@ -136,14 +136,15 @@ def _check_size(width: int, height: int, what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # --turntable: the command's final result on an orbit, as .webp / .gif / .mp4
 # ---------------------------------------------------------------------------------------------
-def _check_turntable(args: argparse.Namespace, inputs: list[Path]) -> Path | None:
-    """The checked --turntable path (before any slow work), or None when it is not given."""
+def _check_turntable(args: argparse.Namespace, inputs: list[Path], made_folder: Path | None = None) -> Path | None:
+    """The checked --turntable path (before any slow work), or None when it is not given;
+    ``made_folder``: the command's own output folder, which may not exist yet."""
     if args.turntable is None:
         return None
     from .io.animation import check_animation_output
 
     TurntableConfig(frames=args.turntable_frames, resolution=args.turntable_resolution)  # the size bound, now
-    path = check_animation_output(args.turntable, "--turntable")
+    path = check_animation_output(args.turntable, "--turntable", made_folder)
     refuse_overwriting([path], inputs)
     return path
 
@@ -291,7 +292,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from .eval.demo import run_demo
 
     check_output(Path(args.out), "--out", folder=True)
-    turntable = _check_turntable(args, [])
+    turntable = _check_turntable(args, [], made_folder=Path(args.out))  # e.g. demo_out/spin.webp
     with atomic_outputs():  # the demo's folder and the turntable, or neither
         demo = run_demo(
             Path(args.out),
@@ -302,8 +303,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             progress=_progress_bar(args.steps, "reconstruct"),
             cancel=args.stop,
         )
-        if turntable:
-            _save_turntable(_turntable_frames(demo.mesh, args), turntable)
+        if turntable:  # inside the demo's folder: written into it before the folder moves into place
+            _save_turntable(_turntable_frames(demo.mesh, args), staged_path(turntable))
     for line in demo.written:
         print(line)
     _print_turntable(turntable, args)

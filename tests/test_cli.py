@@ -486,3 +486,20 @@ def test_generate_ctrl_c_exits_130_and_leaves_no_file(tiny_model_dir, blob_png, 
     # The folder is as good as new: a normal run right after works.
     assert main(_gen_args("imagedream", model, out, blob_png, "--save-ply", ply)) == 0
     assert out.is_file() and ply.is_file()
+
+
+@pytest.mark.slow
+def test_demo_writes_its_turntable_inside_the_folder_it_creates(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "demo_out"  # does not exist yet: the demo creates it, the turntable goes inside
+    args = ["demo", "--out", str(out), "--steps", "3", "--resolution", "32"]
+    assert (
+        main([*args, "--turntable", str(out / "spin.gif"), "--turntable-frames", "4", "--turntable-resolution", "32"])
+        == 0
+    )
+    with Image.open(out / "spin.gif") as gif:
+        assert gif.size == (32, 32) and gif.n_frames >= 2
+    assert (out / "model.glb").is_file()
+    assert main([*args[:2], str(tmp_path / "x"), *args[3:], "--turntable", str(tmp_path / "no" / "spin.gif")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()

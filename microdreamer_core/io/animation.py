@@ -56,12 +56,15 @@ def _mp4_codec() -> str:
     raise InputError("PyAV's FFmpeg has no H.264 or MPEG-4 encoder: install another av build, or write .webp / .gif")
 
 
-def check_animation_output(path, what: str = "") -> Path:
+def check_animation_output(path, what: str = "", made_folder: Path | None = None) -> Path:
     """Refuse an animation output before slow work: an unknown suffix, MP4 without an encoder,
-    or a path that cannot be written (:func:`~.outputs.check_output`)."""
+    or a path that cannot be written (:func:`~.outputs.check_output`). ``made_folder``: an output
+    folder the command itself creates (already checked); a path directly inside it is accepted."""
     path = Path(path)
     if _suffix(path, what) == ".mp4":
         _mp4_codec()
+    if made_folder is not None and path.parent.resolve() == Path(made_folder).resolve() and not path.parent.exists():
+        return path
     return check_output(path, what)
 
 

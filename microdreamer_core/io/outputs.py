@@ -227,6 +227,18 @@ class Outputs:
 _active = threading.local()
 
 
+def staged_path(path: str | os.PathLike) -> Path:
+    """Where to write ``path`` now: inside the temporary folder of an open block when that block
+    stages the folder ``path`` lies in (it is moved into place with the folder), else ``path``."""
+    path = Path(path)
+    real = path.resolve()
+    for out in reversed(_active.__dict__.get("stack", [])):
+        for s in out.staged:
+            if s.folder and _under(real, s.target.resolve()):
+                return s.tmp / real.relative_to(s.target.resolve())
+    return path
+
+
 def open_outputs() -> list[Outputs]:
     """The all-or-nothing blocks open in the calling thread, outermost first: what a last-resort
     clean-up from another thread must :meth:`Outputs.discard` (see the CLI's stop signals)."""

@@ -1,11 +1,12 @@
 """Turntables: a model rendered on an orbit, the way people look at a 3D result.
 
 :func:`render_turntable` renders our :class:`~..scene.gaussians.Gaussians` or a
-:class:`~..scene.mesh.Mesh` (texture, else vertex colours, else grey; unlit, as the baked colours
-already carry the shading) from ``frames`` cameras evenly spaced in azimuth, starting at the
-front (azimuth 0, see :mod:`~..scene.cameras`) and turning towards +x, at one elevation
-(negative = from above). The orbit circles the centre of the model's bounding box at the distance
-where its bounding sphere spans ``fill`` of the frame's height, so any model is framed alike.
+:class:`~..scene.mesh.Mesh` (texture, else vertex colours, unlit as the baked colours already
+carry the shading; a mesh with neither is grey lit from the camera) from ``frames`` cameras
+evenly spaced in azimuth, starting at the front (azimuth 0, see :mod:`~..scene.cameras`) and
+turning towards +x, at one elevation (negative = from above). The orbit circles the centre of the
+model's bounding box at the distance where its bounding sphere spans ``fill`` of the frame's
+height, so any model is framed alike.
 The frames (N, H, W, 3) float in [0, 1] go to :func:`~..io.animation.save_animation` or to a
 ComfyUI IMAGE batch.
 """
@@ -186,7 +187,19 @@ def _render_frame(model: Gaussians | Mesh, camera: Cameras, config: TurntableCon
         return rgb.clamp(0.0, 1.0)
     ss = config.mesh_supersample
     big = camera.with_resolution(camera.width * ss, camera.height * ss)
-    rgb = render_mesh(model, big, config.background, backend=config.mesh_backend).rgb.clamp(0.0, 1.0)
+    out = render_mesh(model, big, config.background, backend=config.mesh_backend)
+    rgb = out.rgb.clamp(0.0, 1.0)
+    if not model.has_texture and model.vertex_colors is None:  # geometry only: a headlight shows its shape
+        rgb = _headlight(out.normal, out.alpha, big, config.background)
     if ss == 1:
         return rgb
     return torch.nn.functional.avg_pool2d(rgb.permute(0, 3, 1, 2), ss).permute(0, 2, 3, 1)
+
+
+def _headlight(normal: Tensor, alpha: Tensor, camera: Cameras, background) -> Tensor:
+    """(1, H, W, 3) light grey lit from the camera (|n . view|, both sides), for a mesh with no
+    colour of its own, which unlit would be a flat silhouette."""
+    towards_camera = camera.w2c_opengl()[0, 2, :3].to(normal)  # the camera looks down its -z
+    lit = 0.25 + 0.6 * (normal * towards_camera).sum(-1, keepdim=True).abs()
+    bg = torch.as_tensor(background, dtype=normal.dtype, device=normal.device).view(1, 1, 1, -1)
+    return (lit.expand(*lit.shape[:-1], 3) * alpha + bg * (1.0 - alpha)).clamp(0.0, 1.0)

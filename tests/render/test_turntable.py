@@ -123,3 +123,17 @@ def test_parse_color():
     for bad in ("white", "#fff", "#gg0000", ""):
         with pytest.raises(InputError, match="hex colour"):
             parse_color(bad)
+
+
+def test_a_mesh_without_colour_is_lit_from_the_camera_not_a_flat_silhouette():
+    import trimesh
+
+    from microdreamer_core.render.turntable import TurntableConfig, render_turntable
+    from microdreamer_core.scene.mesh import Mesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    mesh = Mesh(torch.as_tensor(sphere.vertices, dtype=torch.float32), torch.as_tensor(sphere.faces))
+    frame = render_turntable(mesh, TurntableConfig(frames=1, resolution=64, elevation=0.0))[0]
+    centre, rim = frame[32, 32].mean(), frame[32, 8].mean()  # facing the camera vs near the rim
+    assert centre > rim + 0.1, (float(centre), float(rim))  # unlit, both would be the same grey
+    assert frame[0, 0].tolist() == [1.0, 1.0, 1.0]  # the background stays white

@@ -85,6 +85,24 @@ def provision_comfyui(cache: Path | None = None) -> Path:
     return comfy
 
 
+def run_with_comfyui(script: str, *lines: str, timeout: float = 300) -> tuple[dict, str]:
+    """Run ``script`` in a fresh Python with ComfyUI's folder as working directory; it reads
+    ComfyUI's path, this repository's path and ``lines`` from stdin (one per line) and prints
+    ``RESULT<json>`` last. Returns that JSON and the process's whole output (stdout + stderr)."""
+    comfy_dir = provision_comfyui()
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        input="\n".join([str(comfy_dir), str(REPO), *lines]) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=comfy_dir,
+    )
+    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert proc.returncode == 0 and results, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(results[-1][len("RESULT") :]), proc.stdout + proc.stderr
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

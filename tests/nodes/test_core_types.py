@@ -8,9 +8,6 @@ MESH conversions for real (files are written to a temporary output folder and re
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -118,20 +115,9 @@ _SCRIPT = textwrap.dedent(
 
 
 def _run(mode: str, tmp_path: Path) -> dict:
-    from comfy_server import provision_comfyui
+    from comfy_server import run_with_comfyui
 
-    comfy_dir = provision_comfyui()
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        input=f"{comfy_dir}\n{REPO}\n{mode}\n{tmp_path}\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=comfy_dir,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT") :])
+    return run_with_comfyui(_SCRIPT, mode, str(tmp_path))[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,6 @@ both nodes for real.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -70,20 +67,9 @@ _SCRIPT = textwrap.dedent(
 
 
 def _run(stand_in: bool) -> dict:
-    from comfy_server import provision_comfyui
+    from comfy_server import run_with_comfyui
 
-    comfy_dir = provision_comfyui()
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        input=f"{comfy_dir}\n{REPO}\n{int(stand_in)}\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=comfy_dir,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT") :])
+    return run_with_comfyui(_SCRIPT, str(int(stand_in)))[0]
 
 
 def test_comfyui_without_splat_loads_the_pack_without_the_splat_nodes():

@@ -10,9 +10,6 @@ reference cycle keeps it). The ``--novram`` case needs a GPU; the last check run
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -86,21 +83,9 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_on_device_registers_the_model_and_unload_all_models_releases_it():
-    from comfy_server import provision_comfyui
+    from comfy_server import run_with_comfyui
 
-    comfy_dir = provision_comfyui()
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        input=f"{comfy_dir}\n{REPO}\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=comfy_dir,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT") :])
-    log = proc.stdout + proc.stderr
+    out, log = run_with_comfyui(_SCRIPT)
 
     size = out["size"]
     assert out["placement"] == ["cpu", "torch.float32"]  # --cpu: offload device and "auto" precision
